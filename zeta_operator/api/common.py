@@ -1,0 +1,90 @@
+"""Types shared by the custom resources and the routing table.
+
+Every model here is the single source of truth for one part of a CRD schema: `crdgen` turns the pydantic
+JSON schema into the structural OpenAPI schema in `crds/`, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "zeta.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Kubernetes-style duration such as ``5s``, ``1m30s`` or ``250ms``."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 500ms, 5s, 1m30s or 1h")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def _positive_duration(text: str) -> str:
+    if parse_duration(text) <= 0:
+        raise ValueError(f"duration {text!r} must be greater than zero")
+    return text
+
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra={"x-zeta-duration": True}),
+    AfterValidator(_positive_duration),
+]
+"""A positive Kubernetes-style duration (``500ms``, ``5s``, ``1m30s``); CEL checks it is above zero."""
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+]
+"""A DNS-1123 label: backend, task-class and task-type names."""
+
+BaseUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+$", max_length=256)]
+"""scheme://host:port of a model server, without a path."""
+
+PromQL = Annotated[str, Field(min_length=1, max_length=4096)]
+"""A PromQL template; {placeholders} are filled by the operator."""
+
+Complexity = Annotated[int, Field(ge=1, le=5)]
+"""How hard a request is, from 1 (trivial) to 5 (hardest). Named levels: low=1, medium=3, high=5."""
+
+COMPLEXITY_NAMES = {"trivial": 1, "low": 1, "simple": 2, "medium": 3, "hard": 4, "high": 5, "complex": 4}
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+"""A number between 0 and 1 inclusive."""
+
+BackendState = Literal["Healthy", "Saturated", "Overloaded", "Unavailable", "Unknown"]
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as it appears in Kubernetes (camelCase, unset optionals left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Condition(Model):
+    """A Kubernetes-style condition (metav1.Condition)."""
+
+    type: str = Field(max_length=64, description="Ready, MetricsAvailable, Degraded or InvalidSpec.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(max_length=128, description="A CamelCase word for programs.")
+    message: str = Field(default="", max_length=4096, description="Why, for people.")
+    last_transition_time: str = Field(max_length=64, description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(default=None, ge=0)

@@ -1,0 +1,220 @@
+"""`RoutingPolicy`: how traffic for a set of task classes is shared across a set of backends."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .backend import LabelSelector, SignalQueries
+from .common import Complexity, Condition, Duration, Fraction, Model, Name
+
+QUERY_PLACEHOLDERS = ("namespace", "pods", "backend", "model", "task", "window", "quantile")
+"""Names a PromQL template may use in braces, e.g. ``{namespace}``; any other is a spec error."""
+
+
+Keyword = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _rule(rule: str, message: str) -> dict[str, list[dict[str, str]]]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+class BackendSelection(Model):
+    """Which ModelBackends (in the policy's namespace) this policy routes to: names, a selector, or both."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": _rule("has(self.names) || has(self.selector)", "set names or selector (or both)")
+    }
+
+    names: list[Name] | None = Field(default=None, min_length=1, max_length=256)
+    selector: LabelSelector | None = None
+
+
+class ComplexityRange(Model):
+    """Inclusive range of request complexity a class covers."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": _rule("self.min <= self.max", "complexity min must not exceed max")
+    }
+
+    min: Complexity = 1
+    max: Complexity = 5
+
+
+class TaskClass(Model):
+    """A bucket of requests that share a task type, a complexity range and an objective."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": _rule(
+            "!has(self.fallbacks) || self.fallbacks.all(f, !(f in self.preferred))",
+            "a backend cannot be both preferred and a fallback",
+        )
+    }
+
+    name: Name
+    task_type: Name = Field(description="Task type requests of this class carry (chat, code, ...).")
+    complexity: ComplexityRange = Field(default_factory=ComplexityRange)
+    preferred: list[Name] = Field(min_length=1, max_length=32, description="Backends that normally serve it.")
+    fallbacks: list[Name] | None = Field(
+        default=None, max_length=32, description="Backends that may take spill-over, in order."
+    )
+    latency_objective: Duration = Field(default="10s", description="Target p95 end-to-end latency.")
+    priority: int = Field(default=5, ge=0, le=9, description="Queue priority; 9 is served first.")
+
+
+class ModelAlias(Model):
+    """A `model` name clients may send that picks a task type (and optionally a complexity)."""
+
+    alias: str = Field(min_length=1, max_length=253)
+    task_type: Name
+    complexity: Complexity | None = None
+
+
+class KeywordRule(Model):
+    """Requests whose prompt contains any keyword get this task type (first matching rule wins)."""
+
+    task_type: Name
+    keywords: list[Keyword] = Field(min_length=1, max_length=64)
+    complexity_bonus: int = Field(default=0, ge=0, le=4, description="Added to the estimated complexity.")
+
+
+class ClassifierSettings(Model):
+    """How the router turns a request into (task type, complexity, priority)."""
+
+    task_header: str = Field(default="X-Zeta-Task", max_length=64)
+    complexity_header: str = Field(default="X-Zeta-Complexity", max_length=64)
+    priority_header: str = Field(default="X-Zeta-Priority", max_length=64)
+    default_task_type: Name = "chat"
+    model_aliases: list[ModelAlias] = Field(default_factory=list, max_length=64)
+    rules: list[KeywordRule] = Field(default_factory=list, max_length=32)
+    long_prompt_tokens: int = Field(
+        default=2000, ge=1, le=10_000_000, description="Prompts longer than this gain one complexity level."
+    )
+
+
+class PrometheusSettings(Model):
+    """Where and how the operator reads measurements."""
+
+    address: str = Field(
+        default="http://prometheus.monitoring.svc:9090", pattern=r"^https?://\S+$", max_length=512
+    )
+    timeout: Duration = "2s"
+    window: Duration = Field(default="1m", description="Range for rate() and quantiles: {window}.")
+    latency_quantile: Fraction = Field(default=0.95, description="Quantile for the latency signal.")
+    queries: SignalQueries = Field(default_factory=SignalQueries)
+
+
+class Thresholds(Model):
+    """Where each signal counts as fully loaded (load = value / threshold, 1.0 at the threshold)."""
+
+    cpu: Fraction = Field(default=0.85, description="Fraction of the CPU limit.")
+    memory: Fraction = Field(default=0.9, description="Fraction of the memory limit.")
+    latency: float = Field(default=1.0, gt=0, le=100, description="Latency as a multiple of the objective.")
+    queue_depth: float = Field(default=8.0, gt=0, le=100_000, description="Requests waiting per endpoint.")
+    kv_cache: Fraction = Field(default=0.95, description="KV-cache use.")
+    error_rate: Fraction = Field(default=0.2, description="Failed fraction of requests.")
+
+
+class Adaptation(Model):
+    """How fast and how calmly weights follow the measurements."""
+
+    interval: Duration = Field(default="5s", description="Control interval.")
+    smoothing: Fraction = Field(default=0.5, description="EWMA factor for new loads (1 = no smoothing).")
+    max_step: Fraction = Field(default=0.2, description="Largest change of one weight per interval.")
+    weight_floor: Fraction = Field(default=0.02, description="Share every capable backend keeps, for probing.")
+    hysteresis: Fraction = Field(default=0.05, description="Ignore weight changes smaller than this.")
+    stale_after: Duration = Field(default="60s", description="Then fall back to static preferences.")
+    blackout: Duration = Field(default="10s", description="New endpoints get the floor only, this long.")
+
+
+class OffloadRules(Model):
+    """Spill-over from overloaded preferred backends to fallbacks, with hysteresis."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": _rule(
+            "self.lowWatermark < self.highWatermark", "lowWatermark must be below highWatermark"
+        )
+    }
+
+    high_watermark: float = Field(default=0.85, gt=0, le=10, description="Start offloading above this load.")
+    low_watermark: float = Field(default=0.6, ge=0, le=10, description="Stop offloading below this load.")
+    max_complexity: Complexity = Field(default=2, description="Only classes up to this complexity spill down.")
+
+
+class QueueSettings(Model):
+    """The router's priority queue when every capable endpoint is at capacity."""
+
+    max_size: int = Field(default=256, ge=0, le=100_000)
+    max_wait: Duration = "10s"
+    aging: Duration = Field(default="2s", description="A waiting request gains one priority level per aging.")
+
+
+class RoutingTableRef(Model):
+    """The ConfigMap (in the policy's namespace) the operator writes and the routers read."""
+
+    config_map_name: Name
+
+
+class RoutingPolicySpec(Model):
+    """Desired state of a RoutingPolicy."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.classes.all(c, self.classes.exists_one(d, d.name == c.name))",
+                    "message": "task class names must be unique",
+                },
+                {
+                    "rule": "!has(self.defaultClass) || self.classes.exists(c, c.name == self.defaultClass)",
+                    "message": "defaultClass must name one of the classes",
+                },
+                {
+                    "rule": "!has(self.adaptation) || !has(self.adaptation.staleAfter) || !has(self.adaptation.interval)"
+                    " || duration(self.adaptation.staleAfter) > duration(self.adaptation.interval)",
+                    "message": "adaptation.staleAfter must be longer than adaptation.interval",
+                },
+            ]
+        }
+    }
+
+    backends: BackendSelection
+    routing_table: RoutingTableRef
+    classes: list[TaskClass] = Field(min_length=1, max_length=32)
+    default_class: Name | None = Field(default=None, description="Class for requests no class matches.")
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    adaptation: Adaptation = Field(default_factory=Adaptation)
+    offload: OffloadRules = Field(default_factory=OffloadRules)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+
+
+class ClassWeights(Model):
+    """Live weights of one task class and why they are what they are."""
+
+    name: Name
+    weights: dict[str, float] = Field(default_factory=dict, max_length=256)
+    reasons: dict[str, str] = Field(default_factory=dict, max_length=256)
+    offloading: bool = False
+
+
+class TableRef(Model):
+    """The routing table last written."""
+
+    config_map: str = Field(max_length=253)
+    version: int = Field(ge=0)
+    hash: str = Field(max_length=128)
+
+
+class RoutingPolicyStatus(Model):
+    """Observed state of a RoutingPolicy, written by the operator."""
+
+    classes: list[ClassWeights] = Field(default_factory=list, max_length=32)
+    weights_summary: str = Field(default="", max_length=1024, description="One line for kubectl get.")
+    backend_count: int = Field(default=0, ge=0)
+    table: TableRef | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_updated: str | None = Field(default=None, max_length=64)
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)

@@ -1,0 +1,217 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on) and kube-controller-manager.
+
+The binaries come from `hack/build-controlplane.sh` (built once from pinned Go modules, then cached) or from
+``KUBEBUILDER_ASSETS``. Used by the tests (pytest fixtures) and by the local demo.
+
+    with ControlPlane.running() as cp:
+        print(cp.kubeconfig)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .processes import ManagedProcess, StartupError, free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
+ADMIN_USER = "zeta-admin"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+CONTROLLERS = "garbagecollector,namespace,serviceaccount"
+"""kube-controller-manager loops worth running without nodes: owned objects and namespaces are cleaned up."""
+
+
+def control_plane_binaries(*, quiet: bool = False) -> Path:
+    """The directory with etcd and kube-apiserver: KUBEBUILDER_ASSETS, or the cached (or fresh) build."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and (Path(assets) / "kube-apiserver").exists() and (Path(assets) / "etcd").exists():
+        return Path(assets)
+    if not BUILD_SCRIPT.exists():
+        raise FileNotFoundError(
+            "no control plane binaries: set KUBEBUILDER_ASSETS to a directory with etcd and kube-apiserver, "
+            f"or run from a Zeta checkout (missing {BUILD_SCRIPT})"
+        )
+    stderr = subprocess.DEVNULL if quiet else None
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, stderr=stderr, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane; `kubeconfig` gives cluster-admin through a static bearer token."""
+
+    workdir: Path
+    server: str
+    ca_file: Path
+    admin_token: str
+    kubeconfig: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(
+        cls,
+        *,
+        binaries: Path | None = None,
+        controllers: bool = True,
+        workdir: Path | None = None,
+        startup_timeout: float = 120.0,
+    ) -> Iterator[ControlPlane]:
+        """Start everything, yield, and always stop every process and remove the temp directory."""
+        bin_dir = binaries or control_plane_binaries()
+        own_dir = workdir is None
+        work = Path(tempfile.mkdtemp(prefix="zeta-cp-")) if workdir is None else workdir
+        cp: ControlPlane | None = None
+        procs: list[ManagedProcess] = []
+        try:
+            cp = cls._start(bin_dir, work, procs, controllers=controllers, timeout=startup_timeout)
+            yield cp
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+            if own_dir:
+                shutil.rmtree(work, ignore_errors=True)
+
+    @classmethod
+    def _start(
+        cls, bin_dir: Path, work: Path, procs: list[ManagedProcess], *, controllers: bool, timeout: float
+    ) -> ControlPlane:
+        logs = work / "logs"
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd = ManagedProcess(
+            "etcd",
+            [
+                bin_dir / "etcd",
+                "--name=zeta",
+                f"--data-dir={work / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=zeta=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",  # a throwaway test store: durability buys nothing, fsync costs seconds
+                "--log-level=warn",
+            ],
+            log=logs / "etcd.log",
+        )
+        procs.append(etcd)
+        wait_until(lambda: _get(f"{etcd_url}/health") == 200, timeout=timeout, what="etcd /health", process=etcd)
+
+        pki = work / "pki"
+        pki.mkdir(parents=True)
+        sa_key = pki / "sa.key"
+        _make_rsa_key(sa_key)
+        token = secrets.token_urlsafe(32)
+        tokens = pki / "tokens.csv"
+        tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        tokens.chmod(0o600)
+
+        apiserver = ManagedProcess(
+            "kube-apiserver",
+            [
+                bin_dir / "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                f"--cert-dir={pki}",
+                f"--secure-port={api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={tokens}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ],
+            log=logs / "kube-apiserver.log",
+        )
+        procs.append(apiserver)
+        server = f"https://127.0.0.1:{api_port}"
+        ca_file = pki / "apiserver.crt"
+        wait_until(ca_file.exists, timeout=timeout, what="the apiserver's serving certificate", process=apiserver)
+        ready = lambda: _get(f"{server}/readyz", token=token, ca_file=ca_file) == 200  # noqa: E731
+        wait_until(ready, timeout=timeout, what="kube-apiserver /readyz", process=apiserver)
+
+        kubeconfig = work / "kubeconfig"
+        write_kubeconfig(kubeconfig, server=server, ca_file=ca_file, token=token, user=ADMIN_USER)
+        if controllers:
+            kcm = ManagedProcess(
+                "kube-controller-manager",
+                [
+                    bin_dir / "kube-controller-manager",
+                    f"--kubeconfig={kubeconfig}",
+                    f"--authentication-kubeconfig={kubeconfig}",
+                    f"--authorization-kubeconfig={kubeconfig}",
+                    f"--controllers={CONTROLLERS}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    f"--cert-dir={work / 'kcm-pki'}",
+                    f"--root-ca-file={ca_file}",
+                ],
+                log=logs / "kube-controller-manager.log",
+            )
+            procs.append(kcm)
+        return cls(
+            workdir=work, server=server, ca_file=ca_file, admin_token=token, kubeconfig=kubeconfig, processes=procs
+        )
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_file: Path, token: str, user: str, namespace: str = "default") -> None:
+    """A kubeconfig with one context that authenticates with a bearer token (0600: it holds a secret)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "zeta-local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": f"{user}@zeta-local", "context": {"cluster": "zeta-local", "user": user, "namespace": namespace}}
+        ],
+        "current-context": f"{user}@zeta-local",
+    }
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _make_rsa_key(path: Path) -> None:
+    """The ServiceAccount token signing key (openssl is on every machine that has a shell)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StartupError("openssl is needed to make the ServiceAccount signing key (apt-get install openssl)")
+    subprocess.run([openssl, "genrsa", "-out", str(path), "2048"], check=True, capture_output=True)
+    path.chmod(0o600)
+
+
+def _get(url: str, *, token: str | None = None, ca_file: Path | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    with urllib.request.urlopen(request, timeout=5, context=context) as response:
+        return int(response.status)
+
+
+def _main() -> None:  # pragma: no cover - manual use: python -m zeta_operator.localcluster.controlplane
+    with ControlPlane.running() as cp:
+        print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.stdin.read()
+
+
+if __name__ == "__main__":
+    _main()

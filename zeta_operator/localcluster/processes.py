@@ -1,0 +1,104 @@
+"""Child processes that never outlive the harness: own process group, killed with their parent, logs on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ManagedProcess:
+    """A child in its own session, whose output goes to ``log``; `stop` ends it and its children."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str | os.PathLike[str]], *, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.popen = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # Children that ignored SIGTERM, or that the leader left behind, go now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+
+
+class StartupError(RuntimeError):
+    """A component did not come up; the message carries the tail of its log."""
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, process: ManagedProcess | None = None
+) -> None:
+    """Poll ``check`` until it returns True; fail early if ``process`` dies, with its log in the error."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if process is not None and not process.alive():
+            raise StartupError(
+                f"{process.name} exited with code {process.popen.returncode} while waiting for {what}:\n"
+                + process.log_tail()
+            )
+        if time.monotonic() > deadline:
+            tail = f"\n{process.name} log:\n{process.log_tail()}" if process else ""
+            raise StartupError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
