@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from .common import BackendState, BaseUrl, Complexity, Condition, Model, Name, PromQL
+from .common import BackendState, BaseUrl, Complexity, Condition, Model, Name, PromQL, cel_rules
 
 SIGNALS = ("cpu", "memory", "latency", "requestRate", "errorRate", "queueDepth", "running", "kvCache")
 """Signals the operator reads per backend; each has a default PromQL template it may override."""
@@ -35,17 +35,12 @@ class PodSelector(Model):
 class Endpoints(Model):
     """Where the model server listens: exactly one of service, selector or static."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "[has(self.service), has(self.selector), has(self.static)]"
-                    ".filter(x, x).size() == 1",
-                    "message": "set exactly one of service, selector or static",
-                }
-            ]
-        }
-    }
+    model_config = cel_rules(
+        (
+            "[has(self.service), has(self.selector), has(self.static)].filter(x, x).size() == 1",
+            "set exactly one of service, selector or static",
+        )
+    )
 
     service: ServiceRef | None = None
     selector: PodSelector | None = None
@@ -53,6 +48,12 @@ class Endpoints(Model):
         default=None, min_length=1, max_length=64, description="Base URLs such as http://10.0.0.7:8000."
     )
     scheme: Literal["http", "https"] = Field(default="http", description="Scheme for service and selector.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Endpoints:  # mirrors the CEL rule above
+        if sum(x is not None for x in (self.service, self.selector, self.static)) != 1:
+            raise ValueError("set exactly one of service, selector or static")
+        return self
 
 
 class Capabilities(Model):
@@ -102,7 +103,10 @@ class ModelBackendSpec(Model):
     capacity: Capacity = Field(default_factory=Capacity)
     cost: float = Field(default=1.0, ge=0.0, le=1000.0, description="Relative cost per request.")
     size_billions: float | None = Field(
-        default=None, gt=0, le=10_000, description="Parameters in billions; orders spill-over (smaller first)."
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Parameters in billions; orders spill-over (smaller first).",
     )
     metrics: MetricsOverrides = Field(default_factory=MetricsOverrides)
 
@@ -120,7 +124,9 @@ class ModelBackendStatus(Model):
     """Observed state of a ModelBackend, written by the operator."""
 
     state: BackendState = "Unknown"
-    load: float | None = Field(default=None, ge=0, description="Worst of the normalised signals; 1 = at limit.")
+    load: float | None = Field(
+        default=None, ge=0, description="Worst of the normalised signals; 1 = at limit."
+    )
     ready_endpoints: list[str] = Field(default_factory=list, max_length=256)
     endpoint_count: int = Field(default=0, ge=0)
     signals: dict[str, Signal] = Field(default_factory=dict, max_length=len(SIGNALS))

@@ -64,6 +64,13 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 BackendState = Literal["Healthy", "Saturated", "Overloaded", "Unavailable", "Unknown"]
 
 
+def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
+    """Model config carrying CRD CEL rules as (rule, message); each model mirrors them in a validator."""
+    return ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+    )
+
+
 class Model(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
 

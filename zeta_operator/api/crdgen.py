@@ -69,7 +69,16 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return _ordered(out)
 
 
-_ORDER = ["description", "type", "format", "required", "properties", "items", "additionalProperties", "default"]
+_ORDER = [
+    "description",
+    "type",
+    "format",
+    "required",
+    "properties",
+    "items",
+    "additionalProperties",
+    "default",
+]
 
 
 def _ordered(schema: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +104,11 @@ def _property(sub: dict[str, Any], defs: dict[str, Any], *, required: bool) -> d
 
 
 def _defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
-    return {name: copy.deepcopy(prop["default"]) for name, prop in schema.get("properties", {}).items() if "default" in prop}
+    return {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in schema.get("properties", {}).items()
+        if "default" in prop
+    }
 
 
 def _all_optional(schema: dict[str, Any]) -> bool:
@@ -112,7 +125,9 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if variants:
         concrete = [v for v in variants if v.get("type") != "null"]
         if len(concrete) != 1:
-            raise ValueError(f"cannot express union {variants} structurally; use one model with optional fields")
+            raise ValueError(
+                f"cannot express union {variants} structurally; use one model with optional fields"
+            )
         return {**_resolve(concrete[0], defs), **extra}
     return node
 
@@ -214,7 +229,9 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if crds/ differs from the models")
     parser.add_argument("--out", type=Path, default=CRD_DIR)
     args = parser.parse_args(argv)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .backend import LabelSelector, SignalQueries
-from .common import Complexity, Condition, Duration, Fraction, Model, Name
+from .common import Complexity, Condition, Duration, Fraction, Model, Name, cel_rules, parse_duration
 
 QUERY_PLACEHOLDERS = ("namespace", "pods", "backend", "model", "task", "window", "quantile")
 """Names a PromQL template may use in braces, e.g. ``{namespace}``; any other is a spec error."""
@@ -16,41 +16,45 @@ QUERY_PLACEHOLDERS = ("namespace", "pods", "backend", "model", "task", "window",
 Keyword = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-def _rule(rule: str, message: str) -> dict[str, list[dict[str, str]]]:
-    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
-
-
 class BackendSelection(Model):
     """Which ModelBackends (in the policy's namespace) this policy routes to: names, a selector, or both."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": _rule("has(self.names) || has(self.selector)", "set names or selector (or both)")
-    }
+    model_config = cel_rules(("has(self.names) || has(self.selector)", "set names or selector (or both)"))
 
     names: list[Name] | None = Field(default=None, min_length=1, max_length=256)
     selector: LabelSelector | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> BackendSelection:
+        if self.names is None and self.selector is None:
+            raise ValueError("set names or selector (or both)")
+        return self
 
 
 class ComplexityRange(Model):
     """Inclusive range of request complexity a class covers."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": _rule("self.min <= self.max", "complexity min must not exceed max")
-    }
+    model_config = cel_rules(("self.min <= self.max", "complexity min must not exceed max"))
 
     min: Complexity = 1
     max: Complexity = 5
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ComplexityRange:
+        if self.min > self.max:
+            raise ValueError("complexity min must not exceed max")
+        return self
 
 
 class TaskClass(Model):
     """A bucket of requests that share a task type, a complexity range and an objective."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": _rule(
+    model_config = cel_rules(
+        (
             "!has(self.fallbacks) || self.fallbacks.all(f, !(f in self.preferred))",
             "a backend cannot be both preferred and a fallback",
         )
-    }
+    )
 
     name: Name
     task_type: Name = Field(description="Task type requests of this class carry (chat, code, ...).")
@@ -61,6 +65,12 @@ class TaskClass(Model):
     )
     latency_objective: Duration = Field(default="10s", description="Target p95 end-to-end latency.")
     priority: int = Field(default=5, ge=0, le=9, description="Queue priority; 9 is served first.")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TaskClass:
+        if set(self.fallbacks or ()) & set(self.preferred):
+            raise ValueError("a backend cannot be both preferred and a fallback")
+        return self
 
 
 class ModelAlias(Model):
@@ -122,7 +132,9 @@ class Adaptation(Model):
     interval: Duration = Field(default="5s", description="Control interval.")
     smoothing: Fraction = Field(default=0.5, description="EWMA factor for new loads (1 = no smoothing).")
     max_step: Fraction = Field(default=0.2, description="Largest change of one weight per interval.")
-    weight_floor: Fraction = Field(default=0.02, description="Share every capable backend keeps, for probing.")
+    weight_floor: Fraction = Field(
+        default=0.02, description="Share every capable backend keeps, for probing."
+    )
     hysteresis: Fraction = Field(default=0.05, description="Ignore weight changes smaller than this.")
     stale_after: Duration = Field(default="60s", description="Then fall back to static preferences.")
     blackout: Duration = Field(default="10s", description="New endpoints get the floor only, this long.")
@@ -131,15 +143,21 @@ class Adaptation(Model):
 class OffloadRules(Model):
     """Spill-over from overloaded preferred backends to fallbacks, with hysteresis."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": _rule(
-            "self.lowWatermark < self.highWatermark", "lowWatermark must be below highWatermark"
-        )
-    }
+    model_config = cel_rules(
+        ("self.lowWatermark < self.highWatermark", "lowWatermark must be below highWatermark")
+    )
 
     high_watermark: float = Field(default=0.85, gt=0, le=10, description="Start offloading above this load.")
     low_watermark: float = Field(default=0.6, ge=0, le=10, description="Stop offloading below this load.")
-    max_complexity: Complexity = Field(default=2, description="Only classes up to this complexity spill down.")
+    max_complexity: Complexity = Field(
+        default=2, description="Only classes up to this complexity spill down."
+    )
+
+    @model_validator(mode="after")
+    def _watermarks(self) -> OffloadRules:
+        if self.low_watermark >= self.high_watermark:
+            raise ValueError("lowWatermark must be below highWatermark")
+        return self
 
 
 class QueueSettings(Model):
@@ -159,25 +177,21 @@ class RoutingTableRef(Model):
 class RoutingPolicySpec(Model):
     """Desired state of a RoutingPolicy."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.classes.all(c, self.classes.exists_one(d, d.name == c.name))",
-                    "message": "task class names must be unique",
-                },
-                {
-                    "rule": "!has(self.defaultClass) || self.classes.exists(c, c.name == self.defaultClass)",
-                    "message": "defaultClass must name one of the classes",
-                },
-                {
-                    "rule": "!has(self.adaptation) || !has(self.adaptation.staleAfter) || !has(self.adaptation.interval)"
-                    " || duration(self.adaptation.staleAfter) > duration(self.adaptation.interval)",
-                    "message": "adaptation.staleAfter must be longer than adaptation.interval",
-                },
-            ]
-        }
-    }
+    model_config = cel_rules(
+        (
+            "self.classes.all(c, self.classes.exists_one(d, d.name == c.name))",
+            "task class names must be unique",
+        ),
+        (
+            "!has(self.defaultClass) || self.classes.exists(c, c.name == self.defaultClass)",
+            "defaultClass must name one of the classes",
+        ),
+        (
+            "!has(self.adaptation) || !has(self.adaptation.staleAfter) || !has(self.adaptation.interval)"
+            " || duration(self.adaptation.staleAfter) > duration(self.adaptation.interval)",
+            "adaptation.staleAfter must be longer than adaptation.interval",
+        ),
+    )
 
     backends: BackendSelection
     routing_table: RoutingTableRef
@@ -189,6 +203,17 @@ class RoutingPolicySpec(Model):
     adaptation: Adaptation = Field(default_factory=Adaptation)
     offload: OffloadRules = Field(default_factory=OffloadRules)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> RoutingPolicySpec:  # mirrors the CEL rules above
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError("task class names must be unique")
+        if self.default_class is not None and self.default_class not in names:
+            raise ValueError("defaultClass must name one of the classes")
+        if parse_duration(self.adaptation.stale_after) <= parse_duration(self.adaptation.interval):
+            raise ValueError("adaptation.staleAfter must be longer than adaptation.interval")
+        return self
 
 
 class ClassWeights(Model):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .common import API_VERSION, BackendState, BaseUrl, Complexity, Model, Name
+from .common import BackendState, BaseUrl, Complexity, Model, Name
 from .policy import ClassifierSettings, ComplexityRange
 
 CONFIGMAP_KEY = "routing-table.json"
@@ -65,7 +65,7 @@ class TableQueue(Model):
 
 
 class RoutingTable(Model):
-    api_version: Literal["zeta.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["zeta.dev/v1alpha1"] = "zeta.dev/v1alpha1"
     kind: Literal["RoutingTable"] = "RoutingTable"
     policy: str = Field(description="namespace/name of the RoutingPolicy that wrote it.")
     version: int = Field(default=0, ge=0)
@@ -104,7 +104,9 @@ class RoutingTable(Model):
 
     def sealed(self, *, version: int, generated_at: str) -> RoutingTable:
         """A copy stamped with its version, time and content hash, ready to write."""
-        return self.model_copy(update={"version": version, "generated_at": generated_at, "hash": self.content_hash()})
+        return self.model_copy(
+            update={"version": version, "generated_at": generated_at, "hash": self.content_hash()}
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_wire(), sort_keys=True, indent=1)

@@ -111,7 +111,9 @@ class ControlPlane:
             log=logs / "etcd.log",
         )
         procs.append(etcd)
-        wait_until(lambda: _get(f"{etcd_url}/health") == 200, timeout=timeout, what="etcd /health", process=etcd)
+        wait_until(
+            lambda: _get(f"{etcd_url}/health") == 200, timeout=timeout, what="etcd /health", process=etcd
+        )
 
         pki = work / "pki"
         pki.mkdir(parents=True)
@@ -145,7 +147,9 @@ class ControlPlane:
         procs.append(apiserver)
         server = f"https://127.0.0.1:{api_port}"
         ca_file = pki / "apiserver.crt"
-        wait_until(ca_file.exists, timeout=timeout, what="the apiserver's serving certificate", process=apiserver)
+        wait_until(
+            ca_file.exists, timeout=timeout, what="the apiserver's serving certificate", process=apiserver
+        )
         ready = lambda: _get(f"{server}/readyz", token=token, ca_file=ca_file) == 200  # noqa: E731
         wait_until(ready, timeout=timeout, what="kube-apiserver /readyz", process=apiserver)
 
@@ -170,19 +174,31 @@ class ControlPlane:
             )
             procs.append(kcm)
         return cls(
-            workdir=work, server=server, ca_file=ca_file, admin_token=token, kubeconfig=kubeconfig, processes=procs
+            workdir=work,
+            server=server,
+            ca_file=ca_file,
+            admin_token=token,
+            kubeconfig=kubeconfig,
+            processes=procs,
         )
 
 
-def write_kubeconfig(path: Path, *, server: str, ca_file: Path, token: str, user: str, namespace: str = "default") -> None:
+def write_kubeconfig(
+    path: Path, *, server: str, ca_file: Path, token: str, user: str, namespace: str = "default"
+) -> None:
     """A kubeconfig with one context that authenticates with a bearer token (0600: it holds a secret)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "zeta-local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "clusters": [
+            {"name": "zeta-local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
-            {"name": f"{user}@zeta-local", "context": {"cluster": "zeta-local", "user": user, "namespace": namespace}}
+            {
+                "name": f"{user}@zeta-local",
+                "context": {"cluster": "zeta-local", "user": user, "namespace": namespace},
+            }
         ],
         "current-context": f"{user}@zeta-local",
     }
@@ -194,7 +210,9 @@ def _make_rsa_key(path: Path) -> None:
     """The ServiceAccount token signing key (openssl is on every machine that has a shell)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise StartupError("openssl is needed to make the ServiceAccount signing key (apt-get install openssl)")
+        raise StartupError(
+            "openssl is needed to make the ServiceAccount signing key (apt-get install openssl)"
+        )
     subprocess.run([openssl, "genrsa", "-out", str(path), "2048"], check=True, capture_output=True)
     path.chmod(0o600)
 

@@ -33,7 +33,12 @@ class ManagedProcess:
     """A child in its own session, whose output goes to ``log``; `stop` ends it and its children."""
 
     def __init__(
-        self, name: str, argv: Sequence[str | os.PathLike[str]], *, log: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.log = log
@@ -67,10 +72,8 @@ class ManagedProcess:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         # Children that ignored SIGTERM, or that the leader left behind, go now.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)

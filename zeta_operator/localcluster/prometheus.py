@@ -61,7 +61,9 @@ class Prometheus:
                     {
                         "job_name": "zeta",
                         "scrape_timeout": scrape_interval,
-                        "file_sd_configs": [{"files": [str(work / "targets" / "*.json")], "refresh_interval": "1s"}],
+                        "file_sd_configs": [
+                            {"files": [str(work / "targets" / "*.json")], "refresh_interval": "1s"}
+                        ],
                     }
                 ],
             }
@@ -79,8 +81,8 @@ class Prometheus:
                 log=work / "prometheus.log",
             )
             url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _status(f"{url}/-/ready") == 200, timeout=startup_timeout, what="Prometheus /-/ready",
-                       process=process)  # fmt: skip
+            ready = lambda: _status(f"{url}/-/ready") == 200  # noqa: E731
+            wait_until(ready, timeout=startup_timeout, what="Prometheus /-/ready", process=process)
             yield cls(url=url, workdir=work, process=process, scrape_interval=scrape_interval)
         finally:
             if process is not None:

@@ -1,0 +1,11 @@
+# The two commands of the README. Both set up what a fresh machine lacks (cached after the first run).
+.PHONY: demo test crds
+
+demo:  ## the local demo: control plane, Prometheus, simulated fleet, operator, router, workload
+	bash hack/demo.sh
+
+test:  ## every test, lint and type check
+	bash hack/test.sh
+
+crds:  ## regenerate crds/ from the pydantic models
+	.venv/bin/python -m zeta_operator.api.crdgen

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): set up what is missing, lint, type-check, run every test,
+# then check that nothing was left running or lying around.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+eval "$(bash hack/setup.sh)"
+
+echo "==> lint and types" >&2
+ruff check zeta_operator tests bench
+ruff format --check zeta_operator tests bench
+python -m zeta_operator.api.crdgen --check
+mypy
+
+echo "==> tests" >&2
+before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
+status=0
+python -m pytest "$@" || status=$?
+
+echo "==> leftovers" >&2
+left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta_operator\.(sim|router|operator)' | grep -v pgrep || true)"
+after="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
+left_dirs="$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d' || true)"
+if [[ -n "$left_procs" || -n "$left_dirs" ]]; then
+  echo "error: the tests left things behind:" >&2
+  [[ -n "$left_procs" ]] && echo "processes:" >&2 && echo "$left_procs" >&2
+  [[ -n "$left_dirs" ]] && echo "directories:" >&2 && echo "$left_dirs" >&2
+  status=1
+else
+  echo "no process or temp directory left behind" >&2
+fi
+exit $status

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real control plane (or ZETA_TEST_KUBECONFIG's cluster), a fresh namespace per test,
+and a real Prometheus.
+
+    pytest                                     # embedded etcd + kube-apiserver + kube-controller-manager
+    ZETA_TEST_KUBECONFIG=~/.kube/config pytest  # kind or a real cluster instead (same tests)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from zeta_operator.localcluster.cluster import Cluster
+from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
+from zeta_operator.localcluster.prometheus import Prometheus
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=os.environ.get("ZETA_TEST_KUBECONFIG"),
+        help="run against this existing cluster instead of the embedded control plane",
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    external = request.config.getoption("--kubeconfig")
+    if external:
+        yield Cluster(kubeconfig=Path(external).expanduser())
+        return
+    binaries = control_plane_binaries()
+    with ControlPlane.running(binaries=binaries) as cp:
+        yield Cluster(kubeconfig=cp.kubeconfig, kubectl_binary=binaries / "kubectl")
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> Cluster:
+    cluster.install_crds()
+    return cluster
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the namespace controller cleans up what is in it)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = kubernetes.client.CoreV1Api(cluster.api_client())
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            core.delete_namespace(name)
+
+
+@pytest.fixture
+def prometheus() -> Iterator[Prometheus]:
+    with Prometheus.running(scrape_interval="1s") as prom:
+        yield prom
