@@ -27,7 +27,10 @@ echo "==> Kubernetes control plane" >&2
 assets="$(bash hack/build-controlplane.sh)"
 echo "==> Prometheus" >&2
 prometheus="$(bash hack/install-prometheus.sh)"
+echo "==> helm" >&2
+helm="$(bash hack/build-helm.sh)"
 
 echo "export KUBEBUILDER_ASSETS=$assets"
 echo "export PROMETHEUS_BIN=$prometheus"
+echo "export HELM_BIN=$helm"
 echo "export PATH=$venv/bin:$assets:\$PATH"

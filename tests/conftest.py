@@ -21,6 +21,14 @@ from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_
 from zeta_operator.localcluster.prometheus import Prometheus
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Expose each phase's report on the test item (rep_setup, rep_call) for fixtures that explain failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--kubeconfig",

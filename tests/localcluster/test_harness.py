@@ -38,6 +38,7 @@ def test_control_plane_cleans_up_even_when_the_body_fails() -> None:
 
 def test_prometheus_cleans_up_even_when_killed_from_outside() -> None:
     with Prometheus.running() as prom:
+        assert prom.process is not None
         pid, workdir = prom.process.pid, prom.workdir
         os.kill(pid, signal.SIGKILL)  # a crash must not make teardown fail
     assert _gone(pid)

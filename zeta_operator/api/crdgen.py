@@ -1,11 +1,12 @@
-"""Generates the CRDs in `crds/` from the pydantic models, so the two cannot drift.
+"""Generates the CRDs in `crds/` (and the same files in the Helm chart's `charts/zeta/crds/`) from the pydantic
+models, so the three cannot drift.
 
 pydantic's JSON schema becomes a Kubernetes structural schema: references inlined, ``Optional[X]`` as plain X,
 ``null`` defaults dropped, object fields whose model has defaults of its own defaulted to ``{}`` (so the
 API server fills in and shows every effective setting), durations checked by CEL to be above zero.
 
-    python -m zeta_operator.api.crdgen            # rewrite crds/*.yaml
-    python -m zeta_operator.api.crdgen --check    # exit 1 if crds/ is out of date
+    python -m zeta_operator.api.crdgen            # rewrite crds/*.yaml and charts/zeta/crds/*.yaml
+    python -m zeta_operator.api.crdgen --check    # exit 1 if either is out of date
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from .backend import ModelBackendSpec, ModelBackendStatus
 from .common import GROUP, VERSION
 from .policy import RoutingPolicySpec, RoutingPolicyStatus
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+REPO = Path(__file__).resolve().parents[2]
+CRD_DIR = REPO / "crds"
+CHART_CRD_DIR = REPO / "charts" / "zeta" / "crds"  # helm installs crds/ before the templates
 
 _KEEP = {
     "type", "properties", "required", "items", "additionalProperties", "enum", "default", "description",
@@ -232,12 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--check", action="store_true", help="fail if crds/ differs from the models")
-    parser.add_argument("--out", type=Path, default=CRD_DIR)
+    parser.add_argument(
+        "--check", action="store_true", help="fail if crds/ or charts/zeta/crds/ differs from the models"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        help="write here instead (repeatable; default: both CRD directories)",
+    )
     args = parser.parse_args(argv)
     stale = []
-    for name, doc in crds().items():
-        path = args.out / name
+    outs = args.out or [CRD_DIR, CHART_CRD_DIR]
+    for (name, doc), out in ((item, out) for item in crds().items() for out in outs):
+        path = out / name
         text = render(doc)
         if args.check:
             if not path.exists() or path.read_text() != text:

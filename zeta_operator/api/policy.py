@@ -9,8 +9,9 @@ from pydantic import Field, model_validator
 from .backend import LabelSelector, SignalQueries
 from .common import Complexity, Condition, Duration, Fraction, Model, Name, cel_rules, parse_duration
 
-QUERY_PLACEHOLDERS = ("namespace", "pods", "backend", "model", "task", "window", "quantile")
-"""Names a PromQL template may use in braces, e.g. ``{namespace}``; any other is a spec error."""
+QUERY_PLACEHOLDERS = ("namespace", "pods", "backends", "window", "quantile")
+"""Names a PromQL template may use in braces: ``{namespace}``, ``{pods}`` and ``{backends}`` (regex
+alternations of the policy's pods and backend names), ``{window}``, ``{quantile}``. Any other is a spec error."""
 
 
 Keyword = Annotated[str, Field(min_length=1, max_length=64)]

@@ -34,7 +34,6 @@ class TableBackend(Model):
     context_window: int = Field(ge=1)
     endpoints: list[TableEndpoint] = Field(default_factory=list)
     state: BackendState = "Unknown"
-    load: float | None = Field(default=None, ge=0)
     size_billions: float | None = None
     cost: float = 1.0
 

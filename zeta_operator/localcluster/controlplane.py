@@ -15,7 +15,6 @@ import secrets
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -222,14 +221,3 @@ def _get(url: str, *, token: str | None = None, ca_file: Path | None = None) -> 
     context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     with urllib.request.urlopen(request, timeout=5, context=context) as response:
         return int(response.status)
-
-
-def _main() -> None:  # pragma: no cover - manual use: python -m zeta_operator.localcluster.controlplane
-    with ControlPlane.running() as cp:
-        print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            sys.stdin.read()
-
-
-if __name__ == "__main__":
-    _main()

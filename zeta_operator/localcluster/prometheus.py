@@ -44,14 +44,15 @@ class Prometheus:
 
     url: str
     workdir: Path
-    process: ManagedProcess
+    process: ManagedProcess | None
     scrape_interval: str
+    argv: list[str]
 
     @classmethod
     @contextlib.contextmanager
     def running(cls, *, scrape_interval: str = "1s", startup_timeout: float = 60.0) -> Iterator[Prometheus]:
         work = Path(tempfile.mkdtemp(prefix="zeta-prom-"))
-        process: ManagedProcess | None = None
+        prom: Prometheus | None = None
         try:
             port = free_port()
             (work / "targets").mkdir()
@@ -68,25 +69,21 @@ class Prometheus:
                 ],
             }
             (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-            process = ManagedProcess(
-                "prometheus",
-                [
-                    prometheus_binary(),
-                    f"--config.file={work / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={work / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--storage.tsdb.retention.time=1h",
-                    "--log.level=warn",
-                ],
-                log=work / "prometheus.log",
-            )
-            url = f"http://127.0.0.1:{port}"
-            ready = lambda: _status(f"{url}/-/ready") == 200  # noqa: E731
-            wait_until(ready, timeout=startup_timeout, what="Prometheus /-/ready", process=process)
-            yield cls(url=url, workdir=work, process=process, scrape_interval=scrape_interval)
+            argv = [
+                str(prometheus_binary()),
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ]
+            prom = cls(url=f"http://127.0.0.1:{port}", workdir=work, process=None, scrape_interval=scrape_interval,
+                       argv=argv)  # fmt: skip
+            prom.start(timeout=startup_timeout)
+            yield prom
         finally:
-            if process is not None:
-                process.stop()
+            if prom is not None and prom.process is not None:
+                prom.process.stop()
             shutil.rmtree(work, ignore_errors=True)
 
     def set_targets(self, group: str, targets: Mapping[str, Mapping[str, str]]) -> None:
@@ -104,9 +101,16 @@ class Prometheus:
             body = json.load(response)
         return list(body["data"]["result"])
 
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start the server (again, after `stop`: same port, same data) and wait until it is ready."""
+        self.process = ManagedProcess("prometheus", self.argv, log=self.workdir / "prometheus.log")
+        ready = lambda: _status(f"{self.url}/-/ready") == 200  # noqa: E731
+        wait_until(ready, timeout=timeout, what="Prometheus /-/ready", process=self.process)
+
     def stop(self) -> None:
-        """Stop the server now (fault tests); the context manager still cleans up."""
-        self.process.stop()
+        """Stop the server now (fault tests); `start` brings it back."""
+        if self.process is not None:
+            self.process.stop()
 
 
 def _status(url: str) -> int:
