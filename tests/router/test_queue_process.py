@@ -1,0 +1,220 @@
+"""Overload over real HTTP: one endpoint with max_concurrency 1, held by a request to a hung simulator, so
+every other request must wait in the router's queue. Order, aging, deadline, a full queue, and "never queue
+while a capable backend has room"."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from zeta_operator.router.launch import RunningRouter
+from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+
+from .conftest import StartRouter
+from .helpers import assert_healthy, backend, chat, eventually, post_chat, table, task_class
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[dict[str, RunningSim]]:
+    specs = [
+        SimSpec(model="slow", size_b=4, max_seqs=2, time_scale=0.05, seed=1),
+        SimSpec(model="spare", size_b=4, max_seqs=8, time_scale=0.05, seed=2),
+    ]
+    with start_sims(specs) as started:
+        yield {s.spec.model: s for s in started}
+
+
+def one_slot_table(slow: RunningSim, **queue: Any) -> Any:
+    settings = {"maxSize": 16, "maxWaitSeconds": 30.0, "agingSeconds": 60.0, **queue}
+    return table(
+        [backend("slow", [slow], max_concurrency=1)],
+        [task_class("chat", "chat", {"slow": 1.0})],
+        queue=settings,
+    )
+
+
+class Requests:
+    """Requests sent from threads; each result records when its response was complete."""
+
+    def __init__(self, router: RunningRouter) -> None:
+        self.router = router
+        self.results: dict[str, tuple[float, requests.Response]] = {}
+        self.threads: list[threading.Thread] = []
+
+    def send(self, name: str, *, priority: int | None = None, max_tokens: int = 200) -> None:
+        headers = {"X-Zeta-Priority": str(priority)} if priority is not None else {}
+
+        def run() -> None:
+            response = post_chat(self.router, chat(name, max_tokens=max_tokens), headers=headers)
+            self.results[name] = (time.monotonic(), response)
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(60)
+
+    def served_order(self) -> list[str]:
+        return [name for name, _ in sorted(self.results.items(), key=lambda item: item[1][0])]
+
+
+def depth(router: RunningRouter) -> float:
+    return router.metric("zeta_router_queue_depth")
+
+
+def blocked(router: RunningRouter, slow: RunningSim, traffic: Requests) -> None:
+    """Hang the sim and send a request that holds the only slot."""
+    slow.set_faults(hang=True)
+    traffic.send("blocker", max_tokens=2)
+    eventually(
+        lambda: router.metric("zeta_router_inflight_requests", backend="slow") == 1, what="the blocker"
+    )
+
+
+def queue_in_order(router: RunningRouter, traffic: Requests, priorities: list[tuple[str, int]]) -> None:
+    for n, (name, priority) in enumerate(priorities, start=1):
+        traffic.send(name, priority=priority)
+        eventually(lambda n=n: depth(router) == n, what=f"{n} waiting")
+
+
+def test_waiters_are_served_by_priority(sims: dict[str, RunningSim], router_factory: StartRouter) -> None:
+    slow = sims["slow"]
+    router = router_factory(one_slot_table(slow))
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        queue_in_order(router, traffic, [("p1", 1), ("p5", 5), ("p9", 9), ("p3", 3), ("p7", 7)])
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert traffic.served_order() == ["blocker", "p9", "p7", "p5", "p3", "p1"]
+    assert all(r.status_code == 200 for _, r in traffic.results.values())
+    assert float(traffic.results["p1"][1].headers["X-Zeta-Queue-Ms"]) > 0
+    assert router.metric("zeta_router_queue_wait_seconds_count", task_class="chat") == 5
+    assert depth(router) == 0
+
+
+def test_aging_serves_a_long_waiting_low_priority_request_first(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """Aging 0.2 s: after 2.5 s the priority-0 request has gained 12 levels and passes a fresh priority 9."""
+    slow = sims["slow"]
+    router = router_factory(one_slot_table(slow, agingSeconds=0.2))
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        queue_in_order(router, traffic, [("old-p0", 0)])
+        time.sleep(2.5)
+        traffic.send("fresh-p9", priority=9)
+        eventually(lambda: depth(router) == 2, what="both waiting")
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert traffic.served_order() == ["blocker", "old-p0", "fresh-p9"]
+
+
+def test_deadline_and_full_queue_answer_429_with_retry_after(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    slow = sims["slow"]
+    router = router_factory(one_slot_table(slow, maxSize=2, maxWaitSeconds=1.0, agingSeconds=2.0))
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        queue_in_order(router, traffic, [("w1", 5), ("w2", 5)])
+        full = post_chat(router)
+        assert full.status_code == 429
+        assert full.headers["Retry-After"] == "2"
+        assert full.json()["error"]["code"] == "queue_full"
+        assert full.json()["error"]["type"] == "rate_limit_error"
+        for name in ("w1", "w2"):
+            eventually(lambda name=name: name in traffic.results, what=f"{name}'s deadline")
+            late = traffic.results[name][1]
+            assert late.status_code == 429
+            assert late.headers["Retry-After"] == "2"
+            assert late.json()["error"]["code"] == "deadline"
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert router.metric("zeta_router_rejected_total", reason="queue_full") == 1
+    assert router.metric("zeta_router_rejected_total", reason="deadline") == 2
+    assert router.metric("zeta_router_requests_total", backend="none", code="429") == 3
+    assert depth(router) == 0
+    assert_healthy(router)
+
+
+def test_never_queued_while_a_capable_backend_has_room(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    slow, spare = sims["slow"], sims["spare"]
+    router = router_factory(
+        table(
+            [backend("slow", [slow], max_concurrency=1), backend("spare", [spare], max_concurrency=4)],
+            [task_class("chat", "chat", {"slow": 1.0})],
+        )
+    )
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        answers = [post_chat(router) for _ in range(6)]
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert {(r.status_code, r.headers["X-Zeta-Backend"], r.headers["X-Zeta-Decision"]) for r in answers} == {
+        (200, "spare", "fallback")
+    }
+    assert not any("X-Zeta-Queue-Ms" in r.headers for r in answers)
+    assert router.metric("zeta_router_queue_wait_seconds_count") == 0
+
+
+def test_a_client_that_leaves_the_queue_frees_its_place(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    slow = sims["slow"]
+    router = router_factory(one_slot_table(slow))
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(f"{router.url}/v1/chat/completions", json=chat(), timeout=(5, 0.5))
+        eventually(lambda: depth(router) == 0, what="the abandoned waiter to leave")
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert router.metric("zeta_router_requests_total", code="499") == 1
+    assert_healthy(router)
+
+
+def test_no_reachable_backend_is_503_and_too_long_a_prompt_400(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    spare = sims["spare"]
+    router = router_factory(
+        table(
+            [
+                backend("empty", [], max_complexity=5),
+                backend("short", [spare], tasks=["code"], context_window=1000),
+            ],
+            [
+                task_class("chat", "chat", {"empty": 1.0}, complexity=(1, 2)),
+                task_class("code", "code", {"short": 1.0}),
+            ],
+            classifier={"rules": [{"taskType": "code", "keywords": ["code"]}]},
+        )
+    )
+    nobody = post_chat(router, chat("hi"), headers={"X-Zeta-Task": "chat"})
+    assert nobody.status_code == 503
+    assert nobody.headers["Retry-After"] == "5"
+    assert nobody.json()["error"]["code"] == "no_backend"
+    too_long = post_chat(router, chat("code " + "x" * 8000))
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["code"] == "context_length_exceeded"
+    ok = post_chat(router, chat("code please"))
+    assert (ok.status_code, ok.headers["X-Zeta-Backend"]) == (200, "short")

@@ -1,0 +1,167 @@
+"""Admission: a slot on an endpoint now, or a place in the priority queue until one frees up.
+
+A request takes a slot (one in-flight unit of an endpoint) as soon as the balancer finds an eligible endpoint
+with room; it only waits when every eligible endpoint is at capacity, so nothing ever queues while a capable
+backend has room. When a slot is released, the best-ranked waiter that may use that endpoint gets it at once
+(the slot is handed over, never raced for). Table reloads and a slow timer also offer slots to every waiter,
+for capacity that appears without a release (new endpoints, a higher max_concurrency, an ejection that ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..api.table import TableQueue
+from .balancer import Choice, Eligible, choose
+from .endpoints import EndpointTracker
+from .metrics import RouterMetrics
+from .queue import QueueFull, Waiter, WaitQueue
+
+
+class Rejected(Exception):
+    """The router answers this request itself (429 or 503), with a Retry-After."""
+
+    def __init__(self, status: int, reason: str, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class _Ticket:
+    eligible: Eligible
+    task_class: str
+    future: asyncio.Future[Choice]
+
+
+class Admission:
+    def __init__(
+        self,
+        tracker: EndpointTracker,
+        metrics: RouterMetrics,
+        rng: random.Random,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tracker = tracker
+        self._metrics = metrics
+        self._rng = rng
+        self._clock = clock
+        self._queue: WaitQueue[_Ticket] = WaitQueue()
+        self._aging_seconds = 1.0
+        self._series: set[tuple[str, str]] = set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def configure(self, queue: TableQueue, endpoints: Mapping[str, str]) -> None:
+        """Adopt a new table (its queue settings; ``endpoints``: URL -> backend) and offer new capacity.
+
+        Endpoints that left the table lose their health record and, once idle, their in-flight series."""
+        self._aging_seconds = queue.aging_seconds
+        self.tracker.forget_except(endpoints.keys())
+        for backend, url in list(self._series):
+            if endpoints.get(url) != backend and not self.tracker.inflight(url):
+                self._metrics.inflight.remove(backend, url)
+                self._series.discard((backend, url))
+        self.offer_all()
+
+    def try_now(self, eligible: Eligible, *, exclude: frozenset[str] = frozenset()) -> Choice | None:
+        choice = choose(eligible, self.tracker, self._rng, exclude=exclude)
+        if choice is not None:
+            self._take(choice)
+        return choice
+
+    async def acquire(
+        self, eligible: Eligible, *, priority: int, complexity: int, task_class: str, queue: TableQueue
+    ) -> tuple[Choice, float]:
+        """A slot and the seconds waited for it; raises Rejected when the queue is full or the wait too long."""
+        choice = self.try_now(eligible)
+        if choice is not None:
+            return choice, 0.0
+        retry_after = max(1, math.ceil(queue.aging_seconds))
+        future: asyncio.Future[Choice] = asyncio.get_running_loop().create_future()
+        waiter = Waiter(
+            priority,
+            complexity,
+            self._clock(),
+            eligible.endpoint_urls(),
+            _Ticket(eligible, task_class, future),
+        )
+        try:
+            self._queue.push(waiter, max_size=queue.max_size)
+        except QueueFull:
+            raise Rejected(
+                429,
+                "queue_full",
+                "all capable backends are busy and the queue is full",
+                retry_after=retry_after,
+            ) from None
+        depth = self._metrics.queue_depth.labels(task_class)
+        depth.inc()
+        try:
+            await asyncio.wait([future], timeout=queue.max_wait_seconds)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        finally:
+            depth.dec()
+            self._metrics.queue_wait.labels(task_class).observe(self._clock() - waiter.arrived)
+        if not future.done():
+            self._queue.remove(waiter)
+            raise Rejected(
+                429,
+                "deadline",
+                f"no capable backend freed up within {queue.max_wait_seconds:g}s",
+                retry_after=retry_after,
+            )
+        return future.result(), self._clock() - waiter.arrived
+
+    def release(self, choice: Choice) -> None:
+        self.tracker.release(choice.endpoint.url)
+        self._metrics.inflight.labels(choice.backend.name, choice.endpoint.url).dec()
+        if self._queue:
+            self._offer(choice.endpoint.url)
+
+    def offer_all(self) -> None:
+        """Give free capacity to waiters, best first (each waiter may use different endpoints)."""
+        now = self._clock()
+        for waiter in self._queue.in_order(now=now, aging_seconds=self._aging_seconds):
+            choice = choose(waiter.payload.eligible, self.tracker, self._rng)
+            if choice is not None:
+                self._hand_over(waiter, choice)
+
+    def _offer(self, url: str) -> None:
+        while self._queue:
+            waiter = self._queue.best(now=self._clock(), aging_seconds=self._aging_seconds, endpoint=url)
+            if waiter is None:
+                return
+            choice = choose(waiter.payload.eligible, self.tracker, self._rng)
+            if choice is None:
+                return
+            self._hand_over(waiter, choice)
+
+    def _hand_over(self, waiter: Waiter[_Ticket], choice: Choice) -> None:
+        self._queue.remove(waiter)
+        self._take(choice)
+        waiter.payload.future.set_result(choice)
+
+    def _take(self, choice: Choice) -> None:
+        self.tracker.acquire(choice.endpoint.url)
+        self._metrics.inflight.labels(choice.backend.name, choice.endpoint.url).inc()
+        self._series.add((choice.backend.name, choice.endpoint.url))
+
+    def _abandon(self, waiter: Waiter[_Ticket]) -> None:
+        """The client went away while waiting: leave the queue, and give back a slot handed over meanwhile."""
+        self._queue.remove(waiter)
+        future = waiter.payload.future
+        if future.done() and not future.cancelled():
+            self.release(future.result())

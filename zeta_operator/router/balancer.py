@@ -1,0 +1,196 @@
+"""Choosing a backend endpoint for one classified request: pure logic, no I/O, deterministic given the RNG.
+
+1. **Capability filter.** A backend is eligible when it serves the class's task type, its complexity ceiling is
+   at least the request's complexity and its context window holds the estimated prompt. Nothing else can
+   override this: capability is a filter, never a weight.
+2. **The operator's weights.** Among eligible backends with a weight above zero in the class, one is drawn with
+   probability proportional to its weight, so the split follows the table exactly in expectation.
+3. **The local real-time signal, within the weighted pick.** Inside the drawn backend, an endpoint is picked by
+   power of two choices on utilisation (in-flight / max_concurrency): two distinct endpoints with room are
+   sampled and the less utilised one wins (ties: fewer in flight, then the first sampled). An endpoint at its
+   max_concurrency is never chosen.
+4. **Overflow.** When the drawn backend has no endpoint with room, the request goes to another weighted backend
+   with room, drawn by weight among those (reason ``overflow``).
+5. **Fallback.** When every weighted backend is full (or the class has no weighted backend left after the
+   filter), eligible backends without weight are the last resort, picked by power of two choices on utilisation
+   over all their endpoints (reason ``fallback``).
+6. **None.** When every eligible endpoint is at capacity, the caller queues.
+
+Reasons: ``preferred`` when the weighted draw picked a backend with the class's highest weight, ``offload`` when
+it picked another weighted backend (the operator moved share there), ``overflow`` and ``fallback`` as above.
+
+Ejected endpoints (passive outlier detection) are skipped while any other eligible endpoint is not ejected,
+so the last eligible endpoint is never taken out of service. ``exclude`` removes endpoints a retry already tried.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ..api.table import TableBackend, TableClass, TableEndpoint
+
+Reason = Literal["preferred", "offload", "overflow", "fallback"]
+
+
+class LoadView(Protocol):
+    """The router's local view of its endpoints (see `endpoints.EndpointTracker`)."""
+
+    def inflight(self, url: str) -> int: ...
+
+    def ejected(self, url: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    backend: TableBackend
+    endpoint: TableEndpoint
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRoute:
+    """A class's backends, split once per table: weighted (weight > 0) and capable-but-unweighted."""
+
+    task_class: TableClass
+    weighted: tuple[tuple[TableBackend, float], ...]
+    unweighted: tuple[TableBackend, ...]
+    top_weight: float
+
+    @classmethod
+    def build(cls, task_class: TableClass, backends: Iterable[TableBackend]) -> ClassRoute:
+        weighted: list[tuple[TableBackend, float]] = []
+        unweighted: list[TableBackend] = []
+        for b in sorted(backends, key=lambda b: b.name):
+            if task_class.task_type not in b.tasks:
+                continue
+            w = task_class.weights.get(b.name, 0.0)
+            if w > 0:
+                weighted.append((b, w))
+            else:
+                unweighted.append(b)
+        top = max((w for _, w in weighted), default=0.0)
+        return cls(task_class, tuple(weighted), tuple(unweighted), top)
+
+    def eligible(self, *, complexity: int, tokens: int) -> Eligible:
+        """The capability filter for one request."""
+
+        def fits(b: TableBackend) -> bool:
+            return b.max_complexity >= complexity and b.context_window >= tokens
+
+        return Eligible(
+            weighted=tuple((b, w) for b, w in self.weighted if fits(b)),
+            unweighted=tuple(b for b in self.unweighted if fits(b)),
+            top_weight=self.top_weight,
+        )
+
+    def too_long(self, *, complexity: int, tokens: int) -> bool:
+        """Some backend could serve this complexity, but none has the context window for the prompt."""
+        backends = [b for b, _ in self.weighted] + list(self.unweighted)
+        capable = [b for b in backends if b.max_complexity >= complexity]
+        return bool(capable) and all(b.context_window < tokens for b in capable)
+
+
+@dataclass(frozen=True, slots=True)
+class Eligible:
+    """The backends one request may use, after the capability filter."""
+
+    weighted: tuple[tuple[TableBackend, float], ...]
+    unweighted: tuple[TableBackend, ...]
+    top_weight: float
+
+    def __bool__(self) -> bool:
+        return any(b.endpoints for b, _ in self.weighted) or any(b.endpoints for b in self.unweighted)
+
+    def endpoint_urls(self) -> frozenset[str]:
+        return frozenset(e.url for b in self.backends() for e in b.endpoints)
+
+    def backends(self) -> list[TableBackend]:
+        return [b for b, _ in self.weighted] + list(self.unweighted)
+
+
+def choose(
+    eligible: Eligible,
+    load: LoadView,
+    rng: random.Random,
+    *,
+    exclude: frozenset[str] = frozenset(),
+) -> Choice | None:
+    """The endpoint for one request, or None when every eligible endpoint is at capacity."""
+    usable = _usable_filter(eligible, load, exclude)
+    weighted = [(b, w) for b, w in eligible.weighted if b.endpoints]
+    if weighted:
+        backend = _weighted_draw(weighted, rng)
+        endpoint = _pick_endpoint(backend.endpoints, load, rng, usable)
+        if endpoint is not None:
+            reason: Reason = "preferred" if _is_top(backend, eligible) else "offload"
+            return Choice(backend, endpoint, reason)
+        with_room = [(b, w) for b, w in weighted if b is not backend and _has_room(b.endpoints, load, usable)]
+        if with_room:
+            other = _weighted_draw(with_room, rng)
+            endpoint = _pick_endpoint(other.endpoints, load, rng, usable)
+            if endpoint is not None:
+                return Choice(other, endpoint, "overflow")
+    return _fallback(eligible.unweighted, load, rng, usable)
+
+
+def utilisation(endpoint: TableEndpoint, load: LoadView) -> float:
+    return load.inflight(endpoint.url) / endpoint.max_concurrency
+
+
+def _is_top(backend: TableBackend, eligible: Eligible) -> bool:
+    weight = next(w for b, w in eligible.weighted if b is backend)
+    return weight >= eligible.top_weight - 1e-9
+
+
+def _usable_filter(eligible: Eligible, load: LoadView, exclude: frozenset[str]) -> Callable[[str], bool]:
+    """Skip excluded endpoints, and ejected ones unless every remaining eligible endpoint is ejected."""
+    urls = [e.url for b in eligible.backends() for e in b.endpoints if e.url not in exclude]
+    if any(not load.ejected(u) for u in urls):
+        return lambda url: url not in exclude and not load.ejected(url)
+    return lambda url: url not in exclude
+
+
+def _weighted_draw(weighted: list[tuple[TableBackend, float]], rng: random.Random) -> TableBackend:
+    total = sum(w for _, w in weighted)
+    point = rng.random() * total
+    for backend, w in weighted:
+        point -= w
+        if point < 0:
+            return backend
+    return weighted[-1][0]
+
+
+def _room(
+    endpoints: Iterable[TableEndpoint], load: LoadView, usable: Callable[[str], bool]
+) -> list[TableEndpoint]:
+    return [e for e in endpoints if usable(e.url) and load.inflight(e.url) < e.max_concurrency]
+
+
+def _has_room(endpoints: Iterable[TableEndpoint], load: LoadView, usable: Callable[[str], bool]) -> bool:
+    return any(usable(e.url) and load.inflight(e.url) < e.max_concurrency for e in endpoints)
+
+
+def _pick_endpoint(
+    endpoints: Iterable[TableEndpoint], load: LoadView, rng: random.Random, usable: Callable[[str], bool]
+) -> TableEndpoint | None:
+    """Power of two choices on utilisation among the endpoints with room."""
+    room = _room(endpoints, load, usable)
+    if len(room) <= 1:
+        return room[0] if room else None
+    first, second = rng.sample(room, 2)
+    key_first = (utilisation(first, load), load.inflight(first.url))
+    key_second = (utilisation(second, load), load.inflight(second.url))
+    return second if key_second < key_first else first
+
+
+def _fallback(
+    backends: tuple[TableBackend, ...], load: LoadView, rng: random.Random, usable: Callable[[str], bool]
+) -> Choice | None:
+    owner = {e.url: b for b in backends for e in b.endpoints}
+    endpoint = _pick_endpoint((e for b in backends for e in b.endpoints), load, rng, usable)
+    if endpoint is None:
+        return None
+    return Choice(owner[endpoint.url], endpoint, "fallback")

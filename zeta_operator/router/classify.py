@@ -1,0 +1,265 @@
+"""Request -> (task type, complexity 1..5, priority 0..9) -> one task class of the routing table.
+
+Order of evidence, strongest first:
+
+1. explicit headers named by the table's classifier settings (task, complexity, priority); a bad value is a 400;
+2. the request's ``model``, when it is one of the table's aliases (task type, optionally complexity);
+3. the table's keyword rules on the prompt, first match wins, with their complexity bonus;
+4. built-in vocabulary for the conventional task types ``code``, ``summarize`` and ``reasoning`` (code fences,
+   code syntax and vocabulary, ...), used only when the table has classes of that task type;
+5. the table's default task type.
+
+Complexity (unless a header or alias sets it) starts at 1 and gains a level for a prompt over SHORT_TOKENS
+(about two sentences), another over LONG_TOKENS, another over the table's ``longPromptTokens`` (tokens ~
+characters / 4, counted over the whole prompt), one per distinct "hard" word (concurrency, distributed, proofs,
+...; at most two), plus the matching rule's ``complexityBonus``; it is clamped to 1..5. The class is then the
+first of the task type whose range holds the complexity, else the nearest range above, else the default class
+(see `Classifier.resolve`); the priority is the header's, else the class's.
+
+Everything works on the bounded window of `payload.PromptView` with plain substring search (no regular
+expressions on the prompt), so the cost is bounded by (window size x keyword count) whatever the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..api.common import COMPLEXITY_NAMES
+from ..api.policy import ClassifierSettings
+from ..api.table import TableClass
+from .payload import BadRequest, PromptView
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+CODE_FENCE = "```"
+CODE_SYNTAX = (
+    "def ", "return ", "import ", "#include", "=>", "();", "){", ") {", "};", "print(", "console.log",
+    "printf(", "func ", "public static", "self.", "!=", "==", "[]", "`",
+)  # fmt: skip
+"""Fragments that are rare in prose and common in code (each distinct one found scores 1)."""
+CODE_WORDS_STRONG = (
+    "python", "javascript", "typescript", "java", "golang", "rust", "kotlin", "c++", "c#", "bash", "sql",
+    "regex", "dockerfile", "kubernetes", "git", "react", "node.js", "flask", "django", "compile", "compiler",
+    "stack trace", "traceback", "script", "snippet", "refactor", "unit test", "one-liner", "code", "yaml",
+)  # fmt: skip
+"""Words (matched at a word start) that almost always mean programming (each scores 2)."""
+CODE_WORDS = (
+    "function", "method", "class", "variable", "bug", "debug", "exception", "error:", "api", "endpoint",
+    "query", "deployment", "library", "module", "repository", "linux", "html", "css", "json", "hook",
+)  # fmt: skip
+"""Words that often mean programming (each scores 1)."""
+SUMMARY_WORDS = (
+    "summar", "tl;dr", "tldr", "key points", "takeaways", "condense", "recap", "shorten", "gist",
+    "executive brief", "in one sentence", "action items", "main points", "abstract",
+)  # fmt: skip
+REASONING_WORDS = (
+    "prove", "proof", "derive", "step by step", "show your work", "justify", "why does", "theorem",
+    "probability", "solve", "equation", "integer", "fallacy", "logic", "how many", "calculate", "reasoning",
+    "riddle", "puzzle", "lemma", "induction", "show that", "winning strategy", "think it through",
+)  # fmt: skip
+HARD_WORDS = (
+    "distributed", "concurren", "thread-safe", "lock-free", "atomic", "consensus", "memory ordering",
+    "linearizab", "compiler", "type checker", "parser", "clock skew", "rigorous", "theorem", "induction",
+    "infinitely many", "planar", "architecture", "scalab", "fault toleran", "design and implement",
+    "backwards compatible", "benchmarks", "snapshotting", "from scratch", "production-ready", "prove",
+    "unit tests", "error recovery", "all integer", "generic over",
+)  # fmt: skip
+"""Vocabulary of demanding requests: each distinct hit adds to the complexity score."""
+
+EMBEDDING_TASK = "embeddings"
+"""Task type of /v1/embeddings requests unless a header or alias names another."""
+SHORT_TOKENS = 24
+"""A prompt above this (about two sentences) starts at complexity 2."""
+LONG_TOKENS = 400
+"""A prompt above this gains another level (before the table's longPromptTokens level)."""
+CODE_THRESHOLD = 2
+"""Code score (fence 3, strong word 2, syntax fragment or word 1) from which a request counts as code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    task_class: TableClass
+    task_type: str
+    complexity: int
+    priority: int
+    tokens: int
+    source: str
+    """What decided the task type: header, alias, rule, heuristic, endpoint (embeddings) or default."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    task_type: str
+    keywords: tuple[str, ...]
+    bonus: int
+
+
+class Classifier:
+    """Compiled once per routing table; `classify` is the per-request call."""
+
+    def __init__(
+        self, settings: ClassifierSettings, classes: list[TableClass], *, default_class: str | None
+    ) -> None:
+        self._task_header = settings.task_header
+        self._complexity_header = settings.complexity_header
+        self._priority_header = settings.priority_header
+        self._default_task = settings.default_task_type
+        self._long_prompt_tokens = settings.long_prompt_tokens
+        self._aliases = {a.alias: (a.task_type, a.complexity) for a in settings.model_aliases}
+        self._rules = tuple(
+            _Rule(r.task_type, tuple(k.lower() for k in r.keywords), r.complexity_bonus)
+            for r in settings.rules
+        )
+        self._by_task: dict[str, list[TableClass]] = {}
+        for c in classes:
+            self._by_task.setdefault(c.task_type, []).append(c)
+        self._default = next((c for c in classes if c.name == default_class), None)
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(self._aliases)
+
+    def classify(
+        self, headers: Mapping[str, str], model: str, prompt: PromptView, *, embedding: bool = False
+    ) -> Classification:
+        """Raises BadRequest for bad header values or when no class fits.
+
+        ``embedding``: an /v1/embeddings request; its input is not a prompt, so no rule or heuristic applies:
+        task type ``embeddings`` (unless a header or alias says otherwise), complexity 1."""
+        task, complexity, priority = self._from_headers(headers)
+        source = "header" if task else ""
+        alias = self._aliases.get(model)
+        if alias is not None:
+            if task is None:
+                task, source = alias[0], "alias"
+            if complexity is None:
+                complexity = alias[1]
+        if embedding:
+            task, source = (task, source) if task else (EMBEDDING_TASK, "endpoint")
+            return self._classified(task, complexity or 1, priority, prompt, source)
+        rule = self._matching_rule(prompt.text, task)
+        if task is None and rule is not None:
+            task, source = rule.task_type, "rule"
+        if task is None:
+            task = self._builtin_task(prompt.text)
+            source = "heuristic" if task else "default"
+        task = task or self._default_task
+        if complexity is None:
+            bonus = rule.bonus if rule is not None and rule.task_type == task else 0
+            complexity = self._estimate_complexity(prompt, bonus)
+        return self._classified(task, complexity, priority, prompt, source)
+
+    def _classified(
+        self, task: str, complexity: int, priority: int | None, prompt: PromptView, source: str
+    ) -> Classification:
+        task_class = self.resolve(task, complexity)
+        return Classification(
+            task_class=task_class,
+            task_type=task,
+            complexity=complexity,
+            priority=task_class.priority if priority is None else priority,
+            tokens=prompt.tokens,
+            source=source,
+        )
+
+    def resolve(self, task: str, complexity: int) -> TableClass:
+        """The first class of ``task`` whose range holds ``complexity``, else the nearest range above, else
+        the default class; BadRequest when there is none."""
+        candidates = self._by_task.get(task, [])
+        for c in candidates:
+            if c.complexity.min <= complexity <= c.complexity.max:
+                return c
+        above = [c for c in candidates if c.complexity.min > complexity]
+        if above:
+            return min(above, key=lambda c: c.complexity.min)
+        if self._default is not None:
+            return self._default
+        raise BadRequest(
+            f"no task class for task type {task!r} at complexity {complexity}", code="no_task_class"
+        )
+
+    def _from_headers(self, headers: Mapping[str, str]) -> tuple[str | None, int | None, int | None]:
+        task = headers.get(self._task_header)
+        if task is not None:
+            task = task.strip().lower()
+            if not _NAME.fullmatch(task):
+                raise BadRequest(
+                    f"{self._task_header} must be a task type name such as chat or code",
+                    code="invalid_header",
+                )
+        complexity = headers.get(self._complexity_header)
+        priority = headers.get(self._priority_header)
+        return (
+            task,
+            None if complexity is None else self._parse_complexity(complexity),
+            None if priority is None else self._parse_priority(priority),
+        )
+
+    def _parse_complexity(self, text: str) -> int:
+        value = text.strip().lower()
+        if value.isdigit() and len(value) == 1 and 1 <= int(value) <= 5:
+            return int(value)
+        if value in COMPLEXITY_NAMES:
+            return COMPLEXITY_NAMES[value]
+        names = ", ".join(sorted(COMPLEXITY_NAMES))
+        raise BadRequest(f"{self._complexity_header} must be 1 to 5 or one of {names}", code="invalid_header")
+
+    def _parse_priority(self, text: str) -> int:
+        value = text.strip()
+        if len(value) == 1 and value.isdigit():
+            return int(value)
+        raise BadRequest(f"{self._priority_header} must be an integer from 0 to 9", code="invalid_header")
+
+    def _matching_rule(self, text: str, task: str | None) -> _Rule | None:
+        """The first rule with a keyword in the text (of ``task``'s rules only, when it is already known)."""
+        for rule in self._rules:
+            if task is not None and rule.task_type != task:
+                continue
+            if any(contains_word(text, k) for k in rule.keywords):
+                return rule
+        return None
+
+    def _builtin_task(self, text: str) -> str | None:
+        if "code" in self._by_task and code_score(text) >= CODE_THRESHOLD:
+            return "code"
+        if "summarize" in self._by_task and count_words(text, SUMMARY_WORDS):
+            return "summarize"
+        if "reasoning" in self._by_task and count_words(text, REASONING_WORDS):
+            return "reasoning"
+        return None
+
+    def _estimate_complexity(self, prompt: PromptView, bonus: int) -> int:
+        level = 1
+        if prompt.tokens > SHORT_TOKENS:
+            level += 1
+        if prompt.tokens > LONG_TOKENS:
+            level += 1
+        if prompt.tokens > self._long_prompt_tokens:
+            level += 1
+        hard = count_words(prompt.text, HARD_WORDS)
+        level += min(hard, 2)
+        return max(1, min(5, level + bonus))
+
+
+def code_score(text: str) -> int:
+    score = 3 if CODE_FENCE in text else 0
+    score += sum(1 for fragment in CODE_SYNTAX if fragment in text)
+    return score + 2 * count_words(text, CODE_WORDS_STRONG) + count_words(text, CODE_WORDS)
+
+
+def count_words(text: str, words: tuple[str, ...]) -> int:
+    return sum(1 for w in words if contains_word(text, w))
+
+
+def contains_word(text: str, word: str) -> bool:
+    """``word`` occurs in ``text`` starting at a word boundary ("prove" is not found in "improve")."""
+    if not word[0].isalnum():
+        return word in text
+    start = text.find(word)
+    while start != -1:
+        if start == 0 or not text[start - 1].isalnum():
+            return True
+        start = text.find(word, start + 1)
+    return False

@@ -1,0 +1,100 @@
+"""The router's Prometheus series (a private registry, served at /metrics).
+
+The names and labels are an interface: the operator reads them back to compute weights, so change them only
+together with its queries.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+"""From a cached short answer to a long generation (LLM latencies)."""
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+"""The router's own time per request: it should sit in the first buckets."""
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "zeta_router_requests_total",
+            "Requests answered, by backend, task class and HTTP status (or 'error': broken after the first byte).",
+            ["backend", "task_class", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "zeta_router_request_duration_seconds",
+            "Time from the request's arrival to its last byte.",
+            ["backend", "task_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "zeta_router_time_to_first_byte_seconds",
+            "Time from the request's arrival to the backend's first body byte.",
+            ["backend", "task_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "zeta_router_inflight_requests",
+            "Requests in flight per endpoint.",
+            ["backend", "endpoint"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "zeta_router_queue_depth", "Requests waiting for a free endpoint.", ["task_class"], registry=r
+        )
+        self.queue_wait = Histogram(
+            "zeta_router_queue_wait_seconds",
+            "Time spent waiting in the queue (served or not).",
+            ["task_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "zeta_router_retries_total",
+            "Attempts moved to another endpoint after a failure of this backend before the first byte.",
+            ["backend"],
+            registry=r,
+        )
+        self.ejections = Counter(
+            "zeta_router_ejections_total",
+            "Endpoints ejected after consecutive failures.",
+            ["backend", "endpoint"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "zeta_router_decisions_total",
+            "Backend choices by reason: preferred, offload, overflow or fallback.",
+            ["task_class", "backend", "reason"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "zeta_router_rejected_total",
+            "Requests the router answered itself with an error, by reason.",
+            ["task_class", "reason"],
+            registry=r,
+        )
+        self.table_version = Gauge(
+            "zeta_router_table_version", "Version of the routing table in use (0: none yet).", registry=r
+        )
+        self.table_reloads = Counter(
+            "zeta_router_table_reloads_total",
+            "Routing table loads: ok, invalid (rejected, last good kept) or error (could not read).",
+            ["result"],
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "zeta_router_overhead_seconds",
+            "The router's own time per request (parsing, classification, choice, relaying), without upstream time.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        for result in ("ok", "invalid", "error"):
+            self.table_reloads.labels(result)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,208 @@
+"""Parsing and checking an OpenAI-style request body, once, before anything else looks at it.
+
+The body is decoded as strict UTF-8 and parsed as JSON exactly once; the fields the router relies on are
+type-checked (the backend checks the rest). The prompt is reduced to a bounded, lower-cased window (the head
+and the tail) so that classification costs the same for a 1 KiB and a 10 MiB prompt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["chat", "completion", "embedding"]
+
+SCAN_CHARS = 16 * 1024
+"""Characters of the prompt's head, and as many of its tail, that classification scans."""
+
+MAX_MODEL_CHARS = 256
+
+
+class BadRequest(Exception):
+    """A client error, answered with an OpenAI-style error body."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, code: str = "invalid_request", param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class PromptView:
+    """What the classifier may look at: a bounded lower-cased text window and the estimated prompt size."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(slots=True)
+class ParsedRequest:
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    prompt: PromptView
+
+
+def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
+    """Decode, parse and type-check; raises BadRequest with the first problem found."""
+    body = _decode_object(raw)
+    model = _model(body)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be a boolean", param="stream")
+    if kind == "chat":
+        parts, token_ids = _chat_parts(body), 0
+    elif kind == "completion":
+        parts, token_ids = _token_or_text_parts(body, "prompt")
+    else:
+        parts, token_ids = _token_or_text_parts(body, "input")
+    return ParsedRequest(body=body, model=model, stream=stream, prompt=prompt_view(parts, token_ids))
+
+
+def serialise(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def prompt_view(parts: list[str], token_ids: int = 0) -> PromptView:
+    """The bounded window over ``parts`` and an estimate of tokens (about four characters each)."""
+    total = sum(len(p) for p in parts)
+    return PromptView(text=_window(parts, total).lower(), tokens=total // 4 + token_ids)
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"invalid JSON: {name} is not a number JSON allows", code="invalid_json")
+
+
+def _decode_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise BadRequest(
+            f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise BadRequest("invalid JSON: nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, not {_json_type(body)}", code="invalid_json")
+    return body
+
+
+def _model(body: dict[str, Any]) -> str:
+    if "model" not in body:
+        raise BadRequest("missing required field 'model'", param="model")
+    model = body["model"]
+    if not isinstance(model, str) or not model:
+        raise BadRequest(f"'model' must be a non-empty string, not {_json_type(model)}", param="model")
+    if len(model) > MAX_MODEL_CHARS:
+        raise BadRequest(f"'model' is longer than {MAX_MODEL_CHARS} characters", param="model")
+    return model
+
+
+def _chat_parts(body: dict[str, Any]) -> list[str]:
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("missing required field 'messages'", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
+    parts: list[str] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{i}] must be an object, not {_json_type(message)}", param="messages")
+        if not isinstance(message.get("role"), str):
+            raise BadRequest(f"messages[{i}].role must be a string", param="messages")
+        _content_parts(message.get("content"), i, parts)
+    return parts
+
+
+def _content_parts(content: Any, i: int, parts: list[str]) -> None:
+    if content is None:
+        return
+    if isinstance(content, str):
+        parts.append(content)
+        return
+    if not isinstance(content, list):
+        raise BadRequest(
+            f"messages[{i}].content must be a string or an array of parts, not {_json_type(content)}",
+            param="messages",
+        )
+    for part in content:
+        if not isinstance(part, dict):
+            raise BadRequest(f"messages[{i}].content parts must be objects", param="messages")
+        text = part.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+
+
+def _token_or_text_parts(body: dict[str, Any], field: str) -> tuple[list[str], int]:
+    """A string, an array of strings, an array of token ids or an array of such arrays."""
+    value = body.get(field)
+    if value is None:
+        raise BadRequest(f"missing required field '{field}'", param=field)
+    if isinstance(value, str):
+        return [value], 0
+    if not isinstance(value, list):
+        raise BadRequest(f"'{field}' must be a string or an array, not {_json_type(value)}", param=field)
+    parts: list[str] = []
+    token_ids = 0
+    for item in value:
+        if isinstance(item, str):
+            parts.append(item)
+        elif _is_token_id(item):
+            token_ids += 1
+        elif isinstance(item, list) and all(_is_token_id(t) for t in item):
+            token_ids += len(item)
+        else:
+            raise BadRequest(
+                f"'{field}' items must be strings, token ids or arrays of token ids, not {_json_type(item)}",
+                param=field,
+            )
+    return parts, token_ids
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _window(parts: list[str], total: int) -> str:
+    if total <= 2 * SCAN_CHARS:
+        return "\n".join(parts)
+    head: list[str] = []
+    room = SCAN_CHARS
+    for part in parts:
+        head.append(part[:room])
+        room -= len(head[-1])
+        if room <= 0:
+            break
+    tail: list[str] = []
+    room = SCAN_CHARS
+    for part in reversed(parts):
+        tail.append(part[-room:])
+        room -= len(tail[-1])
+        if room <= 0:
+            break
+    return "\n".join(head) + "\n...\n" + "\n".join(reversed(tail))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,473 @@
+"""One client request, end to end: body -> classification -> slot -> upstream attempts -> relayed response.
+
+Nothing is sent to the client until the chosen backend has produced its first body byte, so a connect error,
+a dropped connection or a 5xx before that point is retried on another eligible endpoint (up to ``retries``,
+never one already tried, never by queueing). Once the first byte is relayed, the request is committed: a
+failure after that point breaks the client connection rather than replaying work. Chunks are relayed as they
+arrive (``iter_any``), so a stream keeps its timing. A client that goes away cancels the handler (aiohttp
+handler cancellation), which closes the upstream connection and so stops the backend's generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ..api.table import TableBackend
+from .admission import Admission, Rejected
+from .balancer import Choice, Eligible
+from .classify import Classification
+from .endpoints import EndpointTracker
+from .metrics import RouterMetrics
+from .payload import BadRequest, Kind, parse_request, serialise
+from .settings import RouterSettings, Timeouts
+from .snapshot import TableSnapshot
+from .tables import TableStore
+
+log = logging.getLogger("zeta.router.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+        "trailer", "trailers", "transfer-encoding", "upgrade",
+    }
+)  # fmt: skip
+"""Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded."""
+DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "content-encoding", "expect", "accept-encoding"}
+"""Also recomputed for the upstream request: the body is re-serialised (aiohttp has already decoded a
+compressed request body), and identity encoding upstream keeps chunk relaying simple."""
+DROP_RESPONSE = HOP_BY_HOP | {"content-length", "date", "server"}
+NO_BACKEND = "none"
+
+
+class UpstreamError(Exception):
+    """An attempt failed before or during the response; ``retryable`` when nothing reached the backend's
+    answer yet (connect errors and connections dropped before the first byte)."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+
+
+@dataclass
+class Exchange:
+    """An upstream response whose first body chunk has arrived (or that has an empty body)."""
+
+    response: aiohttp.ClientResponse
+    first_chunk: bytes
+    chunks: AsyncIterator[bytes]
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+    def close(self) -> None:
+        self.response.close()
+
+
+@dataclass
+class _Request:
+    """What one request carries through its attempts, for headers, metrics and logs."""
+
+    started: float
+    snapshot: TableSnapshot
+    request_id: str
+    task_class: str = "unknown"
+    classification: Classification | None = None
+    eligible: Eligible | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    router_seconds: float = 0.0
+    queue_seconds: float = 0.0
+    retries: int = 0
+    code: str = ""
+    backend: str = NO_BACKEND
+    endpoint: str = ""
+    reason: str = ""
+    ttfb: float | None = None
+
+
+class Forwarder:
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        store: TableStore,
+        admission: Admission,
+        metrics: RouterMetrics,
+        settings: RouterSettings,
+    ) -> None:
+        self._session = session
+        self._store = store
+        self._admission = admission
+        self._tracker: EndpointTracker = admission.tracker
+        self._metrics = metrics
+        self._settings = settings
+        self._timeouts: Timeouts = settings.timeouts
+
+    async def handle(self, request: web.Request, kind: Kind) -> web.StreamResponse:
+        started = time.perf_counter()
+        snapshot = self._store.current
+        if snapshot is None:
+            return error_response(503, "the router has no routing table yet", code="not_ready", retry_after=1)
+        req = _Request(started, snapshot, _request_id(request.headers.get("X-Request-Id")))
+        try:
+            return await self._serve(request, req, kind)
+        except BadRequest as e:
+            self._reject(req, e.status, e.code)
+            return error_response(
+                e.status, e.message, code=e.code, param=e.param, close=e.status in (408, 413)
+            )
+        except Rejected as e:
+            self._reject(req, e.status, e.reason)
+            return error_response(e.status, e.message, code=e.reason, retry_after=e.retry_after)
+        except asyncio.CancelledError:
+            req.code = req.code or "499"  # the client went away
+            raise
+        finally:
+            self._account(req)
+
+    async def _serve(self, request: web.Request, req: _Request, kind: Kind) -> web.StreamResponse:
+        raw = await self._read_body(request)
+        parsed = parse_request(raw, kind)
+        req.body = parsed.body
+        cls = req.snapshot.classifier.classify(
+            request.headers, parsed.model, parsed.prompt, embedding=kind == "embedding"
+        )
+        req.classification, req.task_class = cls, cls.task_class.name
+        route = req.snapshot.routes[cls.task_class.name]
+        eligible = route.eligible(complexity=cls.complexity, tokens=cls.tokens)
+        if not eligible:
+            self._no_capable_backend(
+                req, cls, too_long=route.too_long(complexity=cls.complexity, tokens=cls.tokens)
+            )
+        req.eligible = eligible
+        req.router_seconds = time.perf_counter() - req.started
+        choice, req.queue_seconds = await self._admission.acquire(
+            eligible,
+            priority=cls.priority,
+            complexity=cls.complexity,
+            task_class=req.task_class,
+            queue=req.snapshot.table.queue,
+        )
+        return await self._attempts(request, req, choice)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        too_large = BadRequest(
+            f"the request body is larger than {limit} bytes", status=413, code="body_too_large"
+        )
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        try:
+            async with asyncio.timeout(self._timeouts.client_body):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+        except TimeoutError:
+            raise BadRequest(
+                f"the request body did not arrive within {self._timeouts.client_body:g}s",
+                status=408,
+                code="body_timeout",
+            ) from None
+
+    def _no_capable_backend(self, req: _Request, cls: Classification, *, too_long: bool) -> None:
+        if too_long:
+            raise BadRequest(
+                f"the prompt (about {cls.tokens} tokens) is longer than the context window of every backend "
+                f"that serves {req.task_class}",
+                code="context_length_exceeded",
+            )
+        raise Rejected(
+            503,
+            "no_backend",
+            f"no backend with endpoints can serve task class {req.task_class} at complexity {cls.complexity}",
+            retry_after=5,
+        )
+
+    async def _attempts(self, request: web.Request, req: _Request, choice: Choice) -> web.StreamResponse:
+        held: Choice | None = choice
+        tried: set[str] = set()
+        try:
+            for attempt in range(self._settings.retries + 1):
+                assert held is not None
+                tried.add(held.endpoint.url)
+                self._metrics.decisions.labels(req.task_class, held.backend.name, held.reason).inc()
+                req.backend, req.endpoint, req.reason = held.backend.name, held.endpoint.url, held.reason
+                last = attempt == self._settings.retries
+                try:
+                    exchange = await self._open(request, req, held.backend, held.endpoint.url)
+                except UpstreamError as e:
+                    retry = None if last or not e.retryable else self._retry_choice(req, tried)
+                    self._failed(held, req)
+                    held = None
+                    if retry is None:
+                        return self._upstream_failure(req, e)
+                    held = self._retried(req, retry, failed_backend=req.backend)
+                    continue
+                if exchange.status >= 500 and not last:
+                    retry = self._retry_choice(req, tried)
+                    if retry is not None:
+                        exchange.close()
+                        self._failed(held, req)
+                        held = self._retried(req, retry, failed_backend=req.backend)
+                        continue
+                return await self._relay(request, req, held, exchange)
+            raise AssertionError("unreachable: the last attempt always returns")
+        finally:
+            if held is not None:
+                self._admission.release(held)
+
+    def _retry_choice(self, req: _Request, tried: set[str]) -> Choice | None:
+        assert req.eligible is not None
+        started = time.perf_counter()
+        choice = self._admission.try_now(req.eligible, exclude=frozenset(tried))
+        req.router_seconds += time.perf_counter() - started
+        return choice
+
+    def _retried(self, req: _Request, choice: Choice, *, failed_backend: str) -> Choice:
+        self._metrics.retries.labels(failed_backend).inc()
+        req.retries += 1
+        return choice
+
+    def _failed(self, choice: Choice, req: _Request) -> None:
+        """Count a failure against the endpoint and give its slot back."""
+        self._count_failure(choice, req)
+        self._admission.release(choice)
+
+    def _count_failure(self, choice: Choice, req: _Request) -> None:
+        assert req.eligible is not None
+        seconds = self._tracker.record_failure(choice.endpoint.url, peers=req.eligible.endpoint_urls())
+        if seconds:
+            self._metrics.ejections.labels(choice.backend.name, choice.endpoint.url).inc()
+            log.warning(
+                "endpoint ejected",
+                extra={
+                    "fields": {
+                        "backend": choice.backend.name,
+                        "endpoint": choice.endpoint.url,
+                        "seconds": seconds,
+                    }
+                },
+            )
+
+    async def _open(self, request: web.Request, req: _Request, backend: TableBackend, url: str) -> Exchange:
+        started = time.perf_counter()
+        req.body["model"] = backend.model
+        body = serialise(req.body)
+        headers = upstream_headers(request.headers, peer=request.remote, request_id=req.request_id)
+        req.router_seconds += time.perf_counter() - started
+        return await open_exchange(self._session, url + request.raw_path, body, headers, self._timeouts)
+
+    async def _relay(
+        self, request: web.Request, req: _Request, choice: Choice, exchange: Exchange
+    ) -> web.StreamResponse:
+        try:
+            started = time.perf_counter()
+            req.ttfb = started - req.started
+            response = web.StreamResponse(
+                status=exchange.status, headers=downstream_headers(exchange.response.headers)
+            )
+            if exchange.response.content_length is not None:
+                response.content_length = exchange.response.content_length
+            req.router_seconds += time.perf_counter() - started
+            self._zeta_headers(response, req)
+            await response.prepare(request)
+            if exchange.first_chunk:
+                await response.write(exchange.first_chunk)
+            await _copy(exchange.chunks, response)
+            await response.write_eof()
+            req.code = str(exchange.status)
+            self._record_outcome(choice, exchange.status, req)
+            return response
+        except UpstreamError:
+            req.code = "error"
+            self._count_failure(choice, req)
+            if request.transport is not None:
+                request.transport.close()  # the client sees a truncated response, never a fake clean end
+            return response
+        except ConnectionResetError:
+            req.code = "499"
+            return response
+        finally:
+            exchange.close()
+
+    def _record_outcome(self, choice: Choice, status: int, req: _Request) -> None:
+        if status >= 500:
+            self._count_failure(choice, req)
+        else:
+            self._tracker.record_success(choice.endpoint.url)
+
+    def _zeta_headers(self, response: web.StreamResponse, req: _Request) -> None:
+        h = response.headers
+        h["X-Zeta-Backend"] = req.backend
+        h["X-Zeta-Endpoint"] = req.endpoint
+        h["X-Zeta-Task-Class"] = req.task_class
+        h["X-Zeta-Decision"] = req.reason
+        h["X-Zeta-Overhead-Ms"] = f"{req.router_seconds * 1000:.3f}"
+        h["X-Zeta-Table-Version"] = str(req.snapshot.version)
+        h["X-Request-Id"] = req.request_id
+        if req.classification is not None:
+            h["X-Zeta-Complexity"] = str(req.classification.complexity)
+            h["X-Zeta-Priority"] = str(req.classification.priority)
+        if req.queue_seconds:
+            h["X-Zeta-Queue-Ms"] = f"{req.queue_seconds * 1000:.1f}"
+        if req.retries:
+            h["X-Zeta-Retries"] = str(req.retries)
+        self._metrics.overhead.observe(req.router_seconds)
+
+    def _upstream_failure(self, req: _Request, e: UpstreamError) -> web.Response:
+        status = 504 if e.kind == "timeout" else 502
+        req.code = str(status)
+        response = error_response(status, f"backend {req.backend}: {e}", code=f"upstream_{e.kind}")
+        self._zeta_headers(response, req)
+        return response
+
+    def _reject(self, req: _Request, status: int, reason: str) -> None:
+        req.code = str(status)
+        self._metrics.rejected.labels(req.task_class, reason).inc()
+
+    def _account(self, req: _Request) -> None:
+        duration = time.perf_counter() - req.started
+        code = req.code or "error"
+        self._metrics.requests.labels(req.backend, req.task_class, code).inc()
+        if req.backend != NO_BACKEND:
+            self._metrics.duration.labels(req.backend, req.task_class).observe(duration)
+            if req.ttfb is not None:
+                self._metrics.ttfb.labels(req.backend, req.task_class).observe(req.ttfb)
+        if self._settings.access_log:
+            self._access_log(req, code, duration)
+
+    def _access_log(self, req: _Request, code: str, duration: float) -> None:
+        cls = req.classification
+        fields: dict[str, Any] = {
+            "request_id": req.request_id,
+            "code": code,
+            "task_class": req.task_class,
+            "backend": req.backend,
+            "endpoint": req.endpoint,
+            "decision": req.reason,
+            "retries": req.retries,
+            "duration_ms": round(duration * 1000, 3),
+            "overhead_ms": round(req.router_seconds * 1000, 3),
+            "queue_ms": round(req.queue_seconds * 1000, 1),
+            "table_version": req.snapshot.version,
+        }
+        if cls is not None:
+            fields.update(
+                complexity=cls.complexity, priority=cls.priority, tokens=cls.tokens, source=cls.source
+            )
+        log.info("request", extra={"fields": fields})
+
+
+async def open_exchange(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: CIMultiDict[str], timeouts: Timeouts
+) -> Exchange:
+    """Send the request and wait for the first body chunk; UpstreamError on connect errors and timeouts."""
+    timeout = aiohttp.ClientTimeout(
+        total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
+    )
+    try:
+        async with asyncio.timeout(timeouts.first_byte):
+            response = await session.post(url, data=body, headers=headers, timeout=timeout)
+            try:
+                chunks = response.content.iter_any().__aiter__()
+                first = await anext(chunks, b"")
+            except BaseException:
+                response.close()
+                raise
+    except aiohttp.ConnectionTimeoutError:
+        raise UpstreamError(
+            "connect", f"connect timeout after {timeouts.connect:g}s", retryable=True
+        ) from None
+    except aiohttp.ClientConnectorError as e:
+        raise UpstreamError("connect", f"connect error: {e.os_error.strerror or e}", retryable=True) from None
+    except TimeoutError:
+        raise UpstreamError(
+            "timeout", f"no first byte within {timeouts.first_byte:g}s", retryable=False
+        ) from None
+    except (aiohttp.ClientError, OSError) as e:
+        raise UpstreamError(
+            "disconnect", f"connection failed before the first byte: {_describe(e)}", retryable=True
+        ) from None
+    return Exchange(response, first, chunks)
+
+
+async def _copy(chunks: AsyncIterator[bytes], response: web.StreamResponse) -> None:
+    """Relay chunk by chunk; upstream problems become UpstreamError, client problems stay ConnectionResetError."""
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise UpstreamError(
+                "broken", f"the backend's response broke off: {_describe(e)}", retryable=False
+            ) from None
+        await response.write(chunk)
+
+
+def upstream_headers(
+    incoming: CIMultiDictProxy[str], *, peer: str | None, request_id: str
+) -> CIMultiDict[str]:
+    dropped = DROP_REQUEST | _connection_listed(incoming)
+    headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in dropped)
+    headers["Content-Type"] = "application/json"
+    headers["X-Request-Id"] = request_id
+    if peer:
+        forwarded = incoming.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+    return headers
+
+
+def downstream_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    dropped = DROP_RESPONSE | _connection_listed(upstream)
+    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+
+
+def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    return frozenset(t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(","))
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str,
+    param: str | None = None,
+    retry_after: int | None = None,
+    close: bool = False,
+) -> web.Response:
+    """An OpenAI-style error body."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if status == 429:
+        kind = "rate_limit_error"
+    response = web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status
+    )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    if close:
+        response.force_close()
+    return response
+
+
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-Id when it is a sane token (it goes to logs and upstream), else a new one."""
+    if given and len(given) <= 128 and given.isascii() and given.isprintable() and " " not in given:
+        return given
+    return uuid.uuid4().hex
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

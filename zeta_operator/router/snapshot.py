@@ -1,0 +1,54 @@
+"""A validated routing table with everything the hot path needs precomputed, built once per reload.
+
+Handlers read the current snapshot once at the start of a request and keep it: a reload swaps the store's
+reference and never mutates a snapshot, so a request in flight finishes with the table it started with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..api.table import RoutingTable
+from .balancer import ClassRoute
+from .classify import Classifier
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    table: RoutingTable
+    classifier: Classifier
+    routes: dict[str, ClassRoute]
+    models_body: bytes
+    """The /v1/models answer: served model names and aliases."""
+    endpoint_owner: dict[str, str]
+    """Endpoint URL -> backend name."""
+
+    @classmethod
+    def build(cls, table: RoutingTable) -> TableSnapshot:
+        classifier = Classifier(table.classifier, table.classes, default_class=table.default_class)
+        routes = {c.name: ClassRoute.build(c, table.backends) for c in table.classes}
+        return cls(
+            table=table,
+            classifier=classifier,
+            routes=routes,
+            models_body=_models_body(table, classifier.aliases),
+            endpoint_owner={e.url: b.name for b in table.backends for e in b.endpoints},
+        )
+
+    @property
+    def version(self) -> int:
+        return self.table.version
+
+
+def _models_body(table: RoutingTable, aliases: list[str]) -> bytes:
+    names = {b.model: b.name for b in table.backends}
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": f"zeta/{b}"} for m, b in sorted(names.items())
+    ]
+    data += [
+        {"id": a, "object": "model", "created": 0, "owned_by": "zeta/alias"}
+        for a in aliases
+        if a not in names
+    ]
+    return json.dumps({"object": "list", "data": data}).encode()
