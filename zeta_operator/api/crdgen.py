@@ -27,6 +27,7 @@ from .policy import RoutingPolicySpec, RoutingPolicyStatus
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
 CHART_CRD_DIR = REPO / "charts" / "zeta" / "crds"  # helm installs crds/ before the templates
+KUSTOMIZE_CRD_DIR = REPO / "manifests" / "crds"  # kustomize loads nothing from outside manifests/
 
 _KEEP = {
     "type", "properties", "required", "items", "additionalProperties", "enum", "default", "description",
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stale = []
-    outs = args.out or [CRD_DIR, CHART_CRD_DIR]
+    outs = args.out or [CRD_DIR, CHART_CRD_DIR, KUSTOMIZE_CRD_DIR]
     for (name, doc), out in ((item, out) for item in crds().items() for out in outs):
         path = out / name
         text = render(doc)

@@ -1,0 +1,145 @@
+"""The metrics provider against a real Prometheus: every kind of answer is classified, never turned into a number
+it is not. Queries are built with label_replace so each case is exact without waiting for scrapes."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from zeta_operator.api.backend import SignalQueries
+from zeta_operator.api.policy import RoutingPolicySpec
+from zeta_operator.localcluster.processes import free_port
+from zeta_operator.localcluster.prometheus import Prometheus
+from zeta_operator.operator.measure import MeasuredBackend, PrometheusSource, measure
+from zeta_operator.operator.promql import DEFAULT_QUERIES, ENGINE_QUERIES, render, unknown_placeholders
+from zeta_operator.operator.weights import Reading
+
+
+@pytest.fixture(scope="module")
+def prom() -> Iterator[Prometheus]:
+    with Prometheus.running() as p:
+        yield p
+
+
+def series(pod: str, value: str) -> str:
+    return f'label_replace(vector({value}), "pod", "{pod}", "", "")'
+
+
+def policy(**queries: str) -> RoutingPolicySpec:
+    return RoutingPolicySpec.model_validate(
+        {
+            "backends": {"names": ["a", "b"]},
+            "routingTable": {"configMapName": "t"},
+            "classes": [{"name": "c", "taskType": "chat", "preferred": ["a"]}],
+            "prometheus": {"queries": queries},
+        }
+    )
+
+
+BACKENDS = [MeasuredBackend("a", ("a-0", "a-1")), MeasuredBackend("b", ("b-0",))]
+
+
+def test_values_are_mapped_by_pod_worst_or_mean(prom: Prometheus) -> None:
+    cpu = (
+        f"{series('a-0', '0.2')} or {series('a-1', '0.7')} or {series('b-0', '0.4')} or {series('zzz', '9')}"
+    )
+    queue = f"{series('a-0', '2')} or {series('a-1', '4')}"
+    m = measure(
+        PrometheusSource(prom.url, timeout=2),
+        policy(cpu=cpu, queueDepth=queue),
+        namespace="n",
+        backends=BACKENDS,
+    )
+    assert m.signals["a"]["cpu"] == Reading(0.7, "ok")  # worst pod
+    assert m.signals["b"]["cpu"] == Reading(0.4, "ok")
+    assert m.signals["a"]["queueDepth"] == Reading(3.0, "ok")  # mean per endpoint
+    assert m.signals["b"]["queueDepth"] == Reading(None, "no-data")  # absent from the answer
+
+
+def test_nan_inf_and_empty_are_not_numbers(prom: Prometheus) -> None:
+    q = policy(
+        cpu=f"{series('a-0', '0')} / 0",
+        memory=series("a-0", "+Inf"),
+        kvCache="absent(up{job='none'}) * 0 > 1",
+    )
+    m = measure(PrometheusSource(prom.url, timeout=2), q, namespace="n", backends=BACKENDS[:1])
+    assert m.signals["a"]["cpu"].state == "error" and m.signals["a"]["cpu"].value is None
+    assert m.signals["a"]["memory"].state == "error"
+    assert m.signals["a"]["kvCache"] == Reading(None, "no-data")
+
+
+def test_duplicate_series_where_one_was_expected_is_an_error(prom: Prometheus) -> None:
+    one = 'label_replace(vector(1), "backend", "a", "", "")'
+    twice = f'{one} or label_replace({one}, "instance", "other", "", "")'  # two series for backend "a"
+    m = measure(
+        PrometheusSource(prom.url, timeout=2), policy(requestRate=twice), namespace="n", backends=BACKENDS[:1]
+    )
+    assert m.signals["a"]["requestRate"].state == "error"
+
+
+def test_bad_promql_is_an_http_error(prom: Prometheus) -> None:
+    m = measure(
+        PrometheusSource(prom.url, timeout=2), policy(cpu="sum(("), namespace="n", backends=BACKENDS[:1]
+    )
+    assert m.signals["a"]["cpu"].state == "error"
+    assert m.errors.get("http") == 1
+
+
+def test_refused_connection_costs_one_attempt_per_cycle() -> None:
+    m = measure(
+        PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=1),
+        policy(),
+        namespace="n",
+        backends=BACKENDS,
+    )
+    assert m.queries == 1 and m.errors["connection"] == 1 and m.unreachable
+    assert all(r.state == "error" for sig in m.signals.values() for r in sig.values())
+
+
+def test_silent_server_times_out_once_per_cycle() -> None:
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(8)
+        url = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        started = time.monotonic()
+        m = measure(PrometheusSource(url, timeout=0.5), policy(), namespace="n", backends=BACKENDS)
+        elapsed = time.monotonic() - started
+    assert m.errors == {"timeout": 1, "skipped": m.errors["skipped"]} and m.queries == 1
+    assert (
+        elapsed < 30
+    )  # one timeout, not one per signal (a generous bound that a loaded machine still meets)
+
+
+def test_queries_are_batched_per_signal_not_per_backend(prom: Prometheus) -> None:
+    many = [MeasuredBackend(f"b{i}", (f"b{i}-0",)) for i in range(50)]
+    m = measure(PrometheusSource(prom.url, timeout=2), policy(), namespace="n", backends=many)
+    assert m.queries == 8  # one per signal for all 50 backends
+
+
+def test_per_backend_override_gets_its_own_query(prom: Prometheus) -> None:
+    own = MeasuredBackend("a", ("a-0",), overrides=SignalQueries(cpu=series("a-0", "0.9")))
+    m = measure(PrometheusSource(prom.url, timeout=2), policy(), namespace="n", backends=[own, BACKENDS[1]])
+    assert m.queries == 9
+    assert m.signals["a"]["cpu"] == Reading(0.9, "ok")
+
+
+def test_default_templates_use_only_known_placeholders_and_render() -> None:
+    for name, template in {**DEFAULT_QUERIES, **ENGINE_QUERIES["vllm"], **ENGINE_QUERIES["sglang"]}.items():
+        assert unknown_placeholders(template) == [], name
+        rendered = render(
+            template, {"namespace": "n", "pods": "p", "backends": "b", "window": "30s", "quantile": "0.9"}
+        )
+        assert ("{namespace}" not in rendered and "[30s]" in rendered) or "window" not in template
+
+
+def test_fractional_timeouts_are_sent_in_a_form_prometheus_accepts(prom: Prometheus) -> None:
+    m = measure(
+        PrometheusSource(prom.url, timeout=1.5),
+        policy(cpu=series("a-0", "0.3")),
+        namespace="n",
+        backends=BACKENDS[:1],
+    )
+    assert m.signals["a"]["cpu"] == Reading(0.3, "ok") and not m.errors

@@ -1,0 +1,794 @@
+"""The decision function: properties over random fleets, policies and measurement sequences, then the scenarios
+an operator of a real fleet cares about, on the sample fleet (4B general, 7B coder, 14B large). Time is an
+argument: every test drives ``now`` itself."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zeta_operator.api.common import parse_duration
+from zeta_operator.api.policy import RoutingPolicySpec, TaskClass
+from zeta_operator.operator.weights import (
+    BackendInput,
+    ControllerState,
+    Decision,
+    Reading,
+    backend_load,
+    capable,
+    decide,
+    static_weights,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_SPEC: dict[str, Any] = yaml.safe_load((REPO / "manifests/samples/routingpolicy.yaml").read_text())[
+    "spec"
+]
+T0 = 1_000_000.0
+INTERVAL = 5.0
+ROUNDING = 1e-4  # weights are multiples of 0.0001
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+# --- builders -------------------------------------------------------------------------------------------------
+
+
+def policy_with(**sections: Mapping[str, Any]) -> RoutingPolicySpec:
+    """The sample policy with some top-level sections replaced (camelCase keys, as in YAML)."""
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    for key, value in sections.items():
+        spec[key] = {**spec.get(key, {}), **value}
+    return RoutingPolicySpec.model_validate(spec)
+
+
+SAMPLE = policy_with()
+
+
+def one_class_policy(*preferred: str) -> RoutingPolicySpec:
+    """The sample policy with a single simple chat class served by ``preferred``."""
+    spec = {k: v for k, v in SAMPLE_SPEC.items() if k != "defaultClass"}
+    return RoutingPolicySpec.model_validate(
+        {
+            **spec,
+            "classes": [
+                {"name": "chat", "taskType": "chat", "complexity": {"max": 2}, "preferred": list(preferred)}
+            ],
+        }
+    )
+
+
+SAMPLE_FLEET = {  # name: (tasks, max complexity, size, max concurrency), as in manifests/samples
+    "general-4b": ({"chat", "summarize", "code"}, 2, 4.0, 32),
+    "coder-7b": ({"code", "chat"}, 4, 7.0, 16),
+    "large-14b": ({"chat", "code", "summarize", "reasoning"}, 5, 14.0, 8),
+}
+
+
+def signals_at(load: float | None) -> dict[str, Reading]:
+    """Readings whose load (queue depth against the default threshold of 8 per endpoint) is ``load``."""
+    return {} if load is None else {"queueDepth": Reading(load * 8.0, "ok")}
+
+
+def sample_fleet(
+    loads: Mapping[str, float | None] | None = None,
+    *,
+    ready: Mapping[str, int] | None = None,
+    since: Mapping[str, float] | None = None,
+    signals: Mapping[str, Mapping[str, Reading]] | None = None,
+) -> list[BackendInput]:
+    loads = loads or {}
+    out = []
+    for name, (tasks, ceiling, size, concurrency) in SAMPLE_FLEET.items():
+        out.append(
+            BackendInput(
+                name=name,
+                tasks=frozenset(tasks),
+                max_complexity=ceiling,
+                size_billions=size,
+                max_concurrency=concurrency,
+                ready_endpoints=(ready or {}).get(name, 1),
+                newest_ready_since=(since or {}).get(name),
+                signals=(signals or {}).get(name, signals_at(loads.get(name, 0.1))),
+                latency={},
+            )
+        )
+    return out
+
+
+def no_data_fleet(**kw: Any) -> list[BackendInput]:
+    return [replace(b, signals={"cpu": Reading(None, "no-data")}) for b in sample_fleet(**kw)]
+
+
+def run(
+    policy: RoutingPolicySpec,
+    cycles: Sequence[Sequence[BackendInput]],
+    *,
+    previous: ControllerState | None = None,
+    start: float = T0,
+) -> list[Decision]:
+    decisions: list[Decision] = []
+    state = previous
+    for i, backends in enumerate(cycles):
+        d = decide(policy=policy, backends=backends, previous=state, now=start + i * INTERVAL)
+        decisions.append(d)
+        state = d.state
+    return decisions
+
+
+def floor_of(policy: RoutingPolicySpec, n: int) -> float:
+    return min(policy.adaptation.weight_floor, 1.0 / n)
+
+
+def expected_candidates(
+    policy: RoutingPolicySpec, c: TaskClass, backends: Sequence[BackendInput]
+) -> set[str]:
+    """Rule 1 of the module, written out again independently."""
+    by_name = {b.name: b for b in backends}
+    usable = {n for n in [*c.preferred, *(c.fallbacks or [])] if n in by_name and capable(by_name[n], c)}
+    ready = {n for n in usable if by_name[n].ready_endpoints > 0}
+    if c.complexity.max <= policy.offload.max_complexity:
+        return ready
+    preferred_sizes = [by_name[n].size_billions for n in c.preferred if n in usable]
+    out = {n for n in ready if n in c.preferred}
+    for n in ready - set(c.preferred):
+        size = by_name[n].size_billions
+        if not preferred_sizes or (
+            None not in preferred_sizes and size is not None and size >= max(s for s in preferred_sizes if s)
+        ):
+            out.add(n)
+    return out
+
+
+def check_invariants(policy: RoutingPolicySpec, backends: Sequence[BackendInput], d: Decision) -> None:
+    by_name = {b.name: b for b in backends}
+    for c in policy.classes:
+        w = d.weights[c.name]
+        assert set(w) == expected_candidates(policy, c, backends), (c.name, w)
+        assert all(math.isfinite(v) and v >= 0 for v in w.values()), w
+        if w:
+            assert abs(sum(w.values()) - 1.0) <= 1e-9, w
+            floor = floor_of(policy, len(w))
+            assert all(v >= floor - ROUNDING for v in w.values()), (floor, w)
+        for name in w:
+            assert capable(by_name[name], c) and by_name[name].ready_endpoints > 0
+            assert name in d.reasons[c.name]
+            assert round(w[name] * 10_000) == pytest.approx(w[name] * 10_000, abs=1e-6)
+    for load in d.loads.values():
+        assert load is None or math.isfinite(load)
+    json.dumps(d.state.to_json(), allow_nan=False)
+
+
+# --- strategies -----------------------------------------------------------------------------------------------
+
+NAMES = ("a", "b", "c", "d", "e")
+TASKS = ("chat", "code")
+SIGNAL_NAMES = ("cpu", "memory", "queueDepth", "kvCache", "errorRate", "running")
+
+readings = st.one_of(
+    st.builds(Reading, st.floats(0.0, 3.0), st.just("ok")),
+    st.builds(Reading, st.floats(0.0, 1.0), st.just("ok")),
+    st.just(Reading(None, "no-data")),
+    st.just(Reading(None, "error")),
+    st.sampled_from(
+        [Reading(math.nan, "ok"), Reading(math.inf, "ok"), Reading(-math.inf, "ok"), Reading(-1, "ok")]
+    ),
+)
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[BackendInput]:
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=2, max_size=5, unique=True))
+    return [
+        BackendInput(
+            name=n,
+            tasks=frozenset(draw(st.sets(st.sampled_from(TASKS), min_size=1))),
+            max_complexity=draw(st.integers(1, 5)),
+            size_billions=draw(st.sampled_from([None, 1.0, 4.0, 7.0, 14.0])),
+            max_concurrency=draw(st.integers(1, 64)),
+            ready_endpoints=draw(st.integers(1, 3)),
+            newest_ready_since=None,
+            signals={},
+            latency={},
+        )
+        for n in names
+    ]
+
+
+@st.composite
+def policies(draw: st.DrawFn, names: Sequence[str]) -> RoutingPolicySpec:
+    pool = [*names, "ghost"]
+    classes = []
+    for i in range(draw(st.integers(1, 3))):
+        lo = draw(st.integers(1, 5))
+        preferred = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
+        rest = [n for n in pool if n not in preferred]
+        fallbacks = draw(st.lists(st.sampled_from(rest), max_size=3, unique=True)) if rest else []
+        classes.append(
+            {
+                "name": f"class-{i}",
+                "taskType": draw(st.sampled_from(TASKS)),
+                "complexity": {"min": lo, "max": draw(st.integers(lo, 5))},
+                "preferred": preferred,
+                "fallbacks": fallbacks,
+                "latencyObjective": draw(st.sampled_from(["500ms", "4s", "30s"])),
+            }
+        )
+    low = draw(st.floats(0.0, 1.0))
+    return RoutingPolicySpec.model_validate(
+        {
+            "backends": {"names": list(names)},
+            "routingTable": {"configMapName": "t"},
+            "classes": classes,
+            "adaptation": {
+                "interval": "5s",
+                "smoothing": draw(st.floats(0.2, 1.0)),
+                "maxStep": draw(st.floats(0.05, 0.5)),
+                "weightFloor": draw(st.floats(0.0, 0.1)),
+                "hysteresis": draw(st.floats(0.0, 0.1)),
+                "staleAfter": draw(st.sampled_from(["20s", "60s"])),
+                "blackout": "10s",
+            },
+            "offload": {
+                "lowWatermark": low,
+                "highWatermark": low + draw(st.floats(0.05, 1.0)),
+                "maxComplexity": draw(st.integers(1, 5)),
+            },
+        }
+    )
+
+
+@st.composite
+def measurements(draw: st.DrawFn, policy: RoutingPolicySpec) -> tuple[dict[str, Reading], dict[str, Reading]]:
+    chosen = draw(st.lists(st.sampled_from(SIGNAL_NAMES), max_size=3, unique=True))
+    signals = {s: draw(readings) for s in chosen}
+    latency = {}
+    if draw(st.booleans()):
+        latency[policy.classes[0].name] = draw(readings)
+    return signals, latency
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, *, endpoints_change: bool, max_cycles: int = 20
+) -> tuple[RoutingPolicySpec, list[list[BackendInput]]]:
+    fleet = draw(fleets())
+    policy = draw(policies([b.name for b in fleet]))
+    cycles = []
+    for _ in range(draw(st.integers(2, max_cycles))):
+        cycle = []
+        for b in fleet:
+            signals, latency = draw(measurements(policy))
+            ready = draw(st.integers(0, 3)) if endpoints_change else b.ready_endpoints
+            cycle.append(replace(b, signals=signals, latency=latency, ready_endpoints=ready))
+        cycles.append(cycle)
+    return policy, cycles
+
+
+# --- properties -----------------------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=True))
+def test_every_class_is_a_distribution_over_capable_reachable_candidates(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]],
+) -> None:
+    policy, cycles = scenario
+    for backends, d in zip(cycles, run(policy, cycles), strict=True):
+        check_invariants(policy, backends, d)
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=False, max_cycles=30))
+def test_each_weight_moves_at_most_max_step_per_interval(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]],
+) -> None:
+    policy, cycles = scenario
+    bound = policy.adaptation.max_step + ROUNDING + 1e-9
+    decisions = run(policy, cycles)
+    for before, after in zip(decisions, decisions[1:], strict=False):
+        for c in policy.classes:
+            old, new = before.weights[c.name], after.weights[c.name]
+            assert set(old) == set(new)
+            for name in new:
+                assert abs(new[name] - old[name]) <= bound, (c.name, name, old, new)
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=False, max_cycles=10), st.data())
+def test_constant_load_settles_without_oscillation(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]], data: st.DataObject
+) -> None:
+    policy, cycles = scenario
+    steady = [
+        replace(b, signals={"cpu": Reading(data.draw(st.floats(0.0, 2.0)), "ok")}, latency={})
+        for b in cycles[-1]
+    ]
+    decisions = run(policy, [*cycles, *[steady] * 70])
+    last = [d.weights for d in decisions[-20:]]
+    assert all(w == last[0] for w in last)
+    assert all(d.offloading == decisions[-1].offloading for d in decisions[-20:])
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=True, max_cycles=12))
+def test_same_inputs_give_the_same_decision(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]],
+) -> None:
+    policy, cycles = scenario
+    assert run(policy, cycles) == run(policy, cycles)
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=True, max_cycles=12))
+def test_controller_state_round_trips_through_json(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]],
+) -> None:
+    policy, cycles = scenario
+    state = None
+    for i, backends in enumerate(cycles):
+        d = decide(policy=policy, backends=backends, previous=state, now=T0 + i * INTERVAL)
+        text = json.dumps(d.state.to_json(), allow_nan=False)
+        restored = ControllerState.from_json(json.loads(text))
+        assert restored == d.state
+        # Continuing from the restored state is the same as continuing from the original.
+        state = restored
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=False, max_cycles=12))
+def test_an_outage_holds_weights_exactly_then_falls_back_to_static(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]],
+) -> None:
+    policy, cycles = scenario
+    decisions = run(policy, cycles)
+    last = decisions[-1]
+    if last.state.last_good_at is None:
+        return  # no reading ever counted: nothing to hold
+    blind = [
+        replace(b, signals={s: Reading(None, "error") for s in SIGNAL_NAMES}, latency={}) for b in cycles[-1]
+    ]
+    stale_after = parse_duration(policy.adaptation.stale_after)
+    outage = run(policy, [blind] * 60, previous=last.state, start=T0 + len(cycles) * INTERVAL)
+    fallbacks = 0
+    for d in outage:
+        assert not d.metrics_available
+        age = d.state.decided_at - last.state.last_good_at  # type: ignore[operator]
+        fallbacks += sum(e.reason == "StaticFallback" for e in d.events)
+        if age <= stale_after:
+            assert d.weights == last.weights
+            assert not d.stale
+            assert all(r == "held: metrics unavailable" for c in d.reasons.values() for r in c.values()
+                       if not r.startswith(("not ", "unavailable", "excluded")))  # fmt: skip
+        else:
+            assert d.stale
+        check_invariants(policy, blind, d)
+    assert fallbacks == 1
+    assert outage[-1].weights == static_weights(policy, blind)
+
+
+@PROPERTY
+@given(scenarios(endpoints_change=False, max_cycles=12), st.data())
+def test_a_candidate_losing_its_endpoints_loses_its_share_at_once(
+    scenario: tuple[RoutingPolicySpec, list[list[BackendInput]]], data: st.DataObject
+) -> None:
+    policy, cycles = scenario
+    decisions = run(policy, cycles)
+    victim = data.draw(st.sampled_from([b.name for b in cycles[-1]]))
+    after = [replace(b, ready_endpoints=0) if b.name == victim else b for b in cycles[-1]]
+    d = decide(policy=policy, backends=after, previous=decisions[-1].state, now=T0 + len(cycles) * INTERVAL)
+    check_invariants(policy, after, d)
+    for c in policy.classes:
+        assert victim not in d.weights[c.name]
+    assert d.backend_states[victim] == "Unavailable"
+
+
+@PROPERTY
+@given(st.floats(0.65, 0.84), st.booleans(), st.lists(st.floats(0.61, 0.84), min_size=5, max_size=25))
+def test_load_between_the_watermarks_never_toggles_offloading(
+    settle: float, overloaded_first: bool, band: list[float]
+) -> None:
+    first = [sample_fleet({"coder-7b": 2.0 if overloaded_first else 0.1})] * 10
+    decisions = run(
+        SAMPLE, first + [sample_fleet({"coder-7b": settle})] + [sample_fleet({"coder-7b": x}) for x in band]
+    )
+    assert decisions[9].offloading["code-simple"] is overloaded_first
+    for d in decisions[10:]:
+        assert d.offloading["code-simple"] is overloaded_first
+        assert not [e for e in d.events if e.reason.startswith("Offload")]
+
+
+@PROPERTY
+@given(
+    st.floats(1.0, 3.0),
+    st.floats(0.0, 0.5),
+    st.floats(0.3, 1.0),
+    st.floats(0.05, 0.5),
+    st.floats(0.0, 0.1),
+)
+def test_overload_shifts_simple_work_then_returns_to_static(
+    overload: float, idle: float, smoothing: float, max_step: float, hysteresis: float
+) -> None:
+    policy = policy_with(adaptation={"smoothing": smoothing, "maxStep": max_step, "hysteresis": hysteresis})
+    static = static_weights(policy, sample_fleet())
+    calm = {n: idle for n in SAMPLE_FLEET}
+    hot = {**calm, "coder-7b": overload}
+    moves = math.ceil(1 / max_step) + 1
+    # Bounds: the EWMA carries 0.5 past 0.85 within 4 intervals at smoothing >= 0.3; the controller then sheds
+    # by S / load <= 0.725 / 0.85 per interval, 0.96 -> 0.2 in 10; coming back, it needs at most 10 intervals
+    # for the EWMA to fall from 3 below 0.6, then grows by >= 0.725 / 0.6 per interval, 0.02 -> 0.96 in 21.
+    hot_cycles, calm_cycles = 4 + 10 + moves, 10 + 21 + moves
+    decisions = run(
+        policy,
+        [sample_fleet(calm)] * 3 + [sample_fleet(hot)] * hot_cycles + [sample_fleet(calm)] * calm_cycles,
+    )
+    during = decisions[3 + hot_cycles - 1]
+    assert during.offloading["code-simple"] and during.offloading["code-complex"]
+    assert during.weights["code-simple"]["coder-7b"] < 0.2
+    assert during.weights["code-simple"]["general-4b"] > 0.5  # the small model takes simple code
+    assert during.weights["code-complex"]["large-14b"] > 0.5  # complex code only goes up, to the 14B
+    assert during.weights["reasoning"] == {"large-14b": 1.0}
+    shares = [d.weights["code-simple"]["coder-7b"] for d in decisions[3 : 3 + hot_cycles]]
+    assert shares == sorted(shares, reverse=True)
+    after = decisions[-1]
+    assert not any(after.offloading.values())
+    for name, weights in static.items():
+        for backend, share in weights.items():
+            assert after.weights[name][backend] == pytest.approx(share, abs=hysteresis + ROUNDING)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.dictionaries(st.text(min_size=1, max_size=5), st.floats(0, 1), max_size=3),
+        max_size=3,
+    ),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.floats(0, 10), max_size=3),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.booleans(), max_size=3),
+    st.none() | st.floats(0, 2e9),
+    st.booleans(),
+    st.frozensets(st.text(min_size=1, max_size=5), max_size=3),
+)
+def test_any_controller_state_round_trips(
+    weights: dict[str, dict[str, float]],
+    loads: dict[str, float],
+    offloading: dict[str, bool],
+    last_good_at: float | None,
+    stale: bool,
+    overloaded: frozenset[str],
+) -> None:
+    state = ControllerState(
+        weights=weights,
+        loads=loads,
+        measured_at=dict.fromkeys(loads, T0),
+        offloading=offloading,
+        last_good_at=last_good_at,
+        stale=stale,
+        overloaded=overloaded,
+        decided_at=last_good_at,
+    )
+    assert ControllerState.from_json(json.loads(json.dumps(state.to_json()))) == state
+
+
+# --- loads ----------------------------------------------------------------------------------------------------
+
+
+def one_backend(signals: Mapping[str, Reading], latency: Mapping[str, Reading] | None = None) -> BackendInput:
+    return replace(sample_fleet()[0], signals=signals, latency=latency or {})
+
+
+@pytest.mark.parametrize(
+    ("signals", "latency", "load"),
+    [
+        ({"cpu": Reading(0.425, "ok")}, {}, 0.5),  # against thresholds.cpu 0.85
+        ({"memory": Reading(0.9, "ok")}, {}, 1.0),
+        ({"queueDepth": Reading(4.0, "ok")}, {}, 0.5),  # per endpoint, against 8
+        ({"kvCache": Reading(0.475, "ok")}, {}, 0.5),
+        ({"errorRate": Reading(0.5, "ok")}, {}, 2.5),  # errors are load: 0.5 against 0.2
+        ({"running": Reading(16.0, "ok")}, {}, 0.5),  # against maxConcurrency 32
+        ({}, {"chat-simple": Reading(6.0, "ok")}, 1.5),  # 6s against the 4s objective
+        (
+            {"cpu": Reading(0.17, "ok"), "errorRate": Reading(0.1, "ok")},
+            {"summarize": Reading(2.0, "ok")},
+            0.5,
+        ),
+        ({"cpu": Reading(math.nan, "ok"), "memory": Reading(0.45, "ok")}, {}, 0.5),  # NaN is an error
+        ({"cpu": Reading(math.inf, "ok")}, {}, None),
+        ({"cpu": Reading(-1.0, "ok")}, {}, None),
+        ({"cpu": Reading(None, "ok")}, {}, None),
+        ({"cpu": Reading(0.9, "error"), "memory": Reading(None, "no-data")}, {}, None),
+        ({}, {"no-such-class": Reading(100.0, "ok")}, None),
+        ({}, {}, None),
+    ],
+)
+def test_backend_load_is_the_worst_counted_signal(
+    signals: dict[str, Reading], latency: dict[str, Reading], load: float | None
+) -> None:
+    got = backend_load(one_backend(signals, latency), SAMPLE)
+    assert got == (None if load is None else pytest.approx(load))
+
+
+def test_capability_is_task_type_and_complexity_ceiling() -> None:
+    classes = {c.name: c for c in SAMPLE.classes}
+    general, coder, large = sample_fleet()
+    assert capable(general, classes["code-simple"])
+    assert not capable(general, classes["code-complex"])  # ceiling 2 < 4
+    assert not capable(coder, classes["summarize"])  # no summarize task
+    assert capable(large, classes["reasoning"])
+
+
+# --- scenarios on the sample fleet ----------------------------------------------------------------------------
+
+
+def test_static_preferences_of_the_sample() -> None:
+    assert static_weights(SAMPLE, sample_fleet()) == {
+        "chat-simple": {"general-4b": 0.96, "large-14b": 0.02, "coder-7b": 0.02},
+        "summarize": {"general-4b": 0.98, "large-14b": 0.02},
+        "code-simple": {"coder-7b": 0.96, "general-4b": 0.02, "large-14b": 0.02},
+        "code-complex": {"coder-7b": 0.98, "large-14b": 0.02},
+        "reasoning": {"large-14b": 1.0},
+    }
+
+
+def test_preferred_share_follows_ready_endpoints() -> None:
+    policy = one_class_policy("general-4b", "large-14b")
+    fleet = sample_fleet(ready={"general-4b": 3, "large-14b": 1})
+    assert static_weights(policy, fleet) == {"chat": {"general-4b": 0.74, "large-14b": 0.26}}
+
+
+def test_first_cycle_starts_from_static_preferences() -> None:
+    d = decide(policy=SAMPLE, backends=sample_fleet(), previous=None, now=T0)
+    assert d.weights == static_weights(SAMPLE, sample_fleet())
+    assert d.metrics_available and not d.stale
+    assert d.reasons["code-simple"] == {"coder-7b": "preferred", "general-4b": "floor", "large-14b": "floor"}
+    assert d.backend_states == {"coder-7b": "Healthy", "general-4b": "Healthy", "large-14b": "Healthy"}
+
+
+def test_an_overloaded_coder_spills_simple_code_down_and_complex_code_up() -> None:
+    decisions = run(SAMPLE, [sample_fleet({"coder-7b": 1.12})] * 8)
+    started = next(i for i, d in enumerate(decisions) if d.offloading["code-simple"])
+    events = {e.reason: e for e in decisions[started].events}
+    assert "coder-7b load" in events["OffloadStarted"].message
+    assert "> high watermark 0.85" in events["OffloadStarted"].message
+    assert events["BackendOverloaded"].warning and events["BackendOverloaded"].backend == "coder-7b"
+    last = decisions[-1]
+    assert last.backend_states["coder-7b"] == "Overloaded"
+    assert re.fullmatch(
+        r"offload: coder-7b load 1\.\d\d > high watermark 0\.85", last.reasons["code-simple"]["general-4b"]
+    )
+    assert last.reasons["code-simple"]["coder-7b"] == "preferred (offloading)"
+    assert last.weights["code-simple"]["general-4b"] > last.weights["code-simple"]["large-14b"] > 0.02
+    assert set(last.weights["code-complex"]) == {"coder-7b", "large-14b"}
+    assert last.weights["code-complex"]["large-14b"] > 0.5
+    # Classes whose preferred backend is fine do not move.
+    assert last.weights["chat-simple"] == static_weights(SAMPLE, sample_fleet())["chat-simple"]
+
+
+def test_complex_work_never_goes_to_a_smaller_model_even_if_it_claims_the_complexity() -> None:
+    small = BackendInput("small-3b", frozenset({"code"}), 5, 3.0, 64, 2, None, signals_at(0.0), {})
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    for c in spec["classes"]:
+        if c["name"] in ("code-simple", "code-complex"):
+            c["fallbacks"] = ["small-3b", *c["fallbacks"]]
+    policy = RoutingPolicySpec.model_validate(spec)
+    decisions = run(policy, [[*sample_fleet({"coder-7b": 2.0}), small]] * 15)
+    for d in decisions:
+        assert "small-3b" not in d.weights["code-complex"]
+    last = decisions[-1]
+    assert last.reasons["code-complex"]["small-3b"] == "excluded: complex class, 3B < preferred 7B"
+    assert last.weights["code-simple"]["small-3b"] > 0.3  # simple code may go down
+
+
+def test_a_fallback_of_unknown_size_never_takes_complex_work() -> None:
+    fleet = [
+        replace(b, size_billions=None) if b.name == "large-14b" else b
+        for b in sample_fleet({"coder-7b": 2.0})
+    ]
+    last = run(SAMPLE, [fleet] * 10)[-1]
+    assert last.weights["code-complex"] == {"coder-7b": 1.0}
+    assert (
+        last.reasons["code-complex"]["large-14b"]
+        == "excluded: complex class and this backend's size is unknown"
+    )
+    assert last.offloading["code-complex"] is False
+
+
+def test_errors_count_as_load() -> None:
+    failing = {"general-4b": {"errorRate": Reading(0.5, "ok"), "queueDepth": Reading(0.0, "ok")}}
+    last = run(SAMPLE, [sample_fleet(signals=failing)] * 10)[-1]
+    assert last.loads["general-4b"] == pytest.approx(2.5)
+    assert last.offloading["chat-simple"]
+    assert last.weights["chat-simple"]["general-4b"] < 0.2
+
+
+def test_load_in_the_band_keeps_offloading_until_below_the_low_watermark() -> None:
+    policy = policy_with(adaptation={"smoothing": 1.0})
+    loads = [0.5, 0.9, 0.7, 0.62, 0.84, 0.61, 0.59, 0.7, 0.84, 0.86]
+    decisions = run(policy, [sample_fleet({"coder-7b": x}) for x in loads])
+    assert [d.offloading["code-simple"] for d in decisions] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
+    stopped = decisions[6].events
+    assert [e.reason for e in stopped if e.task_class == "code-simple"] == ["OffloadStopped"]
+    assert "0.59 < low watermark 0.60" in next(e.message for e in stopped if e.task_class == "code-simple")
+    assert decisions[2].backend_states["coder-7b"] == "Saturated"
+    recovered = [e for d in decisions for e in d.events if e.reason == "BackendRecovered"]
+    assert len(recovered) == 1 and "coder-7b load 0.59 < low watermark 0.60" in recovered[0].message
+
+
+def test_weights_move_at_most_max_step_and_ignore_small_changes() -> None:
+    policy = policy_with(adaptation={"smoothing": 1.0, "maxStep": 0.1, "hysteresis": 0.05})
+    decisions = run(policy, [sample_fleet({"coder-7b": 3.0})] * 6)
+    shares = [d.weights["code-simple"]["coder-7b"] for d in decisions]
+    assert shares[:5] == pytest.approx([0.86, 0.76, 0.66, 0.56, 0.46])
+    # Two preferred backends whose loads differ a little: within the hysteresis nothing moves.
+    two = one_class_policy("general-4b", "coder-7b")
+    d = run(two, [sample_fleet({"general-4b": 0.1, "coder-7b": 0.15})] * 5)
+    assert all(x.weights == d[0].weights == static_weights(two, sample_fleet()) for x in d)
+
+
+def test_an_early_cycle_moves_only_its_fraction_of_max_step() -> None:
+    policy = policy_with(adaptation={"smoothing": 1.0, "maxStep": 0.2})
+    first = decide(policy=policy, backends=sample_fleet({"coder-7b": 3.0}), previous=None, now=T0)
+    again = decide(
+        policy=policy, backends=sample_fleet({"coder-7b": 3.0}), previous=first.state, now=T0 + 1.0
+    )
+    moved = first.weights["code-simple"]["coder-7b"] - again.weights["code-simple"]["coder-7b"]
+    assert moved == pytest.approx(0.04)  # 1s of a 5s interval
+
+
+def test_prometheus_outage_holds_then_falls_back_to_static_once() -> None:
+    decisions = run(SAMPLE, [sample_fleet({"coder-7b": 1.5})] * 8)
+    offloaded = decisions[-1]
+    outage = run(SAMPLE, [no_data_fleet()] * 20, previous=offloaded.state, start=T0 + 8 * INTERVAL)
+    held = outage[:12]  # last good reading at T0 + 35s; 60s later is outage[11]
+    for d in held:
+        assert d.weights == offloaded.weights
+        assert not d.metrics_available and not d.stale
+        assert d.offloading == offloaded.offloading
+        assert d.reasons["code-simple"]["coder-7b"] == "held: metrics unavailable"
+    assert outage[12].stale
+    assert [e.reason for e in outage[12].events] == ["StaticFallback"]
+    assert outage[12].events[0].warning and "staleAfter 60s" in outage[12].events[0].message
+    assert outage[12].reasons["code-simple"]["coder-7b"] == "static: stale 65s > 60s"
+    assert not any(e.reason == "StaticFallback" for d in outage[13:] for e in d.events)
+    assert outage[-1].weights == static_weights(SAMPLE, sample_fleet())
+    assert set(outage[-1].backend_states.values()) == {
+        "Unknown"
+    }  # held loads expire with the staleness limit
+    # Measurements return: adaptation resumes from the static weights, at most max step at a time.
+    back = decide(policy=SAMPLE, backends=sample_fleet(), previous=outage[-1].state, now=T0 + 28 * INTERVAL)
+    assert back.metrics_available and not back.stale
+    assert back.weights == outage[-1].weights
+
+
+def test_nan_and_inf_are_errors_not_numbers() -> None:
+    broken = {n: {"cpu": Reading(math.nan, "ok"), "kvCache": Reading(math.inf, "ok")} for n in SAMPLE_FLEET}
+    first = run(SAMPLE, [sample_fleet()] * 3)[-1]
+    d = decide(
+        policy=SAMPLE, backends=sample_fleet(signals=broken), previous=first.state, now=T0 + 3 * INTERVAL
+    )
+    assert not d.metrics_available
+    assert d.weights == first.weights
+    assert all(math.isfinite(w) for c in d.weights.values() for w in c.values())
+
+
+def test_one_backend_without_data_keeps_its_smoothed_load() -> None:
+    decisions = run(SAMPLE, [sample_fleet({"coder-7b": 1.2})] * 6)
+    d = decide(
+        policy=SAMPLE,
+        backends=sample_fleet({"coder-7b": None}),
+        previous=decisions[-1].state,
+        now=T0 + 6 * INTERVAL,
+    )
+    assert d.metrics_available
+    assert d.loads["coder-7b"] == decisions[-1].loads["coder-7b"]
+    assert d.offloading["code-simple"]
+
+
+def test_a_backend_losing_all_endpoints_gives_its_share_away_at_once() -> None:
+    steady = run(SAMPLE, [sample_fleet()] * 3)[-1]
+    d = decide(
+        policy=SAMPLE,
+        backends=sample_fleet(ready={"general-4b": 0}),
+        previous=steady.state,
+        now=T0 + 3 * INTERVAL,
+    )
+    assert "general-4b" not in d.weights["chat-simple"]
+    assert d.weights["summarize"] == {"large-14b": 1.0}
+    assert sum(d.weights["chat-simple"].values()) == pytest.approx(1.0)
+    assert d.reasons["chat-simple"]["general-4b"] == "unavailable: no ready endpoints"
+    assert d.reasons["chat-simple"]["large-14b"] == "fallback: preferred unavailable"
+    assert d.backend_states["general-4b"] == "Unavailable"
+    # Nothing capable and reachable at all: the class is empty, never invalid.
+    gone = decide(
+        policy=SAMPLE, backends=sample_fleet(ready={"large-14b": 0}), previous=d.state, now=T0 + 4 * INTERVAL
+    )
+    assert gone.weights["reasoning"] == {}
+
+
+def test_a_returning_backend_gets_only_the_floor_during_blackout() -> None:
+    down = run(SAMPLE, [sample_fleet(ready={"general-4b": 0})] * 3)
+    back_at = T0 + 3 * INTERVAL
+    cycles = [sample_fleet(since={"general-4b": back_at})] * 8
+    decisions = run(SAMPLE, cycles, previous=down[-1].state, start=back_at)
+    assert decisions[0].weights["chat-simple"]["general-4b"] == 0.02
+    assert decisions[1].weights["chat-simple"]["general-4b"] == 0.02  # 5s < 10s blackout
+    assert decisions[0].reasons["chat-simple"]["general-4b"] == "blackout"
+    assert decisions[2].weights["chat-simple"]["general-4b"] == pytest.approx(
+        0.22
+    )  # then one max step at a time
+    assert decisions[-1].weights["chat-simple"] == static_weights(SAMPLE, sample_fleet())["chat-simple"]
+
+
+def test_scaling_up_a_serving_backend_does_not_push_its_traffic_away() -> None:
+    steady = run(SAMPLE, [sample_fleet()] * 3)[-1]
+    now = T0 + 3 * INTERVAL
+    d = decide(
+        policy=SAMPLE,
+        backends=sample_fleet(ready={"general-4b": 2}, since={"general-4b": now}),
+        previous=steady.state,
+        now=now,
+    )
+    assert d.weights["chat-simple"] == steady.weights["chat-simple"]
+
+
+def test_restart_from_the_routing_table_continues_without_a_storm() -> None:
+    policy = policy_with(adaptation={"smoothing": 1.0})
+    decisions = run(policy, [sample_fleet({"coder-7b": 0.7})] * 2 + [sample_fleet({"coder-7b": 1.5})] * 8)
+    live = decisions[-1]
+    assert live.offloading["code-simple"]
+    restored = ControllerState.from_table_weights(live.weights, T0 + 100.0)
+    # The pool load is now in the band: a fresh start would not offload, a restored one keeps offloading.
+    d = decide(policy=policy, backends=sample_fleet({"coder-7b": 0.7}), previous=restored, now=T0 + 100.0)
+    assert d.offloading["code-simple"]
+    assert not [e for e in d.events if e.reason.startswith("Offload")]
+    for name, weights in live.weights.items():
+        for backend, share in weights.items():
+            assert abs(d.weights[name][backend] - share) <= policy.adaptation.max_step + ROUNDING
+    # Prometheus down right after the restart: hold the table's weights for a full staleAfter.
+    held = decide(policy=policy, backends=no_data_fleet(), previous=restored, now=T0 + 150.0)
+    assert held.weights == live.weights and not held.stale
+
+
+def test_controller_state_from_json_is_tolerant() -> None:
+    assert ControllerState.from_json({}) == ControllerState()
+    messy = {
+        "weights": {"c": {"a": 0.5, "b": "x", "d": None}},
+        "loads": [],
+        "lastGoodAt": "soon",
+        "stale": "yes",
+    }
+    assert ControllerState.from_json(messy) == ControllerState(weights={"c": {"a": 0.5}})
+
+
+def test_rounding_sums_to_one_and_breaks_ties_by_name() -> None:
+    three = one_class_policy(*SAMPLE_FLEET)
+    weights = static_weights(three, sample_fleet())["chat"]
+    assert weights == {
+        "general-4b": 0.3333,
+        "coder-7b": 0.3334,
+        "large-14b": 0.3333,
+    }  # equal remainders: by name

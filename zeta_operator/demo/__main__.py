@@ -1,0 +1,208 @@
+"""The local demo (``make demo``): Zeta end to end on this machine, then a summary and a plot.
+
+Starts a real control plane (etcd, kube-apiserver, kube-controller-manager), a real Prometheus, three simulated
+model servers (a 4B general model, a 7B coder, a 14B model), the operator and the router (each with a
+ServiceAccount token bound to the shipped RBAC), applies the CRDs and the sample policy, and drives a mixed
+workload with a burst of code requests that overloads the coder. Ctrl-C or the end leaves nothing running.
+
+    python -m zeta_operator.demo            # about three minutes of workload
+    python -m zeta_operator.demo --quick    # test-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..api.common import parse_duration
+from ..localcluster.cluster import Cluster
+from ..localcluster.controlplane import REPO_ROOT, ControlPlane, control_plane_binaries
+from ..localcluster.fleet import (
+    list_objects,
+    policy_status,
+    read_table,
+    ready_pod,
+    start_operator,
+    watch_prometheus,
+)
+from ..localcluster.prometheus import Prometheus
+from ..router.launch import start_router
+from ..sim.launch import SimSpec, start_sims
+from . import report, scenario
+from .view import LiveView
+
+NAMESPACE = "zeta-system"  # where manifests/ puts the operator and the router
+SAMPLES = REPO_ROOT / "manifests" / "samples"
+FLEET = {  # sample backend -> simulated engine (size in billions, concurrent sequences)
+    "general-4b": (4, 16),
+    "coder-7b": (7, 6),
+    "large-14b": (14, 6),
+}
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _sample(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
+    return doc
+
+
+def _backend(name: str, port: int) -> dict[str, Any]:
+    """The sample backend, reached through its (simulated) pod instead of a Service: EndpointSlices may not
+    point at 127.0.0.1, pods' status may."""
+    doc = _sample(name)
+    doc["spec"]["endpoints"] = {"selector": {"matchLabels": {"app": name}, "port": port}}
+    doc["spec"]["capacity"] = {"maxConcurrency": FLEET[name][1] + 2}
+    return doc
+
+
+def _policy(prometheus_url: str) -> dict[str, Any]:
+    doc = copy.deepcopy(_sample("routingpolicy"))
+    doc["spec"]["prometheus"] = {"address": prometheus_url, "timeout": "1s", "window": "10s"}
+    doc["spec"]["adaptation"] = {"interval": "2s", "staleAfter": "30s", "smoothing": 0.6, "maxStep": 0.25,
+                                 "blackout": "2s"}  # fmt: skip
+    doc["spec"]["thresholds"] = {"queueDepth": 2}
+    return doc
+
+
+@contextlib.contextmanager
+def _router_identity(cluster: Cluster, workdir: Path) -> Iterator[Path]:
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "router" / "rbac.yaml"))
+    token = cluster.service_account_token(NAMESPACE, "zeta-router")
+    yield cluster.kubeconfig_for_token(token, user="zeta-router", directory=workdir, namespace=NAMESPACE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zeta_operator.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="a test-sized run (about 90 s of workload)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/demo"), help="where summary.json and the PNG go"
+    )
+    parser.add_argument("--no-live", action="store_true", help="print progress lines instead of a live view")
+    args = parser.parse_args(argv)
+    try:
+        return run(scenario.quick() if args.quick else scenario.full(), out=args.out, live=not args.no_live)
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything stopped", flush=True)
+        return 130
+
+
+def run(plan: scenario.Scenario, *, out: Path, live: bool) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="zeta-demo-"))
+    try:
+        step("Kubernetes control plane binaries (built once from pinned Go modules, then cached)")
+        binaries = control_plane_binaries()
+        step("starting etcd, kube-apiserver (RBAC on) and kube-controller-manager")
+        with ControlPlane.running(binaries=binaries) as cp:
+            cluster = Cluster(kubeconfig=cp.kubeconfig, kubectl_binary=binaries / "kubectl")
+            print(f"    KUBECONFIG={cp.kubeconfig}", flush=True)
+            cluster.install_crds()
+            cluster.kubectl("create", "namespace", NAMESPACE)
+            return _with_fleet(cluster, plan, workdir=workdir, out=out, live=live)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        step("stopped; nothing left running")
+
+
+def _with_fleet(cluster: Cluster, plan: scenario.Scenario, *, workdir: Path, out: Path, live: bool) -> int:
+    step("starting Prometheus and three simulated model servers (4B general, 7B coder, 14B)")
+    specs = [SimSpec(model=_sample(n)["spec"]["model"], size_b=s, max_seqs=m, seed=i)
+             for i, (n, (s, m)) in enumerate(FLEET.items())]  # fmt: skip
+    with Prometheus.running(scrape_interval="1s") as prom, start_sims(specs, log_dir=workdir) as sims:
+        for name, sim in zip(FLEET, sims, strict=True):
+            ready_pod(cluster, NAMESPACE, f"{name}-0", {"app": name})
+            cluster.apply([_backend(name, sim.port)], namespace=NAMESPACE)
+        targets = {sim.address: f"{name}-0" for name, sim in zip(FLEET, sims, strict=True)}
+        watch_prometheus(prom, NAMESPACE, targets)
+        policy = _policy(prom.url)
+        cluster.apply([policy], namespace=NAMESPACE)
+        print(cluster.kubectl("get", "mb,rp", "-n", NAMESPACE).stdout, flush=True)
+        step("starting the operator (ServiceAccount zeta-operator, manifests/operator/rbac.yaml)")
+        operator = start_operator(cluster, NAMESPACE, workdir)
+        try:
+            configmap = policy["spec"]["routingTable"]["configMapName"]
+            _wait_for_table(cluster, configmap)
+            step("starting the router (ServiceAccount zeta-router: reads one ConfigMap, nothing else)")
+            with (
+                _router_identity(cluster, workdir) as kubeconfig,
+                start_router(
+                    configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=workdir
+                ) as router,
+            ):
+                watch_prometheus_router(prom, f"127.0.0.1:{router.port}")
+                step(f"workload: {plan.warmup:.0f}s steady, {plan.burst:.0f}s burst of {plan.burst_class} "
+                     f"x{plan.burst_factor:g}, {plan.cooldown:.0f}s after")  # fmt: skip
+                view = LiveView(cluster, NAMESPACE, "demo", configmap, plan, live=live)
+                outcomes, timeline = asyncio.run(_drive(plan, router.url, view))
+                _print_signals(cluster)
+        finally:
+            operator.process.stop()
+        objectives = {c["name"]: parse_duration(c["latencyObjective"]) for c in policy["spec"]["classes"]}
+        preferred = next(
+            c["preferred"][0] for c in policy["spec"]["classes"] if c["name"] == plan.burst_class
+        )
+        summary = report.summarize(
+            outcomes, timeline, objectives, burst_class=plan.burst_class, preferred=preferred
+        )
+        report.print_summary(summary)
+        for path in report.write(out, summary, timeline, outcomes):
+            print(f"wrote {path}")
+    return 0
+
+
+def _print_signals(cluster: Cluster) -> None:
+    """What the operator measured last, per backend: the numbers behind the weights."""
+    print(cluster.kubectl("get", "mb,rp", "-n", NAMESPACE).stdout, flush=True)
+    for mb in list_objects(cluster, "modelbackends", NAMESPACE):
+        signals = (mb.get("status") or {}).get("signals", {})
+        shown = "  ".join(f"{k}={v['value']:.2f}" if v.get("value") is not None else f"{k}={v['state']}"
+                          for k, v in sorted(signals.items()))  # fmt: skip
+        print(f"    {mb['metadata']['name']:<11} {shown}", flush=True)
+
+
+def watch_prometheus_router(prom: Prometheus, address: str) -> None:
+    prom.set_targets(
+        "router", {address: {"namespace": NAMESPACE, "pod": "zeta-router-0", "container": "router"}}
+    )
+
+
+async def _drive(plan: scenario.Scenario, url: str, view: LiveView) -> tuple[list[Any], report.Timeline]:
+    from .workload import run as run_workload
+
+    watcher = asyncio.create_task(view.run())
+    try:
+        outcomes = await run_workload(plan, url)
+    finally:
+        view.stop()
+        await watcher
+    return outcomes, view.timeline
+
+
+def _wait_for_table(cluster: Cluster, configmap: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while read_table(cluster, NAMESPACE, configmap) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the operator wrote no routing table {NAMESPACE}/{configmap} in {timeout:.0f}s"
+            )
+        time.sleep(0.5)
+    status = policy_status(cluster, NAMESPACE, "demo")
+    print(f"    routing table written: {status.get('weightsSummary', '')}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

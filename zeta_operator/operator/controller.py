@@ -1,0 +1,514 @@
+"""One control cycle of one RoutingPolicy: discover, measure, decide, write the table, report.
+
+The decision itself is `weights.decide` (pure); this module only gathers its inputs and carries out its result.
+Anything that cannot be measured or reached degrades to "hold what we had": the last good routing table is never
+replaced by an empty or invalid one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+import pydantic
+from kubernetes.client import ApiException
+
+from ..api.backend import ModelBackendSpec, ModelBackendStatus, Signal
+from ..api.common import GROUP, VERSION, parse_duration
+from ..api.policy import ClassWeights, RoutingPolicySpec, RoutingPolicyStatus, TableRef
+from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
+from . import discovery, routestore
+from .conditions import condition, merge
+from .discovery import Endpoint
+from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
+from .metrics import OperatorMetrics
+from .validation import validate
+from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
+
+log = logging.getLogger("zeta.operator")
+
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+"""(object body, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class SelectedBackend:
+    name: str
+    body: Mapping[str, Any]
+    spec: ModelBackendSpec
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+
+def select_backends(
+    policy: RoutingPolicySpec, bodies: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The policy's backends among the namespace's ModelBackends: by name, by label selector, or both."""
+    names = set(policy.backends.names or ())
+    wanted = policy.backends.selector.match_labels if policy.backends.selector else None
+    chosen = []
+    for body in bodies:
+        meta = body.get("metadata", {})
+        labels = meta.get("labels") or {}
+        by_name = meta.get("name") in names
+        by_label = wanted is not None and all(labels.get(k) == v for k, v in wanted.items())
+        if by_name or by_label:
+            chosen.append(body)
+    return sorted(chosen, key=lambda b: str(b["metadata"]["name"]))
+
+
+class PolicyLoop:
+    """The controller of one RoutingPolicy; holds what must survive between cycles."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        api: kubernetes.client.ApiClient,
+        metrics: OperatorMetrics,
+        post_event: EventPoster,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.namespace, self.name = namespace, name
+        self.api, self.metrics, self.post_event, self.clock = api, metrics, post_event, clock
+        self.state: ControllerState | None = None
+        self.ready_since: dict[str, float] = {}
+        self.endpoints: dict[str, list[Endpoint]] = {}
+        self.problems: tuple[str, ...] = ()
+        self.metrics_ok: bool | None = None
+        self.last_cycle_at: float | None = None
+        self._source: PrometheusSource | None = None
+
+    # ---------------------------------------------------------------- the cycle
+
+    async def cycle(
+        self, body: Mapping[str, Any], backend_bodies: Sequence[Mapping[str, Any]]
+    ) -> Decision | None:
+        started = time.monotonic()
+        result = "ok"
+        try:
+            decision = await self._cycle(body, backend_bodies)
+            if decision is None:
+                result = "invalid"
+            return decision
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            self.last_cycle_at = self.clock()
+            self.metrics.cycle(self.namespace, self.name, time.monotonic() - started, result)
+
+    async def _cycle(
+        self, body: Mapping[str, Any], backend_bodies: Sequence[Mapping[str, Any]]
+    ) -> Decision | None:
+        now = self.clock()
+        generation = body.get("metadata", {}).get("generation")
+        chosen = select_backends_safe(body, backend_bodies)
+        policy, backends, problems = self._parse(body, chosen)
+        live = await asyncio.to_thread(routestore.read, self.api, self.namespace, self._configmap(body))
+        if self.state is None and live.table is not None:
+            self._restore(live.table, now)
+        if problems or policy is None:
+            await self._report_invalid(body, problems, generation=generation, now=now, live=live)
+            return None
+        self._clear_invalid(body)
+
+        await self._discover(backends)
+        source = self._prometheus(policy)
+        measured = await measure_async(
+            source,
+            policy,
+            namespace=self.namespace,
+            backends=[
+                MeasuredBackend(
+                    name=b.name,
+                    pods=tuple(sorted({e.pod for e in b.endpoints if e.pod})),
+                    engine=b.spec.metrics.engine,
+                    overrides=b.spec.metrics.queries,
+                )
+                for b in backends
+            ],
+        )
+        self.metrics.queries(measured.queries, measured.errors)
+        inputs = [self._input(b, measured) for b in backends]
+        decision = decide(policy=policy, backends=inputs, previous=self.state, now=now)
+        self.state = decision.state
+
+        table = self._table(policy, backends, decision, body)
+        table_ref = await self._write_if_changed(body, table, live, now)
+        await self._report(
+            body, policy, backends, decision, measured, table_ref, generation=generation, now=now
+        )
+        return decision
+
+    # ---------------------------------------------------------------- inputs
+
+    def _parse(
+        self, body: Mapping[str, Any], chosen: list[Mapping[str, Any]]
+    ) -> tuple[RoutingPolicySpec | None, list[SelectedBackend], list[str]]:
+        problems: list[str] = []
+        try:
+            policy = RoutingPolicySpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as e:
+            return None, [], [f"spec: {_short(e)}"]
+        backends = []
+        for b in chosen:
+            name = str(b["metadata"]["name"])
+            try:
+                backends.append(
+                    SelectedBackend(name, b, ModelBackendSpec.model_validate(b.get("spec") or {}))
+                )
+            except pydantic.ValidationError as e:
+                problems.append(f"ModelBackend {name}: {_short(e)}")
+        problems += validate(policy, {b.name: b.spec for b in backends})
+        return policy, backends, problems
+
+    def _restore(self, table: RoutingTable, now: float) -> None:
+        """After a restart: continue from the live table instead of recomputing from scratch (no rewrite storm)."""
+        self.state = ControllerState.from_table_weights({c.name: dict(c.weights) for c in table.classes}, now)
+        for b in table.backends:
+            for e in b.endpoints:
+                since = _epoch(e.ready_since)
+                if since is not None:
+                    self.ready_since.setdefault(e.url, since)
+        log.info("restored state of %s/%s from table version %d", self.namespace, self.name, table.version)
+
+    async def _discover(self, backends: list[SelectedBackend]) -> None:
+        now = self.clock()
+        for b in backends:
+            try:
+                b.endpoints = await discovery.resolve_async(self.api, self.namespace, b.spec)
+            except ApiException as e:
+                # Could not look: keep what we knew rather than declaring the backend gone.
+                log.warning("endpoint discovery for %s failed (%s); keeping the last known", b.name, e.status)
+                b.endpoints = self.endpoints.get(b.name, [])
+            self.endpoints[b.name] = b.endpoints
+            for endpoint in b.endpoints:
+                self.ready_since.setdefault(endpoint.url, now)
+        live_urls = {e.url for b in backends for e in b.endpoints}
+        for url in list(self.ready_since):
+            if url not in live_urls:
+                del self.ready_since[
+                    url
+                ]  # it may come back later: that is a new endpoint, with a new blackout
+
+    def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
+        timeout = parse_duration(policy.prometheus.timeout)
+        src = self._source
+        if src is None or src.address != policy.prometheus.address or src.timeout != timeout:
+            src = self._source = PrometheusSource(policy.prometheus.address, timeout=timeout)
+        return src
+
+    def _input(self, b: SelectedBackend, measured: Measurement) -> BackendInput:
+        since = [self.ready_since[e.url] for e in b.endpoints if e.url in self.ready_since]
+        return BackendInput(
+            name=b.name,
+            tasks=frozenset(b.spec.capabilities.tasks),
+            max_complexity=b.spec.capabilities.max_complexity,
+            size_billions=b.spec.size_billions,
+            max_concurrency=b.spec.capacity.max_concurrency,
+            ready_endpoints=len(b.endpoints),
+            newest_ready_since=max(since) if since else None,
+            signals=measured.signals.get(b.name, {}),
+            latency=measured.latency.get(b.name, {}),
+        )
+
+    # ---------------------------------------------------------------- the table
+
+    def _configmap(self, body: Mapping[str, Any]) -> str:
+        return str(body["spec"]["routingTable"]["configMapName"])
+
+    def _table(
+        self,
+        policy: RoutingPolicySpec,
+        backends: list[SelectedBackend],
+        decision: Decision,
+        body: Mapping[str, Any],
+    ) -> RoutingTable:
+        return RoutingTable(
+            policy=f"{self.namespace}/{self.name}",
+            default_class=policy.default_class,
+            classifier=policy.classifier,
+            queue=TableQueue(
+                max_size=policy.queue.max_size,
+                max_wait_seconds=parse_duration(policy.queue.max_wait),
+                aging_seconds=parse_duration(policy.queue.aging),
+            ),
+            backends=[
+                TableBackend(
+                    name=b.name,
+                    model=b.spec.model,
+                    tasks=list(b.spec.capabilities.tasks),
+                    max_complexity=b.spec.capabilities.max_complexity,
+                    context_window=b.spec.capabilities.context_window,
+                    endpoints=[
+                        TableEndpoint(
+                            url=e.url,
+                            max_concurrency=b.spec.capacity.max_concurrency,
+                            ready_since=rfc3339(self.ready_since[e.url])
+                            if e.url in self.ready_since
+                            else None,
+                        )
+                        for e in b.endpoints
+                    ],
+                    state=decision.backend_states.get(b.name, "Unknown"),
+                    size_billions=b.spec.size_billions,
+                    cost=b.spec.cost,
+                )
+                for b in backends
+            ],
+            classes=[
+                TableClass(
+                    name=c.name,
+                    task_type=c.task_type,
+                    complexity=c.complexity,
+                    priority=c.priority,
+                    latency_objective_seconds=parse_duration(c.latency_objective),
+                    weights=decision.weights.get(c.name, {}),
+                    # Only the kind of reason goes into the table: live numbers would change its hash every cycle.
+                    reasons={k: v.split(":")[0] for k, v in decision.reasons.get(c.name, {}).items()},
+                )
+                for c in policy.classes
+            ],
+        )
+
+    async def _write_if_changed(
+        self, body: Mapping[str, Any], table: RoutingTable, live: routestore.LiveTable, now: float
+    ) -> TableRef | None:
+        name = self._configmap(body)
+        if not any(c.weights for c in table.classes):
+            log.warning(
+                "%s/%s: no class has a reachable backend; keeping the live table", self.namespace, self.name
+            )
+            return _ref(name, live.table)
+        digest = table.content_hash()
+        if live.table is not None and live.table.hash == digest:
+            return _ref(name, live.table)
+        version = (live.table.version if live.table else 0) + 1
+        sealed = table.sealed(version=version, generated_at=rfc3339(now))
+        owner = {"name": self.name, "uid": body["metadata"]["uid"]}
+        try:
+            await asyncio.to_thread(
+                routestore.write, self.api, self.namespace, name, sealed, owner=owner, live=live
+            )
+        except ApiException as e:
+            log.warning(
+                "writing table %s/%s failed (%s %s); retrying next cycle",
+                self.namespace,
+                name,
+                e.status,
+                e.reason,
+            )
+            return _ref(name, live.table)
+        self.metrics.table_written(self.namespace, self.name, version)
+        return TableRef(config_map=name, version=version, hash=digest)
+
+    # ---------------------------------------------------------------- reporting
+
+    async def _report_invalid(
+        self, body: Mapping[str, Any], problems: list[str], *, generation: int | None, now: float, live: Any
+    ) -> None:
+        message = "; ".join(problems)[:4000]
+        if tuple(problems) != self.problems:
+            self.post_event(
+                body, "Warning", "InvalidSpec", f"{message} (the last good routing table stays in force)"
+            )
+            log.warning("%s/%s invalid: %s", self.namespace, self.name, message)
+        self.problems = tuple(problems)
+        stamp = rfc3339(now)
+        previous = _status(body)
+        status = previous.model_copy(
+            update={
+                "observed_generation": generation,
+                "last_updated": stamp,
+                "conditions": merge(
+                    previous.conditions,
+                    [
+                        condition(
+                            "InvalidSpec", True, "ValidationFailed", message, now=stamp, generation=generation
+                        ),
+                        condition(
+                            "Ready",
+                            False,
+                            "InvalidSpec",
+                            "spec is invalid; last good table kept",
+                            now=stamp,
+                            generation=generation,
+                        ),
+                    ],
+                ),
+            }
+        )
+        await self._patch_status("routingpolicies", self.name, status.to_wire())
+
+    def _clear_invalid(self, body: Mapping[str, Any]) -> None:
+        if self.problems:
+            self.post_event(body, "Normal", "SpecValid", "spec is valid again")
+        self.problems = ()
+
+    async def _report(
+        self,
+        body: Mapping[str, Any],
+        policy: RoutingPolicySpec,
+        backends: list[SelectedBackend],
+        decision: Decision,
+        measured: Measurement,
+        table_ref: TableRef | None,
+        *,
+        generation: int | None,
+        now: float,
+    ) -> None:
+        stamp = rfc3339(now)
+        for event in decision.events:
+            self._post_weight_event(body, backends, event)
+        if self.metrics_ok is not None and self.metrics_ok != decision.metrics_available:
+            if decision.metrics_available:
+                self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
+            else:
+                detail = measured.unreachable or "no usable reading"
+                self.post_event(
+                    body, "Warning", "MetricsUnavailable", f"{detail}; holding the last good weights"
+                )
+        self.metrics_ok = decision.metrics_available
+        for c in policy.classes:
+            for backend, share in decision.weights.get(c.name, {}).items():
+                self.metrics.weight(self.namespace, self.name, c.name, backend, share)
+
+        previous = _status(body)
+        metrics_msg = (
+            "all queries answered" if decision.metrics_available else (measured.unreachable or "no data")
+        )
+        degraded = decision.stale or not decision.metrics_available
+        degraded_msg = (
+            "static preferences: measurements older than the staleness limit"
+            if decision.stale
+            else ("holding the last good weights" if degraded else "")
+        )
+        ready = table_ref is not None
+        conditions = [
+            condition("Ready", ready, "TableWritten" if ready else "NoTable",
+                      f"routing table version {table_ref.version}" if table_ref else "no routing table yet",
+                      now=stamp, generation=generation),
+            condition("MetricsAvailable", decision.metrics_available,
+                      "Measured" if decision.metrics_available else "PrometheusUnavailable", metrics_msg,
+                      now=stamp, generation=generation),
+            condition("Degraded", degraded, "StaticFallback" if decision.stale else ("HoldingWeights" if degraded else
+                      "AsDesigned"), degraded_msg, now=stamp, generation=generation),
+            condition("InvalidSpec", False, "Valid", "", now=stamp, generation=generation),
+        ]  # fmt: skip
+        status = RoutingPolicyStatus(
+            classes=[
+                ClassWeights(
+                    name=c.name,
+                    weights=decision.weights.get(c.name, {}),
+                    reasons=decision.reasons.get(c.name, {}),
+                    offloading=decision.offloading.get(c.name, False),
+                )
+                for c in policy.classes
+            ],
+            weights_summary=_summary(policy, decision)[:1024],
+            backend_count=len(backends),
+            table=table_ref,
+            observed_generation=generation,
+            last_updated=stamp,
+            conditions=merge(previous.conditions, conditions),
+        )
+        await self._patch_status("routingpolicies", self.name, status.to_wire())
+        for b in backends:
+            await self._report_backend(b, decision, measured, now=now)
+
+    async def _report_backend(
+        self, b: SelectedBackend, decision: Decision, measured: Measurement, *, now: float
+    ) -> None:
+        stamp = rfc3339(now)
+        signals = {
+            signal: Signal(
+                value=r.value if r.state == "ok" else None,
+                state=r.state,
+                observed_at=stamp,
+                message="" if r.state == "ok" else ("query failed" if r.state == "error" else "no series"),
+            )
+            for signal, r in measured.signals.get(b.name, {}).items()
+        }
+        load = decision.loads.get(b.name)
+        status = ModelBackendStatus(
+            state=decision.backend_states.get(b.name, "Unknown"),
+            load=round(load, 3) if load is not None else None,
+            ready_endpoints=[e.url for e in b.endpoints][:256],
+            endpoint_count=len(b.endpoints),
+            signals=signals,
+            observed_generation=b.body.get("metadata", {}).get("generation"),
+            last_updated=stamp,
+        )
+        await self._patch_status("modelbackends", b.name, status.to_wire())
+
+    def _post_weight_event(
+        self, body: Mapping[str, Any], backends: list[SelectedBackend], e: WeightEvent
+    ) -> None:
+        target = next((b.body for b in backends if b.name == e.backend), body) if e.backend else body
+        self.post_event(target, "Warning" if e.warning else "Normal", e.reason, e.message)
+
+    async def _patch_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
+        api = kubernetes.client.CustomObjectsApi(self.api)
+        try:
+            await asyncio.to_thread(
+                api.patch_namespaced_custom_object_status,
+                GROUP, VERSION, self.namespace, plural, name, {"status": status},
+            )  # fmt: skip
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                log.warning("status patch of %s/%s failed: %s %s", plural, name, e.status, e.reason)
+
+
+def select_backends_safe(
+    body: Mapping[str, Any], bodies: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    try:
+        return select_backends(RoutingPolicySpec.model_validate(body.get("spec") or {}), bodies)
+    except pydantic.ValidationError:
+        return []
+
+
+def _status(body: Mapping[str, Any]) -> RoutingPolicyStatus:
+    try:
+        return RoutingPolicyStatus.model_validate(body.get("status") or {})
+    except pydantic.ValidationError:
+        return RoutingPolicyStatus()
+
+
+def _ref(name: str, table: RoutingTable | None) -> TableRef | None:
+    return TableRef(config_map=name, version=table.version, hash=table.hash) if table else None
+
+
+def _summary(policy: RoutingPolicySpec, decision: Decision) -> str:
+    parts = []
+    for c in policy.classes:
+        shares = sorted(decision.weights.get(c.name, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        parts.append(f"{c.name}: " + " ".join(f"{b}={w:.2f}" for b, w in shares if w > 0))
+    return "; ".join(parts)
+
+
+def _short(e: pydantic.ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5])
+
+
+__all__ = ["PolicyLoop", "Reading", "select_backends"]

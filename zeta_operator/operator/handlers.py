@@ -1,0 +1,107 @@
+"""kopf glue: thin handlers that wire the watch streams to `PolicyLoop`.
+
+- every ModelBackend is kept in an in-memory index (no API call per cycle to list them);
+- every RoutingPolicy gets a daemon that runs its control cycle once per `spec.adaptation.interval`, reading
+  the live spec and the live index each time, so edits take effect on the next cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+import kubernetes
+from aiohttp import web
+
+from ..api.common import GROUP, VERSION, parse_duration
+from .controller import PolicyLoop
+from .metrics import OperatorMetrics, health_app
+
+log = logging.getLogger("zeta.operator")
+
+HEALTH_PORT_KEY = "health_port"
+
+
+def _client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+def _post_event(body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, dict(body)), type=kind, reason=reason, message=message[:1024])
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # A watch stream that silently freezes (a dead TCP peer, a stuck proxy) is dropped and re-established.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.watching.connect_timeout = 10
+    # Progress lives in annotations; status belongs to the CRD schema and would prune kopf's fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="zeta.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="zeta.dev")
+    settings.persistence.finalizer = "zeta.dev/operator"
+    settings.posting.level = logging.INFO
+    memo.api = _client()
+    memo.metrics = OperatorMetrics()
+    runner = web.AppRunner(health_app(memo.metrics), access_log=None)
+    await runner.setup()
+    port = int(memo.get(HEALTH_PORT_KEY, 8080))
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    memo.health_runner = runner
+    log.info("health and metrics on :%d", port)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    runner = memo.get("health_runner")
+    if runner is not None:
+        await runner.cleanup()
+
+
+@kopf.index(GROUP, VERSION, "modelbackends")
+def backends_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str | None, dict[str, Any]]:
+    return {namespace: {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
+                        "spec": dict(body.get("spec") or {})}}  # fmt: skip
+
+
+@kopf.daemon(GROUP, VERSION, "routingpolicies", cancellation_timeout=10.0)
+async def control_loop(
+    stopped: kopf.DaemonStopped,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    backends: kopf.Index[str | None, dict[str, Any]] = kwargs["backends_by_namespace"]  # kopf passes indices
+    assert namespace is not None, "RoutingPolicy is a namespaced resource"
+    loop = PolicyLoop(
+        namespace=namespace, name=name, api=memo.api, metrics=memo.metrics, post_event=_post_event
+    )
+    policy = f"{namespace}/{name}"
+    try:
+        while not stopped:
+            interval = _interval(body)
+            try:
+                await loop.cycle(body, list(backends.get(namespace, [])))
+            except Exception:  # one bad cycle must not end the loop: log it, try again next interval
+                log.exception("control cycle of %s failed", policy)
+            memo.metrics.alive(policy, interval)
+            await stopped.wait(interval)
+    finally:
+        memo.metrics.forget(policy)
+
+
+def _interval(body: Mapping[str, Any]) -> float:
+    try:
+        return parse_duration(str(body["spec"]["adaptation"]["interval"]))
+    except (KeyError, TypeError, ValueError):
+        return 5.0
