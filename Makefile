@@ -2,7 +2,7 @@
 .PHONY: demo test crds
 
 demo:  ## the local demo: control plane, Prometheus, simulated fleet, operator, router, workload
-	bash hack/demo.sh
+	bash hack/demo.sh $(ARGS)
 
 test:  ## every test, lint and type check
 	bash hack/test.sh

@@ -74,7 +74,9 @@ def _policy(prometheus_url: str) -> dict[str, Any]:
     doc["spec"]["prometheus"] = {"address": prometheus_url, "timeout": "1s", "window": "10s"}
     doc["spec"]["adaptation"] = {"interval": "2s", "staleAfter": "30s", "smoothing": 0.6, "maxStep": 0.25,
                                  "blackout": "2s"}  # fmt: skip
-    doc["spec"]["thresholds"] = {"queueDepth": 2}
+    # Engine queue depth is the overload signal here; latency counts as full load only at 1.5x the objective,
+    # because the 14B model is slower than a tight objective even when idle (slow is not busy).
+    doc["spec"]["thresholds"] = {"queueDepth": 2, "latency": 1.5}
     return doc
 
 
