@@ -6,15 +6,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 eval "$(bash hack/setup.sh)"
 
+status=0
 echo "==> lint and types" >&2
-ruff check zeta_operator tests bench
-ruff format --check zeta_operator tests bench
-python -m zeta_operator.api.crdgen --check
-mypy
+ruff check zeta_operator tests bench || status=1
+ruff format --check zeta_operator tests bench || status=1
+python -m zeta_operator.api.crdgen --check || status=1
+mypy || status=1
+[[ $status == 0 ]] || echo "error: lint or type check failed (the tests run anyway)" >&2
 
 echo "==> tests" >&2
 before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
-status=0
 python -m pytest "$@" || status=$?
 
 echo "==> leftovers" >&2

@@ -16,9 +16,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from ..api.common import parse_duration
 from .app import serve
+from .balancer import STRATEGIES, Strategy, use_strategy
 from .kubeapi import KubeConfigError
 from .logs import configure
 from .settings import Ejection, RouterSettings, TableConfigMap, TableFile, Timeouts
@@ -105,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="one JSON line per request")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--seed", type=int, help="seed the balancer's random choices (tests)")
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="weighted",
+        help="endpoint choice: weighted (default: the operator's weights) or a benchmark baseline",
+    )
     return p
 
 
@@ -161,6 +169,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RouterSettings, str]:
         shutdown_grace=args.shutdown_grace,
         access_log=args.access_log,
         seed=args.seed,
+        strategy=args.strategy,
     )
     return settings, args.log_level
 
@@ -168,6 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RouterSettings, str]:
 def main(argv: Sequence[str] | None = None) -> None:
     settings, level = parse_args(argv)
     configure(level)
+    use_strategy(cast(Strategy, settings.strategy))
     try:
         asyncio.run(serve(settings))
     except KubeConfigError as e:

@@ -119,6 +119,8 @@ def choose(
     exclude: frozenset[str] = frozenset(),
 ) -> Choice | None:
     """The endpoint for one request, or None when every eligible endpoint is at capacity."""
+    if _baseline is not None:  # a benchmark baseline chosen with --strategy; never set by default
+        return _baseline(eligible, load, rng, exclude)
     usable = _usable_filter(eligible, load, exclude)
     weighted = [(b, w) for b, w in eligible.weighted if b.endpoints]
     if weighted:
@@ -194,3 +196,83 @@ def _fallback(
     if endpoint is None:
         return None
     return Choice(owner[endpoint.url], endpoint, "fallback")
+
+
+# --- Benchmark baselines (``zeta-router --strategy``) ---------------------------------------------------------
+#
+# Not how Zeta routes: these exist so the routing benchmark (bench/bench_routing.py) can run the classic
+# alternatives through the very same router. Both ignore the operator's weights and keep the capability filter,
+# the endpoint capacity (an endpoint at max_concurrency is never chosen) and ejection. The default strategy,
+# "weighted", is `choose` above and is untouched: `choose` only defers here after `use_strategy` was called.
+
+Strategy = Literal["weighted", "round-robin", "least-request"]
+STRATEGIES: tuple[Strategy, ...] = ("weighted", "round-robin", "least-request")
+
+_Picker = Callable[[Eligible, LoadView, random.Random, frozenset[str]], Choice | None]
+_baseline: _Picker | None = None
+
+
+class RoundRobin:
+    """Every capable endpoint in turn (per set of capable endpoints), skipping those without room."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, ...], int] = {}
+
+    def __call__(
+        self, eligible: Eligible, load: LoadView, rng: random.Random, exclude: frozenset[str]
+    ) -> Choice | None:
+        ring = _ring(eligible)
+        if not ring:
+            return None
+        key = tuple(e.url for _, e in ring)
+        usable = _usable_filter(eligible, load, exclude)
+        start = self._next.get(key, 0)
+        for i in range(len(ring)):
+            backend, endpoint = ring[(start + i) % len(ring)]
+            if usable(endpoint.url) and load.inflight(endpoint.url) < endpoint.max_concurrency:
+                self._next[key] = (start + i + 1) % len(ring)
+                return Choice(backend, endpoint, "fallback")
+        return None
+
+
+def least_request(
+    eligible: Eligible, load: LoadView, rng: random.Random, exclude: frozenset[str]
+) -> Choice | None:
+    """The capable endpoint with the fewest requests in flight (ties drawn at random), if any has room."""
+    usable = _usable_filter(eligible, load, exclude)
+    best: list[tuple[TableBackend, TableEndpoint]] = []
+    fewest = -1
+    for backend, endpoint in _ring(eligible):
+        n = load.inflight(endpoint.url)
+        if not usable(endpoint.url) or n >= endpoint.max_concurrency:
+            continue
+        if fewest < 0 or n < fewest:
+            best, fewest = [(backend, endpoint)], n
+        elif n == fewest:
+            best.append((backend, endpoint))
+    if not best:
+        return None
+    backend, endpoint = best[0] if len(best) == 1 else rng.choice(best)
+    return Choice(backend, endpoint, "fallback")
+
+
+def baseline(strategy: Strategy) -> _Picker | None:
+    """The picker of a baseline strategy; None for "weighted" (Zeta's own `choose`)."""
+    if strategy == "weighted":
+        return None
+    if strategy == "round-robin":
+        return RoundRobin()
+    if strategy == "least-request":
+        return least_request
+    raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+
+
+def use_strategy(strategy: Strategy) -> None:
+    """Make `choose` (process-wide) use a baseline strategy; "weighted" restores the default."""
+    global _baseline
+    _baseline = baseline(strategy)
+
+
+def _ring(eligible: Eligible) -> list[tuple[TableBackend, TableEndpoint]]:
+    """Every capable endpoint, in backend-name then table order."""
+    return [(b, e) for b in sorted(eligible.backends(), key=lambda b: b.name) for e in b.endpoints]

@@ -73,3 +73,6 @@ class RouterSettings:
     """One JSON line per request (no prompt, no headers)."""
     seed: int | None = None
     """Seed of the balancer's random choices (tests); None draws one from the OS."""
+    strategy: str = "weighted"
+    """How an endpoint is picked: "weighted" (the operator's weights, Zeta's routing), or a benchmark
+    baseline that ignores them: "round-robin" or "least-request" over the capable endpoints."""

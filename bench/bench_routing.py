@@ -1,0 +1,148 @@
+"""Routing benchmark (issue 6): static, round robin, least-request and Zeta against the same fleet and workload,
+with the oracle's linear-program bound; one table per scenario and PNG plots of latency and weights over time.
+
+    python -m bench.bench_routing --mode des --scenario all            # simulated time, seconds
+    python -m bench.bench_routing --mode real --scenario code-burst    # real processes, minutes
+    python -m bench.bench_routing --smoke                              # CI: DES, compressed scenarios
+
+DES mode drives the real `weights.decide`, the router's balancer/queue/tracker and the simulator's batching
+engine in simulated time (bench/routing/des.py). Real mode runs the simulators, the router (with --strategy for
+the baselines) and, for Zeta, the whole loop: control plane, Prometheus (1 s scrape), operator (bench/routing/real.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+from bench.routing import des, metrics, report, scenario
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model or platform.processor() or platform.machine()}), Python {platform.python_version()}"
+
+
+def run_scenario(
+    sc: scenario.Scenario, *, mode: str, strategies: list[str], img: Path | None, seed: int
+) -> str:
+    if mode == "des":
+        runs = [des.simulate(sc, s, seed=seed) for s in strategies]
+    else:
+        from bench.routing import real
+
+        runs = real.run_all(sc, strategies)
+    oracle, _ = scenario.oracle_goodput(sc, [(r.sent_at, r.task_class) for r in runs[0].records])
+    summaries = [metrics.summarize(sc, r) for r in runs]
+    out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
+    if sc.description:
+        out += [sc.description, ""]
+    out += [
+        report.table(sc, summaries, oracle),
+        "",
+        "p50/p95/p99 latency in seconds (SLO attainment) per class:",
+        "",
+    ]
+    out += [report.class_table(sc, summaries), ""]
+    if mode == "real":
+        out += [validation(sc, summaries, seed=seed), ""]
+    notes = [n for r in runs for n in r.notes]
+    wall = ", ".join(f"{r.strategy} {r.wall_seconds:.1f}s" for r in runs)
+    out += [f"Wall time per strategy: {wall}."] + [f"- {n}" for n in notes] + [""]
+    if img is not None:
+        png = report.plot(img / f"routing-{mode}-{sc.name}.png", sc, runs)
+        if png is not None:
+            rel = os.path.relpath(png, REPO / "docs")
+            out += [f"![{sc.name} ({mode})]({rel})", ""]
+    return "\n".join(out)
+
+
+TOLERANCE = 0.15
+"""DES vs real: goodput and SLO attainment of each strategy within 15% (relative), same order of strategies."""
+
+
+def validation(sc: scenario.Scenario, real: list[metrics.Summary], *, seed: int) -> str:
+    """The DES on the same scenario and arrivals, side by side with the real run."""
+    sim = {s.strategy: metrics.summarize(sc, des.simulate(sc, s.strategy, seed=seed)) for s in real}
+    lines = [
+        f"DES vs real on the same arrivals (tolerance: goodput and SLO within {TOLERANCE:.0%} relative):",
+        "",
+        "| strategy | goodput real | goodput DES | diff | SLO real | SLO DES | diff | within |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    held = True
+    for r in real:
+        d = sim[r.strategy]
+        dg = d.goodput / r.goodput - 1 if r.goodput else float("inf")
+        ds = d.slo / r.slo - 1 if r.slo else float("inf")
+        ok = abs(dg) <= TOLERANCE and abs(ds) <= TOLERANCE
+        held = held and ok
+        lines.append(
+            f"| {r.strategy} | {r.goodput:.2f} | {d.goodput:.2f} | {dg:+.0%} | {r.slo:.1%} | {d.slo:.1%} "
+            f"| {ds:+.0%} | {'yes' if ok else 'NO'} |"
+        )
+    same_order = sorted(real, key=lambda s: s.goodput) == sorted(real, key=lambda s: sim[s.strategy].goodput)
+    lines += [
+        "",
+        f"Tolerance held: {'yes' if held else 'no'}; same goodput order of strategies: {'yes' if same_order else 'no'}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=["des", "real"], default="des")
+    parser.add_argument("--scenario", default="all", help=f"one of {', '.join(scenario.names())}, or all")
+    parser.add_argument("--strategies", default=",".join(des.STRATEGIES), help="comma-separated subset")
+    parser.add_argument(
+        "--smoke", action="store_true", help="DES, every scenario compressed to 20 s (3 s at scale) (CI)"
+    )
+    parser.add_argument("--img", type=Path, default=REPO / "docs" / "img", help="where the PNGs go")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the markdown to this file")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    mode = "des" if args.smoke else args.mode
+    header = [
+        f"Command: `python -m bench.bench_routing {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}.",
+        "",
+    ]
+    print("\n".join(header), flush=True)
+    parts = list(header)
+    for name in names:
+        sc = scenario.load(name)
+        if mode == "real" and sc.extra.get("des_only"):
+            print(f"(skipping {name}: DES only)\n", flush=True)
+            continue
+        if args.smoke:
+            # Seconds, not minutes: the scale fleet's thousands of requests per second get a shorter story.
+            sc = scenario.shrink(sc, duration=20.0 if sc.rate < 100 else 3.0)
+        text = run_scenario(sc, mode=mode, strategies=strategies, seed=args.seed,
+                            img=None if (args.no_plots or args.smoke) else args.img)  # fmt: skip
+        print(text, flush=True)
+        parts.append(text)
+    if args.out:
+        args.out.write_text("\n".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

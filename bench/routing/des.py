@@ -1,0 +1,444 @@
+"""The discrete-event mode: the routing benchmark in simulated time, with no processes.
+
+What runs is the real code wherever it is pure:
+
+- each engine is the simulator's own continuous-batching state machine (`zeta_operator.sim.scheduler.Scheduler`
+  with `sim/latency.py`'s model): batching slowdown, FIFO wait beyond ``max_seqs``, injected stall;
+- the router's choice is `router.balancer` (`ClassRoute`, `choose`, and the ``--strategy`` baselines), its
+  in-flight and ejection bookkeeping is `router.endpoints.EndpointTracker`, its priority queue is
+  `router.queue.WaitQueue`, mirrored the way `router.admission.Admission` uses them (a freed slot goes to the
+  best waiter that may use it; max wait, then 429);
+- Zeta's operator is `operator.weights.decide` every control interval, on the readings Prometheus would hold:
+  engine gauges (waiting, running, KV use) sampled every scrape interval and the router's latency and error
+  rate over the query window, as of the last scrape (so the data is as late as in the real loop), and the
+  table reaches the router after a propagation delay.
+
+Modelled, not run: HTTP and process overheads (none), the router's retry on a dropped connection (immediate),
+a crashed engine refusing connections (instant failure, counted for ejection), readiness (the pod turns
+NotReady ``notready_after`` seconds after a crash, as a kubelet's probe would report it).
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zeta_operator.api.common import parse_duration
+from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
+from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
+from zeta_operator.router import balancer
+from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
+from zeta_operator.router.endpoints import EndpointTracker
+from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
+from zeta_operator.router.settings import Ejection
+from zeta_operator.sim.scheduler import Scheduler, Sequence
+
+from .records import RequestRecord, RunResult
+from .scenario import ClassShape, Scenario, capable
+
+STRATEGIES = ("static", "round-robin", "least-request", "zeta")
+
+TABLE_PROPAGATION_S = 0.3
+"""ConfigMap write to the router's watch seeing it."""
+QUERY_OFFSET_S = 0.5
+"""Operator cycles run this long after a scrape (cycles and scrapes are not aligned in life either)."""
+RETRIES = 2
+"""The router's default extra attempts before the first byte."""
+UNCAPPED = 1_000_000
+"""The static strategy's endpoint cap: no router-side limit, everything waits in the preferred engine."""
+_MIN_TICK = 1e-6
+
+
+@dataclass(eq=False)
+class _Engine:
+    backend: str
+    url: str
+    scheduler: Scheduler
+    alive: bool = True
+    ready: bool = True
+    extra_s: float = 0.0
+    version: int = 0
+    news: list[_Request] = field(default_factory=list)
+    inflight: dict[int, _Request] = field(default_factory=dict)
+    """Requests on this engine by arrival number (a dict, not a set: iteration order must not depend on id())."""
+
+
+@dataclass(eq=False)
+class _Request:
+    record: RequestRecord
+    shape: ClassShape
+    number: int
+    eligible: Eligible | None = None
+    choice: Choice | None = None
+    seq: Sequence | None = None
+    tried: set[str] = field(default_factory=set)
+    waiter: Waiter[_Request] | None = None
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, strategy: str, *, seed: int = 0) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        self.sc = scenario
+        self.strategy = strategy
+        self.now = 0.0
+        self.rng = random.Random(f"des:{scenario.seed}:{strategy}:{seed}")
+        self._events: list[tuple[float, int, Callable[[], None]]] = []
+        self._counter = itertools.count()
+        self.tracker = EndpointTracker(Ejection(), clock=lambda: self.now)
+        self.queue: WaitQueue[_Request] = WaitQueue()
+        policy = scenario.policy
+        self.queue_settings = TableQueue(
+            max_size=policy.queue.max_size,
+            max_wait_seconds=parse_duration(policy.queue.max_wait),
+            aging_seconds=parse_duration(policy.queue.aging),
+        )
+        self.engines: dict[str, _Engine] = {}
+        self.by_backend: dict[str, list[_Engine]] = {}
+        for name, group in scenario.backends().items():
+            for i in range(group.endpoints):
+                url = f"http://{name}-{i}.sim:8000"
+                engine = _Engine(name, url, Scheduler(group.model, time_scale=1.0, stream_interval_s=1e9))
+                self.engines[url] = engine
+                self.by_backend.setdefault(name, []).append(engine)
+        self.groups = scenario.backends()
+        self.records: list[RequestRecord] = []
+        self.weights: list[tuple[float, dict[str, dict[str, float]]]] = []
+        self.violations = 0
+        self.routes: dict[str, ClassRoute] = {}
+        self.picker: Callable[[Eligible, frozenset[str]], Choice | None]
+        if strategy == "round-robin":
+            rr = balancer.RoundRobin()
+            self.picker = lambda e, x: rr(e, self.tracker, self.rng, x)
+        elif strategy == "least-request":
+            self.picker = lambda e, x: balancer.least_request(e, self.tracker, self.rng, x)
+        else:
+            self.picker = lambda e, x: balancer.choose(e, self.tracker, self.rng, exclude=x)
+        # Zeta's operator state and the readings Prometheus holds.
+        self.state: ControllerState | None = None
+        self.scraped: dict[str, tuple[int, int, float]] = {}
+        self.scraped_at = 0.0
+        self.window = parse_duration(policy.prometheus.window)
+        self.completions: deque[tuple[float, str, str, float, bool]] = deque()
+        self.quantile = policy.prometheus.latency_quantile
+
+    # -- the event loop -------------------------------------------------------------------------------------
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._events, (t, next(self._counter), action))
+
+    def run(self, *, drain: float = 60.0) -> RunResult:
+        started = time.perf_counter()
+        for t, shape in self.sc.arrivals():
+            self.at(t, functools.partial(self._arrive, t, shape))
+        self._schedule_faults()
+        self._install(self._initial_table(), record=self.strategy == "zeta")
+        if self.strategy == "zeta":
+            t = QUERY_OFFSET_S
+            while t < self.sc.duration + drain:
+                self.at(t, self._operator_cycle)
+                t += self.sc.interval
+        t = 0.0
+        while t < self.sc.duration + drain:
+            self.at(t, self._scrape)
+            t += self.sc.scrape_interval
+        t = 1.0
+        while t < self.sc.duration + drain:  # the router's slow timer also offers capacity to waiters
+            self.at(t, self._offer_all)
+            t += 1.0
+        end = self.sc.duration + drain
+        while self._events:
+            t, _, action = heapq.heappop(self._events)
+            if t > end:
+                break
+            self.now = t
+            action()
+        for r in self.records:
+            if r.status == "error" and r.latency == 0.0 and not r.backend:
+                r.latency = end - r.sent_at  # never answered within the drain
+        result = RunResult(self.sc.name, self.strategy, "des", self.records, self.weights, self.violations)
+        result.wall_seconds = time.perf_counter() - started
+        return result
+
+    # -- tables ---------------------------------------------------------------------------------------------
+
+    def _table(
+        self, weights: dict[str, dict[str, float]], *, cap: int | None, ready_only: bool
+    ) -> RoutingTable:
+        policy = self.sc.policy
+        backends = []
+        for name, group in self.groups.items():
+            engines = [e for e in self.by_backend[name] if e.ready or not ready_only]
+            backends.append(
+                TableBackend(
+                    name=name, model=name, tasks=list(group.tasks), max_complexity=group.max_complexity,
+                    context_window=32768, size_billions=group.size_b,
+                    endpoints=[TableEndpoint(url=e.url, max_concurrency=cap or group.max_concurrency) for e in engines],
+                )
+            )  # fmt: skip
+        classes = [
+            TableClass(
+                name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
+                latency_objective_seconds=parse_duration(c.latency_objective), weights=weights.get(c.name, {}),
+            )
+            for c in policy.classes
+        ]  # fmt: skip
+        return RoutingTable(policy="bench/des", queue=self.queue_settings, backends=backends, classes=classes)
+
+    def _initial_table(self) -> RoutingTable:
+        policy = self.sc.policy
+        if self.strategy == "static":
+            weights = {c.name: {n: 1.0 / len(c.preferred) for n in c.preferred} for c in policy.classes}
+            return self._table(weights, cap=UNCAPPED, ready_only=False)
+        if self.strategy == "zeta":
+            return self._table(static_weights(policy, self._inputs(signals=False)), cap=None, ready_only=True)
+        return self._table({c.name: {} for c in policy.classes}, cap=None, ready_only=False)
+
+    def _install(self, table: RoutingTable, *, record: bool) -> None:
+        static = self.strategy == "static"
+        self.routes = {}
+        for c in table.classes:
+            route = ClassRoute.build(c, table.backends)
+            if static:  # preferred only: no unweighted last resort
+                route = ClassRoute(route.task_class, route.weighted, (), route.top_weight)
+            self.routes[c.name] = route
+        if record:
+            self.weights.append((self.now, {c.name: dict(c.weights) for c in table.classes}))
+        self._offer_all()
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    def _arrive(self, t: float, shape: ClassShape) -> None:
+        record = RequestRecord(sent_at=t, task_class=shape.name, complexity=shape.complexity)
+        self.records.append(record)
+        req = _Request(record, shape, len(self.records))
+        route = self.routes[shape.name]
+        req.eligible = route.eligible(
+            complexity=shape.complexity, tokens=shape.prompt_tokens + shape.output_tokens
+        )
+        if not req.eligible:
+            self._finish(req, "rejected")
+            return
+        choice = self.picker(req.eligible, frozenset())
+        if choice is not None:
+            self._dispatch(req, choice)
+            return
+        task_class = next(c for c in self.sc.policy.classes if c.name == shape.name)
+        waiter = Waiter(task_class.priority, shape.complexity, self.now, req.eligible.endpoint_urls(), req)
+        try:
+            self.queue.push(waiter, max_size=self.queue_settings.max_size)
+        except QueueFull:
+            self._finish(req, "rejected")
+            return
+        req.waiter = waiter
+        self.at(self.now + self.queue_settings.max_wait_seconds, lambda: self._deadline(req))
+
+    def _deadline(self, req: _Request) -> None:
+        if req.waiter is not None and req.waiter.queued:
+            self.queue.remove(req.waiter)
+            self._finish(req, "rejected")
+
+    def _dispatch(self, req: _Request, choice: Choice) -> None:
+        url = choice.endpoint.url
+        self.tracker.acquire(url)
+        req.choice = choice
+        req.tried.add(url)
+        engine = self.engines[url]
+        if not engine.alive:  # connection refused: fails at once, retried on another endpoint
+            self._failed_attempt(req)
+            return
+        shape = req.shape
+        req.seq = engine.scheduler.submit(
+            prompt_tokens=shape.prompt_tokens, output_tokens=shape.output_tokens, stream=False, now=self.now,
+            extra_s=engine.extra_s, on_news=lambda: engine.news.append(req),
+        )  # fmt: skip
+        engine.inflight[req.number] = req
+        self._wake(engine)
+
+    def _failed_attempt(self, req: _Request) -> None:
+        assert req.choice is not None and req.eligible is not None
+        url = req.choice.endpoint.url
+        self.tracker.record_failure(url, peers=req.eligible.endpoint_urls())
+        self._release(url)
+        self._observe(req.choice.backend.name, req.shape.name, self.now - req.record.sent_at, ok=False)
+        req.choice, req.seq = None, None
+        retry = None
+        if req.record.retries < RETRIES:
+            retry = self.picker(req.eligible, frozenset(req.tried))
+        if retry is None:
+            self._finish(req, "error")
+            return
+        req.record.retries += 1
+        self._dispatch(req, retry)
+
+    def _wake(self, engine: _Engine) -> None:
+        engine.version += 1
+        delay = engine.scheduler.next_event_in()
+        if delay is not None:
+            version = engine.version
+            self.at(self.now + max(delay, _MIN_TICK), lambda: self._engine_event(engine, version))
+
+    def _engine_event(self, engine: _Engine, version: int) -> None:
+        if version != engine.version or not engine.alive:
+            return
+        engine.scheduler.advance(self.now)
+        news, engine.news = engine.news, []
+        for req in news:
+            if req.seq is not None and req.seq.done and req.choice is not None:
+                choice = req.choice
+                engine.inflight.pop(req.number, None)
+                self.tracker.record_success(choice.endpoint.url)
+                self._finish(req, "ok", backend=choice.backend.name)
+                self._observe(choice.backend.name, req.shape.name, req.record.latency, ok=True)
+                req.choice = None
+                self._release(choice.endpoint.url)
+        self._wake(engine)
+
+    def _finish(self, req: _Request, status: Any, *, backend: str = "") -> None:
+        r = req.record
+        r.status = status
+        r.latency = self.now - r.sent_at
+        r.backend = backend
+        if backend:
+            group = self.groups[backend]
+            if not capable(group, req.shape):
+                self.violations += 1
+
+    def _release(self, url: str) -> None:
+        self.tracker.release(url)
+        while self.queue:  # Admission._offer: the freed slot goes to the best waiter that may use it
+            waiter = self.queue.best(
+                now=self.now, aging_seconds=self.queue_settings.aging_seconds, endpoint=url
+            )
+            if waiter is None:
+                return
+            assert waiter.payload.eligible is not None
+            choice = self.picker(waiter.payload.eligible, frozenset())
+            if choice is None:
+                return
+            self.queue.remove(waiter)
+            self._dispatch(waiter.payload, choice)
+
+    def _offer_all(self) -> None:
+        if not self.queue:
+            return
+        for waiter in self.queue.in_order(now=self.now, aging_seconds=self.queue_settings.aging_seconds):
+            assert waiter.payload.eligible is not None
+            choice = self.picker(waiter.payload.eligible, frozenset())
+            if choice is not None:
+                self.queue.remove(waiter)
+                self._dispatch(waiter.payload, choice)
+
+    # -- faults ---------------------------------------------------------------------------------------------
+
+    def _schedule_faults(self) -> None:
+        for f in self.sc.faults:
+            engine = self.by_backend[f.backend][f.endpoint]
+            if f.crash:
+                self.at(f.start, functools.partial(self._crash, engine))
+                self.at(f.start + f.notready_after, functools.partial(self._not_ready, engine))
+            else:
+                self.at(f.start, functools.partial(_set_extra, engine, f.extra_latency_ms / 1000))
+                if math.isfinite(f.duration):
+                    self.at(f.start + f.duration, functools.partial(_set_extra, engine, 0.0))
+
+    def _crash(self, engine: _Engine) -> None:
+        engine.scheduler.advance(self.now)
+        engine.alive = False
+        engine.version += 1
+        for number, req in sorted(
+            engine.inflight.items()
+        ):  # dropped before the first byte: retried elsewhere
+            del engine.inflight[number]
+            self._failed_attempt(req)
+
+    def _not_ready(self, engine: _Engine) -> None:
+        engine.ready = False
+
+    # -- Zeta's control loop --------------------------------------------------------------------------------
+
+    def _scrape(self) -> None:
+        snap = {}
+        for url, e in self.engines.items():
+            if e.alive:
+                s = e.scheduler
+                s.advance(self.now)
+                snap[url] = (s.num_waiting, s.num_running, s.tokens_in_flight / (512 * s.model.max_seqs))
+            # the engine's pending wake stays valid: advance only moved it to now
+        self.scraped, self.scraped_at = snap, self.now
+
+    def _observe(self, backend: str, task_class: str, latency: float, *, ok: bool) -> None:
+        if self.strategy == "zeta":
+            self.completions.append((self.now, backend, task_class, latency, ok))
+
+    def _inputs(self, *, signals: bool) -> list[BackendInput]:
+        at = self.scraped_at
+        while self.completions and self.completions[0][0] < at - self.window:
+            self.completions.popleft()
+        lat: dict[tuple[str, str], list[float]] = {}
+        total: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for t, b, c, seconds, ok in self.completions:
+            if t > at:
+                break
+            total[b] = total.get(b, 0) + 1
+            if ok:
+                lat.setdefault((b, c), []).append(seconds)
+            else:
+                failed[b] = failed.get(b, 0) + 1
+        inputs = []
+        for name, group in self.groups.items():
+            engines = self.by_backend[name]
+            readings: dict[str, Reading] = {}
+            latency: dict[str, Reading] = {}
+            snaps = [self.scraped[e.url] for e in engines if e.url in self.scraped]
+            if signals and snaps:
+                readings["queueDepth"] = Reading(sum(s[0] for s in snaps) / len(snaps), "ok")
+                readings["running"] = Reading(sum(s[1] for s in snaps) / len(snaps), "ok")
+                readings["kvCache"] = Reading(min(1.0, max(s[2] for s in snaps)), "ok")
+                if total.get(name):
+                    readings["errorRate"] = Reading(failed.get(name, 0) / total[name], "ok")
+                for task_class in self.sc.policy.classes:
+                    values = lat.get((name, task_class.name))
+                    if values:
+                        latency[task_class.name] = Reading(_quantile(values, self.quantile), "ok")
+            inputs.append(
+                BackendInput(
+                    name=name, tasks=frozenset(group.tasks), max_complexity=group.max_complexity,
+                    size_billions=group.size_b, max_concurrency=group.max_concurrency,
+                    ready_endpoints=sum(1 for e in engines if e.ready), newest_ready_since=None,
+                    signals=readings, latency=latency,
+                )
+            )  # fmt: skip
+        return inputs
+
+    def _operator_cycle(self) -> None:
+        decision = decide(
+            policy=self.sc.policy, backends=self._inputs(signals=True), previous=self.state, now=self.now
+        )
+        self.state = decision.state
+        if not any(decision.weights.values()):
+            return  # the operator keeps the live table rather than writing an empty one
+        table = self._table(decision.weights, cap=None, ready_only=True)
+        self.at(self.now + TABLE_PROPAGATION_S, lambda: self._install(table, record=True))
+
+
+def _set_extra(engine: _Engine, seconds: float) -> None:
+    engine.extra_s = seconds
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def simulate(scenario: Scenario, strategy: str, *, seed: int = 0) -> RunResult:
+    return Simulation(scenario, strategy, seed=seed).run()

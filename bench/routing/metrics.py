@@ -1,0 +1,156 @@
+"""The numbers the issue asks for, computed the same way for both modes from `RunResult`s."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .records import RequestRecord, RunResult
+from .scenario import Scenario, oracle
+
+STABLE_STD = 0.05
+"""Weight standard deviation under steady load above which we call it oscillation."""
+MOVED = 0.05
+"""A weight change this large counts as 'the weights moved'."""
+
+
+@dataclass
+class Summary:
+    strategy: str
+    offered: float
+    """Requests per second sent."""
+    goodput: float
+    """Requests per second completed within their class objective."""
+    slo: float
+    """Fraction of all requests completed within objective."""
+    rejected: int
+    errors: int
+    violations: int
+    per_class: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    """class -> (p50, p95, p99, SLO attainment); latencies of answered requests."""
+    reaction: float | None = None
+    """Seconds from the event (burst or fault) until weights moved (Zeta) and every class with capacity had its
+    p95 back under objective; inf when it never did; None when the scenario has no event."""
+    weights_moved: float | None = None
+    stability: float | None = None
+    """Largest standard deviation of one weight under steady load (Zeta; None otherwise)."""
+    table_changes: int = 0
+
+
+def _q(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def good(r: RequestRecord, sc: Scenario) -> bool:
+    return r.status == "ok" and r.latency <= sc.objective(r.task_class)
+
+
+def summarize(sc: Scenario, run: RunResult) -> Summary:
+    recs = run.records
+    n_good = sum(1 for r in recs if good(r, sc))
+    s = Summary(
+        strategy=run.strategy,
+        offered=len(recs) / sc.duration,
+        goodput=n_good / sc.duration,
+        slo=n_good / len(recs) if recs else math.nan,
+        rejected=sum(1 for r in recs if r.status == "rejected"),
+        errors=sum(1 for r in recs if r.status == "error"),
+        violations=run.violations,
+    )
+    for c in sc.classes:
+        mine = [r for r in recs if r.task_class == c.name]
+        lat = [r.latency for r in mine if r.status == "ok"]
+        attained = sum(1 for r in mine if good(r, sc)) / len(mine) if mine else math.nan
+        s.per_class[c.name] = (_q(lat, 0.5), _q(lat, 0.95), _q(lat, 0.99), attained)
+    s.table_changes = max(0, len(run.weights) - 1)
+    event = event_window(sc)
+    if event is not None:
+        s.reaction, s.weights_moved = reaction(sc, run, *event)
+    elif run.weights:
+        s.stability = stability(sc, run)
+    return s
+
+
+def event_window(sc: Scenario) -> tuple[float, float, set[str]] | None:
+    """(start, end, affected classes) of the scenario's first burst or fault; None for steady scenarios."""
+    if sc.bursts:
+        b = sc.bursts[0]
+        return b.start, b.start + b.duration, {b.task_class}
+    if sc.faults:
+        f = sc.faults[0]
+        end = min(sc.duration, f.start + f.duration)
+        affected = {c.name for c in sc.policy.classes if f.backend in c.preferred}
+        return f.start, end, affected
+    return None
+
+
+def classes_with_capacity(sc: Scenario, start: float, end: float) -> set[str]:
+    """Classes the oracle can serve entirely during the event (the others cannot meet their objective)."""
+    mid = (start + end) / 2
+    rates = {c.name: sc.class_rate(c.name, mid) for c in sc.classes}
+    extra = {f.backend: f.extra_latency_ms / 1000 for f in sc.faults if not f.crash and f.active(mid)}
+    down = {f.backend: 1 for f in sc.faults if f.crash and mid >= f.start}
+    split = oracle(sc, rates, extra_latency=extra, down=down)
+    return {c for c, r in rates.items() if r <= 0 or split.served[c] >= 0.99 * r}
+
+
+def reaction(
+    sc: Scenario, run: RunResult, start: float, end: float, affected: set[str]
+) -> tuple[float, float | None]:
+    """(reaction seconds, seconds until the weights moved) for the event in [start, end)."""
+    moved: float | None = None
+    if run.weights:
+        before = next((w for t, w in reversed(run.weights) if t <= start), run.weights[0][1])
+        for t, w in run.weights:
+            if t < start:
+                continue
+            if any(
+                abs(w.get(c, {}).get(b, 0.0) - before.get(c, {}).get(b, 0.0)) > MOVED
+                for c in affected
+                for b in set(w.get(c, {})) | set(before.get(c, {}))
+            ):
+                moved = t - start
+                break
+    # Recovered at the first control-interval boundary from which, over the rest of the event, the p95 of every
+    # class with capacity (requests sent from then on; a rejected or failed one counts as too slow) is within
+    # its objective.
+    considered = classes_with_capacity(sc, start, end)
+    by_class = {
+        c: [r for r in run.records if r.task_class == c and start <= r.sent_at < end] for c in considered
+    }
+    t = start
+    while t < end:
+        ok = True
+        for c, recs in by_class.items():
+            lat = [r.latency if r.status == "ok" else math.inf for r in recs if r.sent_at >= t]
+            if len(lat) >= 5 and _q(lat, 0.95) > sc.objective(c):
+                ok = False
+                break
+        if ok:
+            latency_ok = t - start
+            return (max(latency_ok, moved) if moved is not None else latency_ok), moved
+        t += sc.interval
+    return math.inf, moved
+
+
+def stability(sc: Scenario, run: RunResult) -> float:
+    """Largest standard deviation of one (class, backend) weight, sampled every second over the second half of
+    the steady period (the first half is the controller's transient from the static preferences)."""
+    begin = (sc.steady_after + sc.duration) / 2
+    grid = [begin + i for i in range(int(sc.duration - begin))]
+    series: dict[tuple[str, str], list[float]] = {}
+    j = 0
+    current = run.weights[0][1]
+    for t in grid:
+        while j < len(run.weights) and run.weights[j][0] <= t:
+            current = run.weights[j][1]
+            j += 1
+        for c, ws in current.items():
+            for b, w in ws.items():
+                series.setdefault((c, b), []).append(w)
+    return max((statistics.pstdev(v) for v in series.values() if len(v) > 1), default=0.0)

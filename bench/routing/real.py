@@ -1,0 +1,279 @@
+"""The real-process mode: the same scenario against simulator processes through the real router.
+
+- static, round-robin, least-request: fresh simulators and a router reading a fixed table file, with
+  ``--strategy`` for the two baselines (static is the weighted router on a table that gives each class to its
+  preferred backend only, with no router-side cap, so everything waits in the preferred engine);
+- zeta: the demo's full loop (zeta_operator/demo): a real control plane, Prometheus scraping every second, the
+  operator with its ServiceAccount, the router watching the routing-table ConfigMap.
+
+Only the demo fleet (one 4B, one 7B coder, one 14B) runs here; faults go through the simulator's /admin/faults,
+and a crashed backend's pod is marked NotReady ``notready_after`` seconds later (the kubelet's part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from zeta_operator.api.common import parse_duration
+from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
+from zeta_operator.router.launch import start_router
+from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+
+from .records import RequestRecord, RunResult
+from .scenario import ClassShape, Scenario, capable
+
+DRAIN_S = 60.0
+
+
+def _models() -> dict[str, str]:
+    from zeta_operator.demo.__main__ import FLEET, _sample
+
+    return {name: _sample(name)["spec"]["model"] for name in FLEET}
+
+
+def _specs(sc: Scenario) -> list[SimSpec]:
+    groups = sc.backends()
+    models = _models()
+    if set(groups) != set(models) or any(g.endpoints != 1 for g in groups.values()):
+        raise SystemExit(f"real mode runs the demo fleet only ({', '.join(models)}, one endpoint each)")
+    return [
+        SimSpec(model=models[name], size_b=g.size_b, max_seqs=g.max_seqs, seed=i)
+        for i, (name, g) in enumerate(groups.items())
+    ]
+
+
+def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> RoutingTable:
+    models = _models()
+    policy = sc.policy
+    static = strategy == "static"
+    backends = [
+        TableBackend(
+            name=name, model=models[name], tasks=list(g.tasks), max_complexity=g.max_complexity, context_window=32768,
+            size_billions=g.size_b,
+            endpoints=[TableEndpoint(url=sims[name].url, max_concurrency=1_000_000 if static else g.max_concurrency)],
+        )
+        for name, g in sc.backends().items()
+    ]  # fmt: skip
+    classes = []
+    for c in policy.classes:
+        weights = {n: 1.0 / len(c.preferred) for n in c.preferred} if static else {}
+        classes.append(
+            TableClass(name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
+                       latency_objective_seconds=parse_duration(c.latency_objective), weights=weights)
+        )  # fmt: skip
+    queue = TableQueue(
+        max_size=policy.queue.max_size,
+        max_wait_seconds=parse_duration(policy.queue.max_wait),
+        aging_seconds=parse_duration(policy.queue.aging),
+    )
+    return RoutingTable(policy="bench/fixed", queue=queue, backends=backends, classes=classes)
+
+
+def run_all(sc: Scenario, strategies: list[str]) -> list[RunResult]:
+    results = []
+    for strategy in strategies:
+        started = time.perf_counter()
+        result = run_zeta(sc) if strategy == "zeta" else run_fixed(sc, strategy)
+        result.wall_seconds = time.perf_counter() - started
+        results.append(result)
+    return results
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="zeta-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_fixed(sc: Scenario, strategy: str) -> RunResult:
+    print(f"    real: {sc.name} / {strategy}", flush=True)
+    with _workdir() as work, start_sims(_specs(sc), log_dir=work) as running:
+        sims = dict(zip(sc.backends(), running, strict=True))
+        table_file = work / "table.json"
+        table = _fixed_table(sc, sims, strategy)
+        table_file.write_text(table.sealed(version=1, generated_at="").to_json())
+        args = ["--seed", "1", "--log-level", "warning"]
+        if strategy in ("round-robin", "least-request"):
+            args += ["--strategy", strategy]
+        with start_router(table_file=table_file, args=args, log_dir=work) as router:
+            records = asyncio.run(drive(sc, router.url, sims))
+    return _result(sc, strategy, records, [])
+
+
+def run_zeta(sc: Scenario) -> RunResult:
+    from zeta_operator.demo.__main__ import (
+        FLEET,
+        NAMESPACE,
+        _backend,
+        _policy,
+        _router_identity,
+        _wait_for_table,
+        watch_prometheus_router,
+    )
+    from zeta_operator.localcluster.cluster import Cluster
+    from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
+    from zeta_operator.localcluster.fleet import (
+        read_table,
+        ready_pod,
+        set_pod_ready,
+        start_operator,
+        watch_prometheus,
+    )
+    from zeta_operator.localcluster.prometheus import Prometheus
+
+    print(f"    real: {sc.name} / zeta (control plane, Prometheus 1s scrape, operator, router)", flush=True)
+    weights: list[tuple[float, dict[str, dict[str, float]]]] = []
+    binaries = control_plane_binaries(quiet=True)
+    with _workdir() as work, ControlPlane.running(binaries=binaries) as cp:
+        cluster = Cluster(kubeconfig=cp.kubeconfig, kubectl_binary=binaries / "kubectl")
+        cluster.install_crds()
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        with (
+            Prometheus.running(scrape_interval="1s") as prom,
+            start_sims(_specs(sc), log_dir=work) as running,
+        ):
+            sims = dict(zip(FLEET, running, strict=True))
+            for name, sim in sims.items():
+                ready_pod(cluster, NAMESPACE, f"{name}-0", {"app": name})
+                cluster.apply([_backend(name, sim.port)], namespace=NAMESPACE)
+            watch_prometheus(prom, NAMESPACE, {sim.address: f"{name}-0" for name, sim in sims.items()})
+            policy = _policy(prom.url)
+            cluster.apply([policy], namespace=NAMESPACE)
+            operator = start_operator(cluster, NAMESPACE, work)
+            try:
+                configmap = policy["spec"]["routingTable"]["configMapName"]
+                _wait_for_table(cluster, configmap)
+                with _router_identity(cluster, work) as kubeconfig, start_router(
+                    configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
+                    args=["--seed", "1", "--log-level", "warning"],
+                ) as router:  # fmt: skip
+                    watch_prometheus_router(prom, f"127.0.0.1:{router.port}")
+
+                    async def sample(t: float) -> None:
+                        table = await asyncio.to_thread(read_table, cluster, NAMESPACE, configmap)
+                        if table is not None:
+                            now = {c.name: dict(c.weights) for c in table.classes}
+                            if not weights or weights[-1][1] != now:
+                                weights.append((t, now))
+
+                    def not_ready(backend: str) -> None:
+                        set_pod_ready(cluster, NAMESPACE, f"{backend}-0", False)
+
+                    records = asyncio.run(drive(sc, router.url, sims, sample=sample, not_ready=not_ready))
+            finally:
+                operator.process.stop()
+    return _result(sc, "zeta", records, weights)
+
+
+def _result(
+    sc: Scenario,
+    strategy: str,
+    records: list[RequestRecord],
+    weights: list[tuple[float, dict[str, dict[str, float]]]],
+) -> RunResult:
+    groups = sc.backends()
+    shapes = {c.name: c for c in sc.classes}
+    models = {m: n for n, m in _models().items()}
+    violations = 0
+    for r in records:
+        r.backend = models.get(r.backend, r.backend)
+        if r.status == "ok" and r.backend in groups and not capable(groups[r.backend], shapes[r.task_class]):
+            violations += 1
+    return RunResult(sc.name, strategy, "real", records, weights, violations)
+
+
+async def drive(
+    sc: Scenario,
+    url: str,
+    sims: dict[str, RunningSim],
+    *,
+    sample: Callable[[float], Awaitable[None]] | None = None,
+    not_ready: Callable[[str], None] | None = None,
+) -> list[RequestRecord]:
+    """Send every arrival on time (open loop), inject the faults on schedule, wait for every answer."""
+    timeout = aiohttp.ClientTimeout(total=sc.duration + DRAIN_S)
+    task_types = {c.name: c.task_type for c in sc.policy.classes}
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        start = time.monotonic()
+        background = [asyncio.create_task(_faults(sc, sims, start, not_ready))]
+        if sample is not None:
+            background.append(asyncio.create_task(_sampler(sample, start, sc.duration + 10)))
+        tasks = []
+        for t, shape in sc.arrivals():
+            delay = start + t - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_one(session, url, shape, task_types[shape.name], t, start)))
+        records = list(await asyncio.gather(*tasks))
+        for b in background:
+            b.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+    return records
+
+
+async def _one(
+    session: aiohttp.ClientSession, url: str, shape: ClassShape, task: str, t: float, start: float
+) -> RequestRecord:
+    record = RequestRecord(sent_at=t, task_class=shape.name, complexity=shape.complexity)
+    body = {
+        "model": "zeta",
+        "messages": [
+            {"role": "user", "content": ("lorem ipsum " * shape.prompt_tokens)[: 4 * shape.prompt_tokens]}
+        ],
+        "max_tokens": shape.output_tokens,
+    }
+    headers = {"X-Zeta-Task": task, "X-Zeta-Complexity": str(shape.complexity)}
+    sent = time.monotonic()
+    try:
+        async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
+            await r.read()
+            record.backend = r.headers.get("X-Zeta-Backend", "")
+            record.retries = int(r.headers.get("X-Zeta-Retries", "0"))
+            record.status = "ok" if r.status == 200 else ("rejected" if r.status in (429, 503) else "error")
+    except (aiohttp.ClientError, TimeoutError):
+        record.status = "error"
+    record.latency = time.monotonic() - sent
+    return record
+
+
+async def _sampler(sample: Callable[[float], Awaitable[None]], start: float, until: float) -> None:
+    while time.monotonic() - start < until:
+        with contextlib.suppress(Exception):  # a missed look must never break the run
+            await sample(time.monotonic() - start)
+        await asyncio.sleep(1.0)
+
+
+async def _faults(
+    sc: Scenario, sims: dict[str, RunningSim], start: float, not_ready: Callable[[str], None] | None
+) -> None:
+    actions: list[tuple[float, Callable[[], Any]]] = []
+    for f in sc.faults:
+        sim = sims[f.backend]
+        if f.crash:
+            actions.append((f.start, functools.partial(sim.set_faults, crash=True)))
+            if not_ready is not None:
+                actions.append((f.start + f.notready_after, functools.partial(not_ready, f.backend)))
+        else:
+            actions.append((f.start, functools.partial(sim.set_faults, extra_latency_ms=f.extra_latency_ms)))
+            if f.start + f.duration < sc.duration + DRAIN_S:
+                actions.append(
+                    (f.start + f.duration, functools.partial(sim.set_faults, extra_latency_ms=0.0))
+                )
+    for at, action in sorted(actions, key=lambda a: a[0]):
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await asyncio.to_thread(action)

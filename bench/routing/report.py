@@ -1,0 +1,130 @@
+"""Tables (markdown, printed and written to docs) and plots (PNG) of one scenario's runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from .metrics import Summary, event_window
+from .records import RunResult
+from .scenario import Scenario
+
+
+def _f(v: float | None, fmt: str = "{:.2f}") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and math.isnan(v):
+        return "—"
+    if isinstance(v, float) and math.isinf(v):
+        return "never"
+    return fmt.format(v)
+
+
+def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float) -> str:
+    by = {s.strategy: s for s in summaries}
+    ref = {name: by[name].goodput for name in ("static", "least-request") if name in by}
+    head = (
+        "| strategy | goodput req/s | vs oracle | vs static | vs least-req | SLO | rejected | errors "
+        "| cap. violations | reaction s (intervals) | weight std (steady) | worst p95/objective |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for s in summaries:
+        worst = max(
+            (p95 / sc.objective(c) for c, (_, p95, _, _) in s.per_class.items() if not math.isnan(p95)),
+            default=math.nan,
+        )
+        react = (
+            "—"
+            if s.reaction is None
+            else ("never" if math.isinf(s.reaction) else f"{s.reaction:.1f} ({s.reaction / sc.interval:.1f})")
+        )
+        lines.append(
+            f"| {s.strategy} | {s.goodput:.2f} | {s.goodput / oracle_goodput:.0%} "
+            f"| {_ratio(s.goodput, ref.get('static'))} | {_ratio(s.goodput, ref.get('least-request'))} "
+            f"| {s.slo:.1%} | {s.rejected} | {s.errors} | {s.violations} | {react} | {_f(s.stability, '{:.3f}')} "
+            f"| {_f(worst)} |"
+        )
+    lines.append(
+        f"| oracle (LP bound) | {oracle_goodput:.2f} | 100% | {_ratio(oracle_goodput, ref.get('static'))} "
+        f"| {_ratio(oracle_goodput, ref.get('least-request'))} | {oracle_goodput / summaries[0].offered:.1%} "
+        "| — | — | 0 | — | — | — |"
+    )
+    return "\n".join(lines)
+
+
+def class_table(sc: Scenario, summaries: Sequence[Summary]) -> str:
+    classes = [c.name for c in sc.classes]
+    lines = [
+        "| strategy | " + " | ".join(f"{c} ({sc.objective(c):g}s)" for c in classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
+    for s in summaries:
+        cells = []
+        for c in classes:
+            p50, p95, p99, slo = s.per_class[c]
+            cells.append(f"{_f(p50, '{:.1f}')}/{_f(p95, '{:.1f}')}/{_f(p99, '{:.1f}')} ({slo:.0%})")
+        lines.append(f"| {s.strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(v: float, ref: float | None) -> str:
+    return "—" if not ref else f"{v / ref:.2f}x"
+
+
+def plot(path: Path, sc: Scenario, runs: Sequence[RunResult]) -> Path | None:
+    """Top: Zeta's weights for the affected class; bottom: per-strategy rolling p95 / objective (worst class)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    event = event_window(sc)
+    focus = sorted(event[2])[0] if event and event[2] else "code-simple"
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    zeta = next((r for r in runs if r.weights), None)
+    if zeta is not None:
+        backends = sorted({b for _, w in zeta.weights for b in w.get(focus, {})})
+        times = [t for t, _ in zeta.weights] + [sc.duration]
+        for b in backends[:12]:
+            values = [w.get(focus, {}).get(b, 0.0) for _, w in zeta.weights]
+            top.step(times, [*values, values[-1]], where="post", label=b)
+        top.legend(loc="right", fontsize=8)
+    top.set_ylabel(f"Zeta weight of {focus}")
+    top.set_ylim(0, 1.05)
+    width = sc.interval
+    for run in runs:
+        xs, ys = [], []
+        t = 0.0
+        while t + width <= sc.duration:
+            worst = 0.0
+            for c in sc.classes:
+                lat = sorted(
+                    r.latency if r.status == "ok" else math.inf
+                    for r in run.records
+                    if r.task_class == c.name and t <= r.sent_at < t + width
+                )
+                if len(lat) >= 3:
+                    worst = max(worst, lat[min(len(lat) - 1, int(0.95 * len(lat)))] / sc.objective(c.name))
+            xs.append(t + width / 2)
+            ys.append(min(worst, 5.0))
+            t += width
+        bottom.plot(xs, ys, label=run.strategy)
+    bottom.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    bottom.set_ylabel(f"worst class p95 / objective ({width:g}s windows, capped at 5)")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right", fontsize=8)
+    for burst in sc.bursts:
+        for ax in (top, bottom):
+            ax.axvspan(burst.start, burst.start + burst.duration, color="orange", alpha=0.1)
+    for f in sc.faults:
+        for ax in (top, bottom):
+            ax.axvspan(f.start, min(sc.duration, f.start + f.duration), color="red", alpha=0.08)
+    fig.suptitle(f"{sc.name} ({runs[0].mode}): latency and weights over time")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,445 @@
+"""Scenarios (bench/scenarios/*.yaml): the fleet, the task classes, the open-loop workload and its events.
+
+A scenario file says what happens; this module turns it into exact numbers:
+
+- **fleet**: backend groups (model size, engine batch size ``max_seqs``, endpoints per backend, capabilities,
+  ``replicas`` backends per group for large fleets). Latency follows the simulator's model (`sim/latency.py`).
+- **classes**: task classes with complexity, prompt and output tokens and the policy's routing intent
+  (preferred, fallbacks, objective, priority) — by default the shipped sample policy's five classes.
+- **load**: the steady arrival rate as a fraction of the fleet's capacity (found by the oracle's linear
+  program for the class mix), or absolute ``rate`` in requests per second. Arrivals are Poisson per class.
+- **bursts**: a class's rate multiplied by ``factor`` for a while (thinning keeps the process Poisson).
+- **faults**: ``extra_latency_ms`` on one backend for a while (slow backend), or ``crash`` of one backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zeta_operator.api.common import parse_duration
+from zeta_operator.api.policy import RoutingPolicySpec
+from zeta_operator.sim.latency import LatencyModel
+
+from . import lp
+
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_POLICY = REPO / "manifests" / "samples" / "routingpolicy.yaml"
+
+
+@dataclass(frozen=True)
+class BackendGroup:
+    """One kind of model server; ``replicas`` ModelBackends of it (named ``name`` or ``name-<i>``)."""
+
+    name: str
+    size_b: float
+    max_seqs: int
+    tasks: tuple[str, ...]
+    max_complexity: int
+    endpoints: int = 1
+    replicas: int = 1
+    headroom: int = 2
+    """The router's per-endpoint cap is max_seqs + headroom (as in the demo): a little engine queue."""
+
+    def members(self) -> list[str]:
+        return [self.name] if self.replicas == 1 else [f"{self.name}-{i}" for i in range(self.replicas)]
+
+    @property
+    def model(self) -> LatencyModel:
+        return LatencyModel.for_size(self.size_b, max_seqs=self.max_seqs)
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.max_seqs + self.headroom
+
+
+@dataclass(frozen=True)
+class ClassShape:
+    name: str
+    task_type: str
+    complexity: int
+    prompt_tokens: int
+    output_tokens: int
+    share: float
+    """Fraction of the steady arrivals."""
+
+
+@dataclass(frozen=True)
+class Burst:
+    task_class: str
+    start: float
+    duration: float
+    factor: float
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.start + self.duration
+
+
+@dataclass(frozen=True)
+class Fault:
+    backend: str
+    start: float
+    duration: float = math.inf
+    extra_latency_ms: float = 0.0
+    crash: bool = False
+    endpoint: int = 0
+    notready_after: float = 5.0
+    """Crash only: seconds until the pod is reported NotReady (a kubelet's readiness probe failing)."""
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.start + self.duration
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    duration: float
+    seed: int
+    groups: tuple[BackendGroup, ...]
+    classes: tuple[ClassShape, ...]
+    policy: RoutingPolicySpec
+    rate: float
+    """Steady requests per second, all classes together."""
+    bursts: tuple[Burst, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    load: float | None = None
+    """The fraction of capacity the file asked for (None when it gave an absolute rate)."""
+    capacity: float = 0.0
+    """Fleet capacity in requests per second for the class mix (the oracle's linear program)."""
+    scrape_interval: float = 1.0
+    steady_after: float = 20.0
+    """Seconds after which a burst-free scenario counts as steady (for the stability metric)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- shape ----------------------------------------------------------------------------------------------
+
+    def backends(self) -> dict[str, BackendGroup]:
+        """ModelBackend name -> its group."""
+        return {m: g for g in self.groups for m in g.members()}
+
+    def objective(self, task_class: str) -> float:
+        return self._objectives[task_class]
+
+    @property
+    def _objectives(self) -> dict[str, float]:
+        return {c.name: parse_duration(c.latency_objective) for c in self.policy.classes}
+
+    @property
+    def interval(self) -> float:
+        return parse_duration(self.policy.adaptation.interval)
+
+    def class_rate(self, task_class: str, t: float) -> float:
+        shape = next(c for c in self.classes if c.name == task_class)
+        factor = 1.0
+        for b in self.bursts:
+            if b.task_class == task_class and b.active(t):
+                factor *= b.factor
+        return self.rate * shape.share * factor
+
+    def arrivals(self, seed: int | None = None) -> list[tuple[float, ClassShape]]:
+        """Every request (time, class) in time order: Poisson per class, thinned for bursts."""
+        rng = random.Random(self.seed if seed is None else seed)
+        events: list[tuple[float, int, ClassShape]] = []
+        for i, shape in enumerate(self.classes):
+            peak = max(self.class_rate(shape.name, t) for t in self._breakpoints())
+            if peak <= 0:
+                continue
+            t = 0.0
+            while True:
+                t += rng.expovariate(peak)
+                if t >= self.duration:
+                    break
+                if rng.random() < self.class_rate(shape.name, t) / peak:
+                    events.append((t, i, shape))
+        events.sort(key=lambda e: (e[0], e[1]))
+        return [(t, shape) for t, _, shape in events]
+
+    def phases(self) -> Iterator[tuple[float, float]]:
+        """(start, end) of the intervals in which rates and faults are constant."""
+        points = sorted({p for p in self._breakpoints() if 0 <= p < self.duration} | {self.duration})
+        yield from itertools.pairwise(points)
+
+    def _breakpoints(self) -> list[float]:
+        points = [0.0]
+        for b in self.bursts:
+            points += [b.start, b.start + b.duration]
+        for f in self.faults:
+            points += [f.start] + ([f.start + f.duration] if math.isfinite(f.duration) else [])
+        return [p for p in points if p < self.duration]
+
+    def describe(self) -> str:
+        load = f"{self.load:.0%} of capacity, " if self.load is not None else ""
+        return (
+            f"{self.name}: {self.duration:.0f}s, {load}{self.rate:.1f} req/s steady (capacity "
+            f"{self.capacity:.1f} req/s), {sum(g.replicas for g in self.groups)} backends / "
+            f"{sum(g.replicas * g.endpoints for g in self.groups)} endpoints"
+        )
+
+
+# -- the oracle ----------------------------------------------------------------------------------------------
+
+
+def service_cost(
+    group: BackendGroup, shape: ClassShape, objective: float, extra_s: float = 0.0
+) -> float | None:
+    """Endpoint-seconds one request of ``shape`` costs on ``group`` at the largest batch that still meets the
+    objective (continuous batching: R running share the GPU, each slowed by slowdown(R)); None when even alone
+    it misses the objective."""
+    model = group.model
+    work = model.prefill_work_s(shape.prompt_tokens) + max(shape.output_tokens - 1, 0) * model.tpot_s
+    best: float | None = None
+    for running in range(1, model.max_seqs + 1):
+        e2e = extra_s + model.slowdown(running) * work
+        if e2e > objective:
+            break
+        # R sequences in flight, each taking e2e: R / e2e requests per second per endpoint.
+        best = e2e / running
+    return best
+
+
+def capable(group: BackendGroup, shape: ClassShape) -> bool:
+    return shape.task_type in group.tasks and group.max_complexity >= shape.complexity
+
+
+@dataclass(frozen=True)
+class OracleSplit:
+    goodput: float
+    """Requests per second the fleet can complete within objective (fluid bound)."""
+    served: dict[str, float]
+    """class -> requests per second served within objective."""
+    split: dict[str, dict[str, float]]
+    """class -> backend -> requests per second."""
+
+
+def oracle(
+    scenario: Scenario,
+    rates: Mapping[str, float],
+    *,
+    extra_latency: Mapping[str, float] | None = None,
+    down: Mapping[str, int] | None = None,
+) -> OracleSplit:
+    """The most requests per second served within objective, over any split that respects capability:
+    ``max sum x[c,b]`` s.t. ``sum_b x[c,b] <= rate_c`` and ``sum_c x[c,b] * cost[c,b] <= endpoints_b``."""
+    backends = scenario.backends()
+    shapes = {c.name: c for c in scenario.classes}
+    pairs: list[tuple[str, str, float]] = []
+    for c, shape in shapes.items():
+        for b, group in backends.items():
+            if not capable(group, shape):
+                continue
+            cost = service_cost(group, shape, scenario.objective(c), (extra_latency or {}).get(b, 0.0))
+            if cost is not None:
+                pairs.append((c, b, cost))
+    names_c, names_b = list(shapes), list(backends)
+    a: list[list[float]] = []
+    rhs: list[float] = []
+    for c in names_c:
+        a.append([1.0 if pc == c else 0.0 for pc, _, _ in pairs])
+        rhs.append(max(0.0, rates.get(c, 0.0)))
+    for b in names_b:
+        a.append([cost if pb == b else 0.0 for _, pb, cost in pairs])
+        rhs.append(max(0, backends[b].endpoints - (down or {}).get(b, 0)))
+    value, x = lp.maximize([1.0] * len(pairs), a, rhs) if pairs else (0.0, [])
+    served = {c: sum(v for (pc, _, _), v in zip(pairs, x, strict=True) if pc == c) for c in names_c}
+    split: dict[str, dict[str, float]] = {c: {} for c in names_c}
+    for (c, b, _), v in zip(pairs, x, strict=True):
+        if v > 1e-9:
+            split[c][b] = v
+    return OracleSplit(value, served, split)
+
+
+def fleet_capacity(scenario: Scenario) -> float:
+    """The largest total rate with the scenario's class mix that the fleet serves entirely within objective."""
+    lo, hi = 0.0, 1.0
+    total = sum(c.share for c in scenario.classes)
+
+    def fits(rate: float) -> bool:
+        rates = {c.name: rate * c.share / total for c in scenario.classes}
+        return oracle(scenario, rates).goodput >= rate * (1 - 1e-6)
+
+    while fits(hi):
+        lo, hi = hi, hi * 2
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def oracle_goodput(
+    scenario: Scenario, arrivals: Sequence[tuple[float, str]] | None = None
+) -> tuple[float, dict[str, float]]:
+    """Time-averaged oracle goodput over the scenario's phases (requests/s), and per class.
+
+    With ``arrivals`` (time, class) the rates of each phase are the ones that actually arrived (the bound then
+    shares the run's sampling noise); otherwise the scenario's expected rates."""
+    total = 0.0
+    per_class = {c.name: 0.0 for c in scenario.classes}
+    for start, end in scenario.phases():
+        mid = (start + end) / 2
+        rates = {c.name: scenario.class_rate(c.name, mid) for c in scenario.classes}
+        if arrivals is not None:
+            rates = {
+                c: sum(1 for t, k in arrivals if k == c and start <= t < end) / (end - start) for c in rates
+            }
+        extra = {
+            f.backend: f.extra_latency_ms / 1000 for f in scenario.faults if not f.crash and f.active(mid)
+        }
+        down: dict[str, int] = {}
+        for f in scenario.faults:
+            if f.crash and mid >= f.start:
+                down[f.backend] = down.get(f.backend, 0) + 1
+        split = oracle(scenario, rates, extra_latency=extra, down=down)
+        total += split.goodput * (end - start)
+        for c, v in split.served.items():
+            per_class[c] += v * (end - start)
+    return total / scenario.duration, {c: v / scenario.duration for c, v in per_class.items()}
+
+
+# -- loading -------------------------------------------------------------------------------------------------
+
+DEFAULT_FLEET = (
+    {"name": "general-4b", "size_b": 4, "max_seqs": 16, "tasks": ["chat", "summarize", "code"], "max_complexity": 2},
+    {"name": "coder-7b", "size_b": 7, "max_seqs": 6, "tasks": ["code", "chat"], "max_complexity": 4},
+    {"name": "large-14b", "size_b": 14, "max_seqs": 6, "tasks": ["chat", "code", "summarize", "reasoning"],
+     "max_complexity": 5},
+)  # fmt: skip
+"""The demo's fleet (zeta_operator/demo): the sample ModelBackends on simulated engines."""
+
+DEFAULT_CLASSES = {  # prompt/output tokens as the demo's workload sends them
+    "chat-simple": {"complexity": 1, "prompt_tokens": 12, "output_tokens": 60, "share": 0.40},
+    "summarize": {"complexity": 2, "prompt_tokens": 150, "output_tokens": 80, "share": 0.12},
+    "code-simple": {"complexity": 2, "prompt_tokens": 20, "output_tokens": 120, "share": 0.30},
+    "code-complex": {"complexity": 4, "prompt_tokens": 30, "output_tokens": 200, "share": 0.10},
+    "reasoning": {"complexity": 5, "prompt_tokens": 15, "output_tokens": 200, "share": 0.08},
+}
+
+DEFAULT_ADAPTATION = {
+    "interval": "2s",
+    "staleAfter": "30s",
+    "smoothing": 0.6,
+    "maxStep": 0.25,
+    "blackout": "2s",
+}
+"""The demo's adaptation (fast enough to see in a short run); a scenario may override any key."""
+
+
+def policy_for(groups: Sequence[BackendGroup], overrides: Mapping[str, Any]) -> RoutingPolicySpec:
+    """The sample RoutingPolicy, its class lists expanded to every replica of a group, with the demo's tuning."""
+    doc = copy.deepcopy(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
+    members = {g.name: g.members() for g in groups}
+    for c in doc["classes"]:
+        for key in ("preferred", "fallbacks"):
+            if key in c:
+                c[key] = [m for n in c[key] for m in members.get(n, [n])]
+    doc["backends"] = {"selector": {"matchLabels": {"zeta.dev/fleet": "bench"}}}
+    doc["prometheus"] = {"address": "http://127.0.0.1:9090", "timeout": "1s", "window": "10s"}
+    doc["adaptation"] = {**DEFAULT_ADAPTATION, **overrides.get("adaptation", {})}
+    doc["thresholds"] = {"queueDepth": 2, **overrides.get("thresholds", {})}
+    if "offload" in overrides:
+        doc["offload"] = {**doc["offload"], **overrides["offload"]}
+    return RoutingPolicySpec.model_validate(doc)
+
+
+def load(name_or_path: str | Path) -> Scenario:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    return build(doc, default_name=path.stem)
+
+
+def build(doc: Mapping[str, Any], *, default_name: str = "scenario") -> Scenario:
+    groups = tuple(
+        BackendGroup(
+            name=g["name"], size_b=float(g["size_b"]), max_seqs=int(g["max_seqs"]), tasks=tuple(g["tasks"]),
+            max_complexity=int(g["max_complexity"]), endpoints=int(g.get("endpoints", 1)),
+            replicas=int(g.get("replicas", 1)), headroom=int(g.get("headroom", 2)),
+        )
+        for g in doc.get("fleet", DEFAULT_FLEET)
+    )  # fmt: skip
+    policy = policy_for(groups, doc.get("policy", {}))
+    shapes_doc = {n: {**v, **doc.get("classes", {}).get(n, {})} for n, v in DEFAULT_CLASSES.items()}
+    task_types = {c.name: c.task_type for c in policy.classes}
+    classes = tuple(
+        ClassShape(name=n, task_type=task_types[n], complexity=int(v["complexity"]),
+                   prompt_tokens=int(v["prompt_tokens"]), output_tokens=int(v["output_tokens"]),
+                   share=float(v["share"]))
+        for n, v in shapes_doc.items()
+    )  # fmt: skip
+    total_share = sum(c.share for c in classes)
+    classes = tuple(
+        ClassShape(c.name, c.task_type, c.complexity, c.prompt_tokens, c.output_tokens, c.share / total_share)
+        for c in classes
+    )
+    bursts = tuple(
+        Burst(task_class=b["class"], start=float(b["start"]), duration=float(b["duration"]), factor=float(b["factor"]))
+        for b in doc.get("bursts", [])
+    )  # fmt: skip
+    faults = tuple(
+        Fault(backend=f["backend"], start=float(f["start"]), duration=float(f.get("duration", math.inf)),
+              extra_latency_ms=float(f.get("extra_latency_ms", 0.0)), crash=bool(f.get("crash", False)),
+              endpoint=int(f.get("endpoint", 0)), notready_after=float(f.get("notready_after", 5.0)))
+        for f in doc.get("faults", [])
+    )  # fmt: skip
+    scenario = Scenario(
+        name=str(doc.get("name", default_name)),
+        description=str(doc.get("description", "")).strip(),
+        duration=float(doc["duration"]),
+        seed=int(doc.get("seed", 1)),
+        groups=groups,
+        classes=classes,
+        policy=policy,
+        rate=0.0,
+        bursts=bursts,
+        faults=faults,
+        steady_after=float(doc.get("steady_after", 20.0)),
+        extra=dict(doc.get("extra", {})),
+    )
+    capacity = fleet_capacity(scenario)
+    if "rate" in doc:
+        rate, load_factor = float(doc["rate"]), None
+    else:
+        load_factor = float(doc["load"])
+        rate = load_factor * capacity
+    return Scenario(**{**scenario.__dict__, "rate": rate, "load": load_factor, "capacity": capacity})
+
+
+def shrink(scenario: Scenario, *, duration: float) -> Scenario:
+    """The same story compressed into ``duration`` seconds (for --smoke): every time scales alike."""
+    k = duration / scenario.duration
+    return Scenario(
+        **{
+            **scenario.__dict__,
+            "duration": duration,
+            "steady_after": scenario.steady_after * k,
+            "bursts": tuple(
+                Burst(b.task_class, b.start * k, b.duration * k, b.factor) for b in scenario.bursts
+            ),
+            "faults": tuple(
+                Fault(
+                    f.backend,
+                    f.start * k,
+                    f.duration * k,
+                    f.extra_latency_ms,
+                    f.crash,
+                    f.endpoint,
+                    f.notready_after,
+                )
+                for f in scenario.faults
+            ),
+        }
+    )
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
