@@ -25,7 +25,13 @@ import kubernetes
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.localcluster.cluster import Cluster
 from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
-from zeta_operator.localcluster.fleet import OperatorProcess, ready_pod, start_operator, watch_prometheus
+from zeta_operator.localcluster.fleet import (
+    OperatorProcess,
+    policy_status,
+    ready_pod,
+    start_operator,
+    watch_prometheus,
+)
 from zeta_operator.localcluster.prometheus import Prometheus
 from zeta_operator.sim.launch import SimSpec, start_sims
 
@@ -59,12 +65,14 @@ def policy(name: str, label: str, members: list[str], prometheus: str) -> dict[s
                 {
                     "name": "chat",
                     "taskType": "chat",
+                    "complexity": {"min": 1, "max": 4},
                     "preferred": members[:half],
                     "fallbacks": members[half:],
                 },
                 {
                     "name": "code",
                     "taskType": "code",
+                    "complexity": {"min": 1, "max": 4},
                     "preferred": members[half:],
                     "fallbacks": members[:half],
                 },
@@ -87,6 +95,15 @@ def scrape(op: OperatorProcess) -> dict[str, float]:
         "cycle_seconds": total("zeta_operator_cycle_duration_seconds_sum"),
         "writes": total("zeta_operator_table_writes_total"),
     }
+
+
+def require_ready(cluster: Cluster, policies: list[str]) -> None:
+    """Measure only working cycles: every policy must have written its table (Ready=True)."""
+    for name in policies:
+        status = policy_status(cluster, NS, name)
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        if ready.get("status") != "True":
+            raise SystemExit(f"policy {name} is not Ready: {status.get('conditions')}")
 
 
 def rss_mib(pid: int) -> float:
@@ -143,8 +160,10 @@ def main() -> None:
                     name, label, members = groups[0]
                     cluster.apply([policy(name, label, members, prom.url)], namespace=NS)
                     baseline = measure(op, args.seconds, interval)
+                    require_ready(cluster, [name])
                     cluster.apply([policy(n, lb, m, prom.url) for n, lb, m in groups[1:]], namespace=NS)
                     scaled = measure(op, args.seconds, interval)
+                    require_ready(cluster, [g[0] for g in groups])
                 finally:
                     op.process.stop()
         report(args, baseline, scaled)

@@ -8,6 +8,7 @@ replaced by an empty or invalid one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,9 @@ from .validation import validate
 from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
 
 log = logging.getLogger("zeta.operator")
+
+STATUS_HEARTBEAT = 30.0
+"""Seconds after which an unchanged status is written anyway, so its timestamps show the loop is alive."""
 
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 """(object body, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
@@ -86,8 +90,10 @@ class PolicyLoop:
         api: kubernetes.client.ApiClient,
         metrics: OperatorMetrics,
         post_event: EventPoster,
+        snapshots: discovery.NamespaceSnapshots | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.snapshots = snapshots or discovery.NamespaceSnapshots(api)
         self.namespace, self.name = namespace, name
         self.api, self.metrics, self.post_event, self.clock = api, metrics, post_event, clock
         self.state: ControllerState | None = None
@@ -97,6 +103,9 @@ class PolicyLoop:
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
         self._source: PrometheusSource | None = None
+        self._reported: dict[
+            tuple[str, str], tuple[str, float]
+        ] = {}  # (plural, name) -> (coarse status, when)
 
     # ---------------------------------------------------------------- the cycle
 
@@ -194,13 +203,16 @@ class PolicyLoop:
 
     async def _discover(self, backends: list[SelectedBackend]) -> None:
         now = self.clock()
+        try:
+            found = await self.snapshots.resolve_all(self.namespace, {b.name: b.spec for b in backends})
+        except ApiException as e:
+            # Could not look: keep what we knew rather than declaring the backends gone.
+            log.warning(
+                "endpoint discovery in %s failed (%s); keeping the last known", self.namespace, e.status
+            )
+            found = {b.name: self.endpoints.get(b.name, []) for b in backends}
         for b in backends:
-            try:
-                b.endpoints = await discovery.resolve_async(self.api, self.namespace, b.spec)
-            except ApiException as e:
-                # Could not look: keep what we knew rather than declaring the backend gone.
-                log.warning("endpoint discovery for %s failed (%s); keeping the last known", b.name, e.status)
-                b.endpoints = self.endpoints.get(b.name, [])
+            b.endpoints = found[b.name]
             self.endpoints[b.name] = b.endpoints
             for endpoint in b.endpoints:
                 self.ready_since.setdefault(endpoint.url, now)
@@ -432,7 +444,7 @@ class PolicyLoop:
             last_updated=stamp,
             conditions=merge(previous.conditions, conditions),
         )
-        await self._patch_status("routingpolicies", self.name, status.to_wire())
+        await self._patch_if_changed("routingpolicies", self.name, status.to_wire(), now)
         for b in backends:
             await self._report_backend(b, decision, measured, now=now)
 
@@ -459,7 +471,17 @@ class PolicyLoop:
             observed_generation=b.body.get("metadata", {}).get("generation"),
             last_updated=stamp,
         )
-        await self._patch_status("modelbackends", b.name, status.to_wire())
+        await self._patch_if_changed("modelbackends", b.name, status.to_wire(), now)
+
+    async def _patch_if_changed(self, plural: str, name: str, status: dict[str, Any], now: float) -> None:
+        """Patch when something a person would notice changed, else at most every STATUS_HEARTBEAT seconds:
+        a status write per backend per cycle would cost the API server more than the whole control loop."""
+        key = json.dumps(_coarse(status), sort_keys=True)
+        previous = self._reported.get((plural, name))
+        if previous is not None and previous[0] == key and now - previous[1] < STATUS_HEARTBEAT:
+            return
+        await self._patch_status(plural, name, status)
+        self._reported[(plural, name)] = (key, now)
 
     def _post_weight_event(
         self, body: Mapping[str, Any], backends: list[SelectedBackend], e: WeightEvent
@@ -477,6 +499,21 @@ class PolicyLoop:
         except ApiException as e:
             if e.status != 404:  # deleted meanwhile: nothing to report on
                 log.warning("status patch of %s/%s failed: %s %s", plural, name, e.status, e.reason)
+
+
+def _coarse(value: Any) -> Any:
+    """A status with timestamps dropped and numbers rounded: what decides whether it is worth writing."""
+    if isinstance(value, dict):
+        return {
+            k: _coarse(v)
+            for k, v in value.items()
+            if k not in ("lastUpdated", "observedAt", "lastTransitionTime")
+        }
+    if isinstance(value, list):
+        return [_coarse(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
 
 
 def select_backends_safe(

@@ -7,7 +7,9 @@ CPU, memory and engine metrics of a real cluster are labelled by pod.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,53 +30,94 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def _from_slices(slices: Sequence[Any], *, port: int, scheme: str) -> list[Endpoint]:
+def _from_slices(slices: Sequence[Mapping[str, Any]], *, port: int, scheme: str) -> list[Endpoint]:
     found: set[Endpoint] = set()
     for s in slices:
-        ports = {p.port for p in (getattr(s, "ports", None) or []) if p.port is not None}
-        if port not in ports:
+        if port not in {p.get("port") for p in s.get("ports") or []}:
             continue
-        for ep in getattr(s, "endpoints", None) or []:
-            cond = ep.conditions
+        for ep in s.get("endpoints") or []:
+            cond = ep.get("conditions") or {}
             # A nil `ready` means "unknown" and is to be read as ready; terminating endpoints take no new work.
-            if cond is not None and (cond.ready is False or cond.terminating):
+            if cond.get("ready") is False or cond.get("terminating"):
                 continue
-            pod = ep.target_ref.name if ep.target_ref is not None and ep.target_ref.kind == "Pod" else None
-            for address in ep.addresses or []:
+            ref = ep.get("targetRef") or {}
+            pod = ref.get("name") if ref.get("kind") == "Pod" else None
+            for address in ep.get("addresses") or []:
                 found.add(Endpoint(f"{scheme}://{_host(address)}:{port}", pod))
     return sorted(found)
 
 
-def _from_pods(pods: Sequence[Any], *, port: int, scheme: str) -> list[Endpoint]:
+def _from_pods(pods: Sequence[Mapping[str, Any]], *, port: int, scheme: str) -> list[Endpoint]:
     found = []
     for pod in pods:
-        meta, status = pod.metadata, pod.status
-        if meta.deletion_timestamp is not None or status is None or not status.pod_ip:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp") or not status.get("podIP"):
             continue
-        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
-        if ready:
-            found.append(Endpoint(f"{scheme}://{_host(status.pod_ip)}:{port}", meta.name))
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        ):
+            found.append(Endpoint(f"{scheme}://{_host(status['podIP'])}:{port}", meta.get("name")))
     return sorted(found)
 
 
-def resolve(api: kubernetes.client.ApiClient, namespace: str, spec: ModelBackendSpec) -> list[Endpoint]:
-    """The backend's ready endpoints, sorted (so an unchanged set gives an unchanged table)."""
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def resolve(
+    spec: ModelBackendSpec, slices: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+) -> list[Endpoint]:
+    """One backend's ready endpoints, sorted (an unchanged set gives an unchanged table)."""
     e = spec.endpoints
     if e.static is not None:
         return sorted(Endpoint(url.rstrip("/")) for url in e.static)
     if e.service is not None:
-        slices = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-            namespace, label_selector=f"{SERVICE_NAME_LABEL}={e.service.name}"
-        )
-        return _from_slices(slices.items, port=e.service.port, scheme=e.scheme)
+        own = [s for s in slices if _labels(s).get(SERVICE_NAME_LABEL) == e.service.name]
+        return _from_slices(own, port=e.service.port, scheme=e.scheme)
     if e.selector is not None:
-        selector = ",".join(f"{k}={v}" for k, v in sorted(e.selector.match_labels.items()))
-        pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector)
-        return _from_pods(pods.items, port=e.selector.port, scheme=e.scheme)
+        wanted = e.selector.match_labels.items()
+        own = [p for p in pods if all(_labels(p).get(k) == v for k, v in wanted)]
+        return _from_pods(own, port=e.selector.port, scheme=e.scheme)
     return []
 
 
-async def resolve_async(
-    api: kubernetes.client.ApiClient, namespace: str, spec: ModelBackendSpec
-) -> list[Endpoint]:
-    return await asyncio.to_thread(resolve, api, namespace, spec)
+def _list(api: kubernetes.client.ApiClient, namespace: str, kind: str) -> list[Mapping[str, Any]]:
+    """A list call read as plain JSON: several times cheaper than the client's model objects for big lists."""
+    raw: Any  # with _preload_content=False the client returns the HTTP response, not the typed list
+    if kind == "endpointslices":
+        raw = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            namespace, _preload_content=False
+        )
+    else:
+        raw = kubernetes.client.CoreV1Api(api).list_namespaced_pod(namespace, _preload_content=False)
+    return list(json.loads(raw.data).get("items") or [])
+
+
+class NamespaceSnapshots:
+    """EndpointSlices and pods per namespace, listed at most once per `max_age` seconds however many policies ask
+    (every policy in a namespace shares one list call), and one list in flight per namespace at a time."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, *, max_age: float = 1.0) -> None:
+        self.api, self.max_age = api, max_age
+        self._cache: dict[tuple[str, str], tuple[float, list[Mapping[str, Any]]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def items(self, namespace: str, kind: str) -> list[Mapping[str, Any]]:
+        key = (namespace, kind)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            cached = self._cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self.max_age:
+                return cached[1]
+            items = await asyncio.to_thread(_list, self.api, namespace, kind)
+            self._cache[key] = (time.monotonic(), items)
+            return items
+
+    async def resolve_all(
+        self, namespace: str, specs: Mapping[str, ModelBackendSpec]
+    ) -> dict[str, list[Endpoint]]:
+        """Every backend's endpoints from at most two list calls: EndpointSlices and pods."""
+        wants_slices = any(s.endpoints.service is not None for s in specs.values())
+        wants_pods = any(s.endpoints.selector is not None for s in specs.values())
+        slices = await self.items(namespace, "endpointslices") if wants_slices else []
+        pods = await self.items(namespace, "pods") if wants_pods else []
+        return {name: resolve(spec, slices, pods) for name, spec in specs.items()}

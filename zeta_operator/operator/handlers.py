@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from ..api.common import GROUP, VERSION, parse_duration
 from .controller import PolicyLoop
+from .discovery import NamespaceSnapshots
 from .metrics import OperatorMetrics, health_app
 
 log = logging.getLogger("zeta.operator")
@@ -49,6 +51,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.INFO
     memo.api = _client()
     memo.metrics = OperatorMetrics()
+    memo.snapshots = NamespaceSnapshots(memo.api)  # shared by every policy's loop
     runner = web.AppRunner(health_app(memo.metrics), access_log=None)
     await runner.setup()
     port = int(memo.get(HEALTH_PORT_KEY, 8080))
@@ -84,18 +87,25 @@ async def control_loop(
     backends: kopf.Index[str | None, dict[str, Any]] = kwargs["backends_by_namespace"]  # kopf passes indices
     assert namespace is not None, "RoutingPolicy is a namespaced resource"
     loop = PolicyLoop(
-        namespace=namespace, name=name, api=memo.api, metrics=memo.metrics, post_event=_post_event
+        namespace=namespace,
+        name=name,
+        api=memo.api,
+        metrics=memo.metrics,
+        post_event=_post_event,
+        snapshots=memo.snapshots,
     )
     policy = f"{namespace}/{name}"
     try:
         while not stopped:
             interval = _interval(body)
+            started = time.monotonic()
             try:
                 await loop.cycle(body, list(backends.get(namespace, [])))
             except Exception:  # one bad cycle must not end the loop: log it, try again next interval
                 log.exception("control cycle of %s failed", policy)
             memo.metrics.alive(policy, interval)
-            await stopped.wait(interval)
+            # Fixed rate: the next cycle starts one interval after this one started, not after it ended.
+            await stopped.wait(max(0.0, interval - (time.monotonic() - started)))
     finally:
         memo.metrics.forget(policy)
 

@@ -1,7 +1,7 @@
 """Problems in a RoutingPolicy that its CRD schema cannot catch, because they involve other objects.
 
-`validate` is pure: the operator resolves the policy's backends and passes their specs in. Every problem is one
-human-readable line naming the class, backend, field or placeholder at fault; an empty list means valid.
+`validate` is pure: the operator resolves the policy's backends and passes their specs in. Every problem is
+one human-readable line naming the class, backend, field or placeholder at fault; an empty list means valid.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _why_missing(name: str, policy: RoutingPolicySpec) -> str:
         return "is listed in backends.names but does not exist"
     if selection.selector is None:
         return "is not selected by the policy (not in backends.names)"
-    return "is not selected by the policy (not in backends.names, not matched by backends.selector) or does not exist"
+    return "is not selected (not in backends.names nor matched by backends.selector) or does not exist"
 
 
 def _classifier_problems(policy: RoutingPolicySpec) -> list[str]:

@@ -1,9 +1,9 @@
 """The operator's one decision: per task class, the share of traffic each backend gets this control interval.
 
-`decide` is pure: no I/O, no clock (``now`` is an argument), no randomness, no logging. Everything it remembers
-between cycles is in `ControllerState`, which the operator stores as JSON and hands back next cycle. Every
-threshold comes from the `RoutingPolicySpec`; the one tuning constant below (`MIN_MULTIPLIER`) bounds the
-controller, it is not a threshold.
+`decide` is pure: no I/O, no clock (``now`` is an argument), no randomness, no logging. Everything it
+remembers between cycles is in `ControllerState`, which the operator stores as JSON and hands back next
+cycle. Every threshold comes from the `RoutingPolicySpec`; the tuning constants below (`MIN_MULTIPLIER`
+and `MIN_CORRECTION`) bound the controller, they are not thresholds.
 
 Rules, in the order `decide` applies them:
 
@@ -27,33 +27,39 @@ Rules, in the order `decide` applies them:
    per ``interval`` (1 = no smoothing). A backend with no counted reading keeps its previous smoothed load
    (held); a held load older than ``staleAfter`` is forgotten (None, state Unknown).
 5. **Target shares: integral control.** Every candidate gets the floor ``f = min(weightFloor, 1/candidates)``;
-   the remaining ``1 - f * candidates`` goes to the *carriers*. The controller's aim is the load setpoint
-   ``S = (lowWatermark + highWatermark) / 2`` in the middle of the offload band, and its state is the previous
-   weights themselves (so a restart from the routing table resumes it exactly):
+   the remaining ``1 - f * candidates`` goes to the *carriers*. The controller's state is the previous weights
+   themselves (so a restart from the routing table resumes it exactly). Its dead zone is the offload band: a
+   load inside ``[lowWatermark, highWatermark]``, or within `MIN_CORRECTION` of its aim, causes no
+   correction. A load outside is corrected towards an *aim*: the setpoint ``S = (lowWatermark +
+   highWatermark) / 2``, or the mean load of the backends concerned when that is higher (a busy group is
+   evened out, not pushed around one backend at a time):
 
    - each carrier has a multiplier ``m``: its previous share above the floor relative to its base (ready
      endpoints for preferred backends, slots ``ready_endpoints * max_concurrency`` for fallbacks), scaled so
-     the largest is 1. This cycle ``m`` is multiplied by ``S / load`` (kept for an unknown load), capped at 1,
-     rescaled so the largest is 1 and kept at or above `MIN_MULTIPLIER`; the carriers share by ``base * m``.
-     A backend above the setpoint sheds traffic until it is at the setpoint. Below it, the multipliers grow
-     back to 1, so with no load the split is exactly the static preferences;
+     the largest is 1 (1 for a carrier new to the class). This cycle ``m`` is multiplied by ``aim / load``
+     (outside the band only; by 2 for an unknown load, which drifts back to static because "could not
+     measure" is not "measured bad"), capped at 1, rescaled so the largest is 1 and kept at or above
+     `MIN_MULTIPLIER`; the carriers share by ``base * m``. So a backend above the band sheds traffic, and
+     below the band the multipliers grow back to 1, which is the static split;
    - normally the preferred backends carry and fallbacks keep the floor; if no preferred backend is reachable
      the fallbacks carry ("fallback: preferred unavailable");
-   - while the class is *offloading*, the preferred group's share ``g`` (from the previous weights) becomes
-     ``g * S / pool load``, between the preferred floors and its static share, and the rest goes to the
-     fallbacks. It never sheds towards fallbacks that are, on average, at the setpoint already (that would only
-     move the queue). That is the preference bias: the preferred backends keep their load at the setpoint and
-     only the excess spills over.
+   - while the class is *offloading*, the preferred group's share ``g`` (from the previous weights) is
+     multiplied by the pool load's correction, between the preferred floors and its static share, and the rest
+     goes to the fallbacks. It never sheds towards fallbacks that are on average as loaded as the preferred
+     backends or above the high watermark (that would only move the queue). That is the preference bias: the
+     preferred backends keep their load in the band and only the excess spills over.
 
    Why integral control: when load follows the weights, a target computed from loads alone (say, shares in
-   proportion to headroom) has a loop gain above 1 near saturation. The weights then flip between two
-   values every interval, and offloading drains the preferred backends below the low watermark, stops, refills
-   them above the high watermark and starts again. A multiplicative update reaches the setpoint in one step
-   when load is proportional to share, and with smoothing it settles with damped overshoot.
+   proportion to headroom) has a loop gain above 1 near saturation. The weights then flip between two values
+   every interval, and offloading drains the preferred backends below the low watermark, stops, refills them
+   above the high watermark and starts again. A multiplicative correction lands a load proportional to its
+   share at the aim in one step, and with smoothing it settles with damped overshoot
+   (`test_in_a_closed_loop_the_weights_settle_instead_of_flapping` drives a fleet whose load follows the
+   weights).
 6. **Offload hysteresis**, per class that has at least one usable fallback: the pool load of its reachable
    preferred backends (mean weighted by slots, backends in blackout left out) starts offloading when it
    exceeds ``offload.highWatermark``. It stops only when the pool load is below ``offload.lowWatermark`` *and*
-   rule 5 has given the preferred backends their static share back (within the deadband), so ending an offload
+   rule 5 has given the preferred backends their static share back (up to rounding), so ending an offload
    never throws traffic back in one go. In between, and while the pool load is unknown, the previous state
    holds. Simple classes may spill to any capable fallback, including smaller models; complex classes only to
    the larger ones rule 1 admits.
@@ -63,12 +69,14 @@ Rules, in the order `decide` applies them:
    away). The excess goes to the other carriers. If every candidate is in blackout, blackout does not apply.
 8. **Damping.** Starting from the previous weights (static preferences on the first cycle or for a new class):
    a candidate that disappeared (no endpoints, no longer capable, removed) gives its share to the others at
-   once, towards the target, and a new candidate enters at the floor (no max-step delay for either). Then, if
-   every weight is within ``hysteresis`` of its target, nothing moves. Otherwise every weight moves towards its
-   target by at most ``maxStep`` (scaled by the elapsed fraction of ``interval`` when called early); the
+   once, towards the target, and a new candidate enters at the floor (no max-step delay for either). If every
+   weight is within ``hysteresis`` of its target, nothing moves, except while rule 5 corrects a load outside
+   the band: a deadband would stall an integral controller (a shed share whose growth per interval is below
+   the deadband would never grow back), and the band is its dead zone. Otherwise every weight moves towards
+   its target by at most ``maxStep`` (scaled by the elapsed fraction of ``interval`` when called early); the
    clipped moves are balanced by shrinking the larger of the total increase and the total decrease, so the
-   class still sums to 1 without any weight moving further than ``maxStep`` or past its target (and never below
-   the floor, since base and target are both above it).
+   class still sums to 1 without any weight moving further than ``maxStep`` or past its target (and never
+   below the floor, since base and target are both above it).
 9. **Rounding.** Weights are multiples of 0.0001 that sum to exactly 10000 units: largest remainder, ties by
    backend name, then every candidate raised to the floor (rounded up to the grid) by taking units from the
    largest share (ties by name). Rounding moves a weight by less than 0.0001.
@@ -76,12 +84,13 @@ Rules, in the order `decide` applies them:
     (reasons "held: metrics unavailable", ``metrics_available=False``); only the candidate set still applies
     (a backend that lost its endpoints drops out at once, a new one enters at the floor). When ``now -
     last_good_at > staleAfter`` the target becomes the static preferences (``stale=True``, reasons "static:
-    stale ...", one ``StaticFallback`` event), reached at ``maxStep`` per interval. With no measurement ever,
-    the static preferences are used too (not stale: nothing went bad). NaN/Inf never reach a weight, and a class
-    is empty only when none of its named backends is a capable, reachable candidate.
-11. **States and events.** A backend is Unavailable with no ready endpoints, Unknown without a (smoothed) load,
-    Overloaded at ``load >= highWatermark``, Saturated at ``load >= lowWatermark`` (no room left for spill-over),
-    else Healthy. Events: ``OffloadStarted``/``OffloadStopped`` on a class's transitions;
+    stale ...", one ``StaticFallback`` event, offloading cleared without further events), reached at
+    ``maxStep`` per interval. With no measurement ever, the static preferences are used too (not stale:
+    nothing went bad). NaN/Inf never reach a weight, and a class is empty only when none of its named backends
+    is a capable, reachable candidate.
+11. **States and events.** A backend is Unavailable with no ready endpoints, Unknown without a (smoothed)
+    load, Overloaded at ``load >= highWatermark``, Saturated at ``load >= lowWatermark`` (no room left for
+    spill-over), else Healthy. Events: ``OffloadStarted``/``OffloadStopped`` on a class's transitions;
     ``BackendOverloaded`` when a load reaches the high watermark and ``BackendRecovered`` only once it is back
     below the low watermark (the same hysteresis, so a load hovering at the threshold is one event, not a
     stream); ``StaticFallback`` once when the staleness limit is crossed.
@@ -100,8 +109,15 @@ from ..api.policy import RoutingPolicySpec, TaskClass
 
 Signal = Literal["cpu", "memory", "queueDepth", "kvCache", "errorRate", "running"]
 
-MIN_MULTIPLIER = 0.01
-"""A carrier's share never shrinks below this fraction of its static one (above the floor), so it can recover."""
+MIN_MULTIPLIER = 0.05
+"""A carrier's share above the floor never drops below this fraction of its static one, so it can recover."""
+
+MIN_CORRECTION = 0.1
+"""Corrections by a factor within this of 1 are not made: the load is close enough to its aim, and against
+loads that do not follow the weights a smaller correction would creep on for hundreds of intervals."""
+
+_UNMEASURED = 2.0
+"""The multiplier of a carrier whose load is unknown grows by this factor per interval (back to static)."""
 
 _UNITS = 10_000
 """Weights are multiples of 1/_UNITS (four decimals)."""
@@ -211,8 +227,9 @@ class ControllerState:
     def from_table_weights(cls, weights: Mapping[str, Mapping[str, float]], now: float) -> ControllerState:
         """State rebuilt from the live routing table after an operator restart.
 
-        The table's weights become the previous weights and ``now`` counts as the last good measurement, so the
-        next cycles move from where traffic is (no rewrite storm) and stale fallback waits a full staleAfter.
+        The table's weights become the previous weights and ``now`` counts as the last good measurement, so
+        the next cycles move from where traffic is (no rewrite storm) and stale fallback waits a full
+        staleAfter.
         """
         return cls(weights={str(c): _finite_map(w) for c, w in weights.items()}, last_good_at=now)
 
@@ -250,11 +267,11 @@ class Decision:
     """To pass in as ``previous`` next cycle."""
 
 
-# --- public helpers -------------------------------------------------------------------------------------------
+# --- public helpers -----------------------------------------------------------------------------------------
 
 
 def capable(backend: BackendInput, task_class: TaskClass) -> bool:
-    """The backend serves the class's task type up to the class's highest complexity (a filter, not a weight)."""
+    """The backend serves the class's task type up to the class's highest complexity (a filter, no weight)."""
     return task_class.task_type in backend.tasks and backend.max_complexity >= task_class.complexity.max
 
 
@@ -287,8 +304,8 @@ def static_weights(
     policy: RoutingPolicySpec, backends: Sequence[BackendInput]
 ) -> dict[str, dict[str, float]]:
     """The policy's static preferences (rule 5 with no load): preferred backends share the class by ready
-    endpoints, each fallback keeps the floor; fallbacks carry by ready endpoints only if no preferred is
-    reachable."""
+    endpoints, each fallback keeps the floor; if no preferred backend is reachable, the fallbacks share it by
+    slots (``ready_endpoints * max_concurrency``)."""
     knobs = _Knobs.of(policy)
     by_name = _index(backends)
     out: dict[str, dict[str, float]] = {}
@@ -299,7 +316,7 @@ def static_weights(
     return out
 
 
-# --- the decision ---------------------------------------------------------------------------------------------
+# --- the decision -------------------------------------------------------------------------------------------
 
 
 def decide(
@@ -415,7 +432,7 @@ def decide(
     )
 
 
-# --- private layers -------------------------------------------------------------------------------------------
+# --- private layers -----------------------------------------------------------------------------------------
 
 _Mode = Literal["adapt", "hold", "stale", "start"]
 
@@ -604,8 +621,10 @@ def _adaptive_reasons(
             reasons[n] = f"offload: {pool_names} load unknown, offload held"
         elif pool > knobs.high:
             reasons[n] = f"offload: {pool_names} load {pool:.2f} > high watermark {knobs.high:.2f}"
-        else:
+        elif pool >= knobs.low:
             reasons[n] = f"offload: {pool_names} load {pool:.2f} >= low watermark {knobs.low:.2f}"
+        else:
+            reasons[n] = f"offload ending: {pool_names} load {pool:.2f} < low watermark {knobs.low:.2f}"
     return reasons
 
 
@@ -745,8 +764,10 @@ def _state(backend: BackendInput, load: float | None, knobs: _Knobs) -> BackendS
 
 
 def _static_target(roster: _Roster, by_name: Mapping[str, BackendInput], floor: float) -> dict[str, float]:
-    carriers = roster.preferred or roster.fallbacks
-    mass = {n: float(by_name[n].ready_endpoints) for n in carriers}
+    if roster.preferred:
+        mass = {n: float(by_name[n].ready_endpoints) for n in roster.preferred}
+    else:
+        mass = {n: float(by_name[n].ready_endpoints * by_name[n].max_concurrency) for n in roster.fallbacks}
     return _floor_plus(roster.candidates, mass, floor)
 
 
@@ -773,7 +794,10 @@ def _adaptive_target(
     def group(names: Sequence[str], base: Mapping[str, float]) -> dict[str, float]:
         nonlocal acting
         aim = max(knobs.setpoint, _pool_load(names, set(), by_name, loads) or 0.0)
-        factors = {n: _factor(loads.get(n), knobs, aim) for n in names}
+        # An unmeasured carrier drifts back to its static share: "could not measure" is not "measured bad".
+        factors = {
+            n: _UNMEASURED if loads.get(n) is None else _factor(loads.get(n), knobs, aim) for n in names
+        }
         acting = acting or any(f != 1.0 for f in factors.values())
         m = _multipliers(names, base, factors, previous, floor)
         return {n: base[n] * m[n] for n in names}
@@ -802,10 +826,12 @@ def _adaptive_target(
 
 def _factor(load: float | None, knobs: _Knobs, aim: float) -> float:
     """The controller's correction for one load: none inside the band, else towards ``aim``: the setpoint, or
-    the mean load of everyone concerned when that is higher (a busy group is evened out, not whack-a-moled)."""
+    the mean load of everyone concerned when higher (so a busy group is evened out, not pushed around).
+    """
     if load is None or knobs.low <= load <= knobs.high:
         return 1.0
-    return aim / max(load, _EPS)
+    factor = aim / max(load, _EPS)
+    return 1.0 if abs(factor - 1.0) < MIN_CORRECTION else factor
 
 
 def _preferred_share(roster: _Roster, previous: Mapping[str, float], *, default: float) -> float:
@@ -856,7 +882,7 @@ def _scaled(mass: Mapping[str, float], total: float) -> dict[str, float]:
 
 
 def _floor_plus(candidates: Sequence[str], mass: Mapping[str, float], floor: float) -> dict[str, float]:
-    """Everyone gets the floor; the rest goes to the carriers (keys of ``mass``) in proportion to their mass."""
+    """Everyone gets the floor; the rest goes to the carriers (the keys of ``mass``) in proportion to it."""
     rest = max(0.0, 1.0 - floor * len(candidates))
     carriers = [n for n in candidates if n in mass] or list(candidates)
     shares = _scaled({n: max(0.0, mass.get(n, 0.0)) for n in carriers}, rest)
