@@ -139,7 +139,8 @@ class Classifier:
         if embedding:
             task, source = (task, source) if task else (EMBEDDING_TASK, "endpoint")
             return self._classified(task, complexity or 1, priority, prompt, source)
-        rule = self._matching_rule(prompt.text, task)
+        # The rules only decide the task type and the complexity bonus: with both known, skip the scan.
+        rule = None if task is not None and complexity is not None else self._matching_rule(prompt.text, task)
         if task is None and rule is not None:
             task, source = rule.task_type, "rule"
         if task is None:
@@ -217,7 +218,7 @@ class Classifier:
         for rule in self._rules:
             if task is not None and rule.task_type != task:
                 continue
-            if any(contains_word(text, k) for k in rule.keywords):
+            if any(k in text and contains_word(text, k) for k in rule.keywords):
                 return rule
         return None
 
@@ -245,12 +246,14 @@ class Classifier:
 
 def code_score(text: str) -> int:
     score = 3 if CODE_FENCE in text else 0
-    score += sum(1 for fragment in CODE_SYNTAX if fragment in text)
+    score += len([fragment for fragment in CODE_SYNTAX if fragment in text])
     return score + 2 * count_words(text, CODE_WORDS_STRONG) + count_words(text, CODE_WORDS)
 
 
 def count_words(text: str, words: tuple[str, ...]) -> int:
-    return sum(1 for w in words if contains_word(text, w))
+    # ``w in text`` (one C-level scan each) rules out most words before the word-boundary check.
+    hits = [w for w in words if w in text]
+    return sum(1 for w in hits if contains_word(text, w)) if hits else 0
 
 
 def contains_word(text: str, word: str) -> bool:

@@ -65,7 +65,7 @@ def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
 
 
 def serialise(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(body).encode()
 
 
 def prompt_view(parts: list[str], token_ids: int = 0) -> PromptView:
@@ -78,6 +78,11 @@ def _reject_constant(name: str) -> Any:
     raise BadRequest(f"invalid JSON: {name} is not a number JSON allows", code="invalid_json")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Built once: json.loads and json.dumps build a new decoder and encoder per call when given options."""
+
+
 def _decode_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise BadRequest("the request body is empty; send a JSON object", code="invalid_json")
@@ -86,7 +91,9 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise BadRequest(f"the body is not valid UTF-8 (byte {e.start})", code="invalid_encoding") from None
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads does (JSONDecoder.decode does not check)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        body = _DECODER.decode(text)
     except json.JSONDecodeError as e:
         raise BadRequest(
             f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", code="invalid_json"

@@ -47,6 +47,11 @@ DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "content-encoding", "expe
 compressed request body), and identity encoding upstream keeps chunk relaying simple."""
 DROP_RESPONSE = HOP_BY_HOP | {"content-length", "date", "server"}
 NO_BACKEND = "none"
+BUFFER_LIMIT = 1024 * 1024
+"""A non-streamed upstream answer (a Content-Length, not an event stream) up to this size is read whole and
+sent as one ``web.Response`` (headers and body in one write). The backend has produced it all already, so
+nothing waits longer; streams (chunked, or ``text/event-stream``) and larger bodies are relayed chunk by
+chunk."""
 
 
 class UpstreamError(Exception):
@@ -113,6 +118,7 @@ class Forwarder:
         self._metrics = metrics
         self._settings = settings
         self._timeouts: Timeouts = settings.timeouts
+        self._client_timeout = client_timeout(settings.timeouts)
 
     async def handle(self, request: web.Request, kind: Kind) -> web.StreamResponse:
         started = time.perf_counter()
@@ -266,7 +272,9 @@ class Forwarder:
         body = serialise(req.body)
         headers = upstream_headers(request.headers, peer=request.remote, request_id=req.request_id)
         req.router_seconds += time.perf_counter() - started
-        return await open_exchange(self._session, url + request.raw_path, body, headers, self._timeouts)
+        return await open_exchange(
+            self._session, url + request.raw_path, body, headers, self._timeouts, self._client_timeout
+        )
 
     async def _relay(
         self, request: web.Request, req: _Request, choice: Choice, exchange: Exchange
@@ -274,17 +282,56 @@ class Forwarder:
         try:
             started = time.perf_counter()
             req.ttfb = started - req.started
-            response = web.StreamResponse(
-                status=exchange.status, headers=downstream_headers(exchange.response.headers)
-            )
-            if exchange.response.content_length is not None:
-                response.content_length = exchange.response.content_length
+            upstream = exchange.response
+            headers = downstream_headers(upstream.headers)
+            length = upstream.content_length
             req.router_seconds += time.perf_counter() - started
-            self._zeta_headers(response, req)
+            received = [exchange.first_chunk] if exchange.first_chunk else []
+            if length is not None and length <= BUFFER_LIMIT and not _is_event_stream(upstream):
+                try:
+                    if len(exchange.first_chunk) != length:
+                        while (chunk := await _next_chunk(exchange.chunks)) is not None:
+                            received.append(chunk)
+                except UpstreamError as e:
+                    broken: UpstreamError | None = e  # relay what arrived, then break the connection
+                else:
+                    # The whole answer is here: one response, its headers and body in one write.
+                    headers["Content-Length"] = str(length)  # where the streamed relay puts it too
+                    self._zeta_headers(headers, req)
+                    req.code = str(exchange.status)
+                    self._record_outcome(choice, exchange.status, req)
+                    body = received[0] if len(received) == 1 else b"".join(received)
+                    return web.Response(status=exchange.status, body=body, headers=headers)
+            else:
+                broken = None
+            response = _RelayResponse(status=exchange.status, headers=headers)
+            if length is not None:
+                response.content_length = length
+            return await self._relay_chunks(request, req, choice, exchange, response, received, broken)
+        finally:
+            exchange.close()
+
+    async def _relay_chunks(
+        self,
+        request: web.Request,
+        req: _Request,
+        choice: Choice,
+        exchange: Exchange,
+        response: web.StreamResponse,
+        received: list[bytes],
+        broken: UpstreamError | None,
+    ) -> web.StreamResponse:
+        """Relay ``received`` (the chunks read so far), then every further chunk as it arrives; ``broken``:
+        the backend's response already broke off after ``received``."""
+        try:
+            self._zeta_headers(response.headers, req)
             await response.prepare(request)
-            if exchange.first_chunk:
-                await response.write(exchange.first_chunk)
-            await _copy(exchange.chunks, response)
+            for chunk in received:
+                await response.write(chunk)
+            if broken is not None:
+                raise broken
+            while (more := await _next_chunk(exchange.chunks)) is not None:
+                await response.write(more)
             await response.write_eof()
             req.code = str(exchange.status)
             self._record_outcome(choice, exchange.status, req)
@@ -298,8 +345,6 @@ class Forwarder:
         except ConnectionResetError:
             req.code = "499"
             return response
-        finally:
-            exchange.close()
 
     def _record_outcome(self, choice: Choice, status: int, req: _Request) -> None:
         if status >= 500:
@@ -307,8 +352,7 @@ class Forwarder:
         else:
             self._tracker.record_success(choice.endpoint.url)
 
-    def _zeta_headers(self, response: web.StreamResponse, req: _Request) -> None:
-        h = response.headers
+    def _zeta_headers(self, h: CIMultiDict[str], req: _Request) -> None:
         h["X-Zeta-Backend"] = req.backend
         h["X-Zeta-Endpoint"] = req.endpoint
         h["X-Zeta-Task-Class"] = req.task_class
@@ -329,7 +373,7 @@ class Forwarder:
         status = 504 if e.kind == "timeout" else 502
         req.code = str(status)
         response = error_response(status, f"backend {req.backend}: {e}", code=f"upstream_{e.kind}")
-        self._zeta_headers(response, req)
+        self._zeta_headers(response.headers, req)
         return response
 
     def _reject(self, req: _Request, status: int, reason: str) -> None:
@@ -369,13 +413,24 @@ class Forwarder:
         log.info("request", extra={"fields": fields})
 
 
-async def open_exchange(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: CIMultiDict[str], timeouts: Timeouts
-) -> Exchange:
-    """Send the request and wait for the first body chunk; UpstreamError on connect errors and timeouts."""
-    timeout = aiohttp.ClientTimeout(
+def client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
         total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
     )
+
+
+async def open_exchange(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: CIMultiDict[str],
+    timeouts: Timeouts,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> Exchange:
+    """Send the request and wait for the first body chunk; UpstreamError on connect errors and timeouts.
+    ``timeout``: `client_timeout` of ``timeouts``, when the caller has it already."""
+    if timeout is None:
+        timeout = client_timeout(timeouts)
     try:
         async with asyncio.timeout(timeouts.first_byte):
             response = await session.post(url, data=body, headers=headers, timeout=timeout)
@@ -402,25 +457,34 @@ async def open_exchange(
     return Exchange(response, first, chunks)
 
 
-async def _copy(chunks: AsyncIterator[bytes], response: web.StreamResponse) -> None:
-    """Relay chunk by chunk; upstream problems become UpstreamError, client problems stay ConnectionResetError."""
-    while True:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise UpstreamError(
-                "broken", f"the backend's response broke off: {_describe(e)}", retryable=False
-            ) from None
-        await response.write(chunk)
+async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next chunk, None at the end; upstream problems become UpstreamError."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        raise UpstreamError(
+            "broken", f"the backend's response broke off: {_describe(e)}", retryable=False
+        ) from None
+
+
+def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
+    return response.headers.get("Content-Type", "").lstrip().lower().startswith("text/event-stream")
+
+
+class _RelayResponse(web.StreamResponse):
+    """A relayed stream whose headers go out with its first body chunk (one write, not two). Nothing is
+    held back: it is prepared only once that first chunk is there (or the body is known to be empty)."""
+
+    _send_headers_immediately = False
 
 
 def upstream_headers(
     incoming: CIMultiDictProxy[str], *, peer: str | None, request_id: str
 ) -> CIMultiDict[str]:
-    dropped = DROP_REQUEST | _connection_listed(incoming)
-    headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in dropped)
+    dropped = _dropped(DROP_REQUEST, incoming)
+    headers = CIMultiDict([(k, v) for k, v in incoming.items() if k.lower() not in dropped])
     headers["Content-Type"] = "application/json"
     headers["X-Request-Id"] = request_id
     if peer:
@@ -430,8 +494,15 @@ def upstream_headers(
 
 
 def downstream_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    dropped = DROP_RESPONSE | _connection_listed(upstream)
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in dropped)
+    dropped = _dropped(DROP_RESPONSE, upstream)
+    return CIMultiDict([(k, v) for k, v in upstream.items() if k.lower() not in dropped])
+
+
+def _dropped(always: frozenset[str], headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """``always`` and the headers a Connection header lists (usually there is none: no new set)."""
+    if "Connection" not in headers:
+        return always
+    return always | _connection_listed(headers)
 
 
 def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
