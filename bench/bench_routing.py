@@ -4,10 +4,14 @@ with the oracle's linear-program bound; one table per scenario and PNG plots of 
     python -m bench.bench_routing --mode des --scenario all            # simulated time, seconds
     python -m bench.bench_routing --mode real --scenario code-burst    # real processes, minutes
     python -m bench.bench_routing --smoke                              # CI: DES, compressed scenarios
+    python -m bench.bench_routing --mode real --scenario code-burst \
+        --strategies litellm-least-busy,litellm-latency-based,litellm-simple-shuffle,least-request,zeta
 
 DES mode drives the real `weights.decide`, the router's balancer/queue/tracker and the simulator's batching
 engine in simulated time (bench/routing/des.py). Real mode runs the simulators, the router (with --strategy for
 the baselines) and, for Zeta, the whole loop: control plane, Prometheus (1 s scrape), operator (bench/routing/real.py).
+Real mode also runs LiteLLM's router strategies through its proxy (litellm-least-busy, litellm-latency-based,
+litellm-simple-shuffle; bench/routing/litellm_proxy.py), from its own venv; they have no DES counterpart.
 """
 
 from __future__ import annotations
@@ -37,14 +41,23 @@ def machine() -> str:
 
 
 def run_scenario(
-    sc: scenario.Scenario, *, mode: str, strategies: list[str], img: Path | None, seed: int
+    sc: scenario.Scenario,
+    *,
+    mode: str,
+    strategies: list[str],
+    img: Path | None,
+    seed: int,
+    litellm_workers: int = 1,
 ) -> str:
     if mode == "des":
+        unknown = [s for s in strategies if s not in des.STRATEGIES]
+        if unknown:
+            raise SystemExit(f"{', '.join(unknown)}: real mode only (DES runs {', '.join(des.STRATEGIES)})")
         runs = [des.simulate(sc, s, seed=seed) for s in strategies]
     else:
         from bench.routing import real
 
-        runs = real.run_all(sc, strategies)
+        runs = real.run_all(sc, strategies, litellm_workers=litellm_workers)
     oracle, _ = scenario.oracle_goodput(sc, [(r.sent_at, r.task_class) for r in runs[0].records])
     summaries = [metrics.summarize(sc, r) for r in runs]
     out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
@@ -57,7 +70,7 @@ def run_scenario(
         "",
     ]
     out += [report.class_table(sc, summaries), ""]
-    if mode == "real":
+    if mode == "real" and any(s.strategy in des.STRATEGIES for s in summaries):
         out += [validation(sc, summaries, seed=seed), ""]
     notes = [n for r in runs for n in r.notes]
     wall = ", ".join(f"{r.strategy} {r.wall_seconds:.1f}s" for r in runs)
@@ -75,7 +88,8 @@ TOLERANCE = 0.15
 
 
 def validation(sc: scenario.Scenario, real: list[metrics.Summary], *, seed: int) -> str:
-    """The DES on the same scenario and arrivals, side by side with the real run."""
+    """The DES on the same scenario and arrivals, side by side with the real run (strategies the DES has)."""
+    real = [s for s in real if s.strategy in des.STRATEGIES]
     sim = {s.strategy: metrics.summarize(sc, des.simulate(sc, s.strategy, seed=seed)) for s in real}
     lines = [
         f"DES vs real on the same arrivals (tolerance: goodput and SLO within {TOLERANCE:.0%} relative):",
@@ -116,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
+    )
     args = parser.parse_args(argv)
     names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -136,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             # Seconds, not minutes: the scale fleet's thousands of requests per second get a shorter story.
             sc = scenario.shrink(sc, duration=20.0 if sc.rate < 100 else 3.0)
         text = run_scenario(sc, mode=mode, strategies=strategies, seed=args.seed,
-                            img=None if (args.no_plots or args.smoke) else args.img)  # fmt: skip
+                            img=None if (args.no_plots or args.smoke) else args.img,
+                            litellm_workers=args.litellm_workers)  # fmt: skip
         print(text, flush=True)
         parts.append(text)
     if args.out:

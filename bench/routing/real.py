@@ -3,6 +3,9 @@
 - static, round-robin, least-request: fresh simulators and a router reading a fixed table file, with
   ``--strategy`` for the two baselines (static is the weighted router on a table that gives each class to its
   preferred backend only, with no router-side cap, so everything waits in the preferred engine);
+- litellm-least-busy, litellm-latency-based, litellm-simple-shuffle: LiteLLM's proxy (its own venv) in front of
+  the same fresh simulators, one model group per task class holding only its capable backends
+  (bench/routing/litellm_proxy.py);
 - zeta: the demo's full loop (zeta_operator/demo): a real control plane, Prometheus scraping every second, the
   operator with its ServiceAccount, the router watching the routing-table ConfigMap.
 
@@ -29,6 +32,7 @@ from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, Tabl
 from zeta_operator.router.launch import start_router
 from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
 
+from . import litellm_proxy
 from .records import RequestRecord, RunResult
 from .scenario import ClassShape, Scenario, capable
 
@@ -79,11 +83,22 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
     return RoutingTable(policy="bench/fixed", queue=queue, backends=backends, classes=classes)
 
 
-def run_all(sc: Scenario, strategies: list[str]) -> list[RunResult]:
+STRATEGIES = ("static", "round-robin", "least-request", "zeta", *litellm_proxy.STRATEGIES)
+
+
+def run_all(sc: Scenario, strategies: list[str], *, litellm_workers: int = 1) -> list[RunResult]:
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"unknown real-mode strategies {unknown}; known: {', '.join(STRATEGIES)}")
     results = []
     for strategy in strategies:
         started = time.perf_counter()
-        result = run_zeta(sc) if strategy == "zeta" else run_fixed(sc, strategy)
+        if strategy == "zeta":
+            result = run_zeta(sc)
+        elif strategy in litellm_proxy.STRATEGIES:
+            result = run_litellm(sc, strategy, workers=litellm_workers)
+        else:
+            result = run_fixed(sc, strategy)
         result.wall_seconds = time.perf_counter() - started
         results.append(result)
     return results
@@ -111,6 +126,32 @@ def run_fixed(sc: Scenario, strategy: str) -> RunResult:
         with start_router(table_file=table_file, args=args, log_dir=work) as router:
             records = asyncio.run(drive(sc, router.url, sims))
     return _result(sc, strategy, records, [])
+
+
+def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
+    from bench.router.procstat import cpu_seconds, descendants
+
+    print(f"    real: {sc.name} / {strategy} (LiteLLM proxy, {workers} worker(s))", flush=True)
+    with _workdir() as work, start_sims(_specs(sc), log_dir=work) as running:
+        sims = dict(zip(sc.backends(), running, strict=True))
+        with litellm_proxy.start(
+            sc, sims, _models(), strategy, workers=workers, timeout=sc.duration + DRAIN_S, workdir=work
+        ) as proxy:
+            cpu0 = cpu_seconds(descendants(proxy.process.pid))
+            t0 = time.monotonic()
+            records = asyncio.run(drive(sc, proxy.url, sims, litellm=True))
+            cpu = cpu_seconds(descendants(proxy.process.pid)) - cpu0
+            wall = time.monotonic() - t0
+    result = _result(sc, strategy, records, [])
+    overhead = sorted(r.overhead_ms for r in records if r.overhead_ms is not None)
+    if overhead:
+        p50, p99 = overhead[len(overhead) // 2], overhead[min(len(overhead) - 1, int(len(overhead) * 0.99))]
+        result.notes.append(
+            f"{strategy}: litellm {proxy.version}, {workers} worker(s); proxy CPU {cpu:.1f} s over {wall:.0f} s "
+            f"({cpu / wall:.0%} of one core); proxy's own overhead per request (x-litellm-overhead-duration-ms) "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {overhead[-1]:.1f} ms"
+        )
+    return result
 
 
 def run_zeta(sc: Scenario) -> RunResult:
@@ -202,6 +243,7 @@ async def drive(
     *,
     sample: Callable[[float], Awaitable[None]] | None = None,
     not_ready: Callable[[str], None] | None = None,
+    litellm: bool = False,
 ) -> list[RequestRecord]:
     """Send every arrival on time (open loop), inject the faults on schedule, wait for every answer."""
     timeout = aiohttp.ClientTimeout(total=sc.duration + DRAIN_S)
@@ -216,7 +258,9 @@ async def drive(
             delay = start + t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(session, url, shape, task_types[shape.name], t, start)))
+            tasks.append(
+                asyncio.create_task(_one(session, url, shape, task_types[shape.name], t, start, litellm))
+            )
         records = list(await asyncio.gather(*tasks))
         for b in background:
             b.cancel()
@@ -225,11 +269,18 @@ async def drive(
 
 
 async def _one(
-    session: aiohttp.ClientSession, url: str, shape: ClassShape, task: str, t: float, start: float
+    session: aiohttp.ClientSession,
+    url: str,
+    shape: ClassShape,
+    task: str,
+    t: float,
+    start: float,
+    litellm: bool = False,
 ) -> RequestRecord:
+    """One request; through LiteLLM the class is the model group (``model=<class>``)."""
     record = RequestRecord(sent_at=t, task_class=shape.name, complexity=shape.complexity)
     body = {
-        "model": "zeta",
+        "model": shape.name if litellm else "zeta",
         "messages": [
             {"role": "user", "content": ("lorem ipsum " * shape.prompt_tokens)[: 4 * shape.prompt_tokens]}
         ],
@@ -240,7 +291,12 @@ async def _one(
     try:
         async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
             await r.read()
-            record.backend = r.headers.get("X-Zeta-Backend", "")
+            if litellm:
+                record.backend = litellm_proxy.backend_of(r.headers.get("x-litellm-model-id", ""))
+                with contextlib.suppress(TypeError, ValueError):
+                    record.overhead_ms = float(r.headers.get("x-litellm-overhead-duration-ms", ""))
+            else:
+                record.backend = r.headers.get("X-Zeta-Backend", "")
             record.retries = int(r.headers.get("X-Zeta-Retries", "0"))
             record.status = "ok" if r.status == 200 else ("rejected" if r.status in (429, 503) else "error")
     except (aiohttp.ClientError, TimeoutError):

@@ -19,6 +19,8 @@ class RequestRecord:
     """End to end as the client saw it (router queue included)."""
     backend: str = ""
     retries: int = 0
+    overhead_ms: float | None = None
+    """The proxy's own time for this request, where it says (LiteLLM's x-litellm-overhead-duration-ms)."""
 
 
 @dataclass
