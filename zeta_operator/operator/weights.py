@@ -2,8 +2,8 @@
 
 `decide` is pure: no I/O, no clock (``now`` is an argument), no randomness, no logging. Everything it
 remembers between cycles is in `ControllerState`, which the operator stores as JSON and hands back next
-cycle. Every threshold comes from the `RoutingPolicySpec`; the tuning constants below (`MIN_MULTIPLIER`
-and `MIN_CORRECTION`) bound the controller, they are not thresholds.
+cycle. Every threshold comes from the `RoutingPolicySpec`; the tuning constants below (`MIN_MULTIPLIER`,
+`MIN_CORRECTION` and `SMALL_GAIN`) bound the controller, they are not thresholds.
 
 Rules, in the order `decide` applies them:
 
@@ -41,6 +41,16 @@ Rules, in the order `decide` applies them:
      measure" is not "measured bad"), capped at 1, rescaled so the largest is 1 and kept at or above
      `MIN_MULTIPLIER`; the carriers share by ``base * m``. So a backend above the band sheds traffic, and
      below the band the multipliers grow back to 1, which is the static split;
+   - the correction is proportionate to how far the load is outside the band: the full ``aim / load`` only
+     at a distance of at least the band's width ``highWatermark - lowWatermark``; nearer the band it is
+     ``(aim / load) ** max(SMALL_GAIN, distance / width)``, but never smaller than `MIN_CORRECTION` (so a
+     constant load still reaches its bound as fast as before). The same holds below the band, for regrowth.
+     Why: near the band's edge the smoothed load at the static split is about as noisy as the band is wide,
+     and the measurement lags the weights by several intervals; a full correction to every chance crossing,
+     repeated while the lagging measurement still shows it, ratchets the share down (0.96 -> 0.47) until it
+     snaps back and offloading restarts (a limit cycle:
+     `test_in_a_noisy_lagging_closed_loop_steady_demand_keeps_the_weights_steady`, DES steady-60/90). A
+     burst far above the band is still shed at once;
    - normally the preferred backends carry and fallbacks keep the floor; if no preferred backend is reachable
      the fallbacks carry ("fallback: preferred unavailable");
    - while the class is *offloading*, the preferred group's share ``g`` (from the previous weights) is
@@ -115,6 +125,11 @@ MIN_MULTIPLIER = 0.05
 MIN_CORRECTION = 0.1
 """Corrections by a factor within this of 1 are not made: the load is close enough to its aim, and against
 loads that do not follow the weights a smaller correction would creep on for hundreds of intervals."""
+
+SMALL_GAIN = 0.25
+"""The least fraction (in log terms) of the full correction made for a load that has just left the band by
+less than the band's width: a noisy smoothed load crosses the band edges by chance, and with a measurement
+that lags the weights by several intervals full corrections to such crossings wind up into a limit cycle."""
 
 _UNMEASURED = 2.0
 """The multiplier of a carrier whose load is unknown grows by this factor per interval (back to static)."""
@@ -827,11 +842,23 @@ def _adaptive_target(
 def _factor(load: float | None, knobs: _Knobs, aim: float) -> float:
     """The controller's correction for one load: none inside the band, else towards ``aim``: the setpoint, or
     the mean load of everyone concerned when higher (so a busy group is evened out, not pushed around).
+
+    The correction is proportionate: the full one, ``aim / load``, only for a load outside the band by at
+    least the band's width; closer to the band, ``(aim / load) ** gain`` with ``gain = max(SMALL_GAIN,
+    distance / width)``, but never less than `MIN_CORRECTION` (a correction whose full size is below that is
+    not made at all).
     """
     if load is None or knobs.low <= load <= knobs.high:
         return 1.0
     factor = aim / max(load, _EPS)
-    return 1.0 if abs(factor - 1.0) < MIN_CORRECTION else factor
+    if abs(factor - 1.0) < MIN_CORRECTION:
+        return 1.0
+    width = knobs.high - knobs.low
+    distance = load - knobs.high if load > knobs.high else knobs.low - load
+    if width <= 0 or distance >= width:
+        return factor
+    damped = float(factor ** max(SMALL_GAIN, distance / width))
+    return min(damped, 1.0 - MIN_CORRECTION) if factor < 1.0 else max(damped, 1.0 + MIN_CORRECTION)
 
 
 def _preferred_share(roster: _Roster, previous: Mapping[str, float], *, default: float) -> float:
