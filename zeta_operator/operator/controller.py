@@ -131,8 +131,7 @@ class PolicyLoop:
     ) -> Decision | None:
         now = self.clock()
         generation = body.get("metadata", {}).get("generation")
-        chosen = select_backends_safe(body, backend_bodies)
-        policy, backends, problems = self._parse(body, chosen)
+        policy, backends, problems = self._parse(body, backend_bodies)
         live = await asyncio.to_thread(routestore.read, self.api, self.namespace, self._configmap(body))
         if self.state is None and live.table is not None:
             self._restore(live.table, now)
@@ -172,7 +171,7 @@ class PolicyLoop:
     # ---------------------------------------------------------------- inputs
 
     def _parse(
-        self, body: Mapping[str, Any], chosen: list[Mapping[str, Any]]
+        self, body: Mapping[str, Any], backend_bodies: Sequence[Mapping[str, Any]]
     ) -> tuple[RoutingPolicySpec | None, list[SelectedBackend], list[str]]:
         problems: list[str] = []
         try:
@@ -180,7 +179,7 @@ class PolicyLoop:
         except pydantic.ValidationError as e:
             return None, [], [f"spec: {_short(e)}"]
         backends = []
-        for b in chosen:
+        for b in select_backends(policy, backend_bodies):
             name = str(b["metadata"]["name"])
             try:
                 backends.append(
@@ -514,15 +513,6 @@ def _coarse(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 2)
     return value
-
-
-def select_backends_safe(
-    body: Mapping[str, Any], bodies: Sequence[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
-    try:
-        return select_backends(RoutingPolicySpec.model_validate(body.get("spec") or {}), bodies)
-    except pydantic.ValidationError:
-        return []
 
 
 def _status(body: Mapping[str, Any]) -> RoutingPolicyStatus:
