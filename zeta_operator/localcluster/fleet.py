@@ -9,7 +9,6 @@ manifests/operator/rbac.yaml.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -24,7 +23,7 @@ import yaml
 from ..api.common import GROUP, VERSION
 from ..api.table import CONFIGMAP_KEY, RoutingTable
 from .cluster import Cluster
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port, python_child_env, wait_until
 from .prometheus import Prometheus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +97,7 @@ def start_operator(cluster: Cluster, namespace: str, workdir: Path) -> OperatorP
         token, user="zeta-operator", directory=workdir, namespace=namespace
     )
     port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    env = python_child_env({"KUBECONFIG": str(kubeconfig)})
     proc = ManagedProcess(
         "zeta-operator",
         [sys.executable, "-m", "zeta_operator.operator", "--namespace", namespace, f"--health-port={port}"],

@@ -10,10 +10,33 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 _PR_SET_PDEATHSIG = 1
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a ``python -m zeta_operator.*`` child: unbuffered output, and this checkout importable
+    whether or not the package is installed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def metric_samples(text: str, name: str, labels: Mapping[str, str]) -> list[float]:
+    """Values of the samples called ``name`` in a Prometheus text exposition whose labels include ``labels``."""
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ The process runs ``python -m zeta_operator.router`` under `ManagedProcess`, so i
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -20,11 +19,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from zeta_operator.localcluster.processes import ManagedProcess, free_port, wait_until
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+from zeta_operator.localcluster.processes import (
+    ManagedProcess,
+    free_port,
+    metric_samples,
+    python_child_env,
+    wait_until,
+)
 
 
 @dataclass
@@ -50,12 +51,7 @@ class RunningRouter:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples called ``name`` whose labels include ``labels`` (0 when there is none)."""
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(self.metrics_text())
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return sum(metric_samples(self.metrics_text(), name, labels))
 
 
 @contextlib.contextmanager
@@ -80,10 +76,7 @@ def start_router(
         argv += ["--configmap", configmap]
     if kubeconfig is not None:
         argv += ["--kubeconfig", str(kubeconfig)]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_PACKAGE_ROOT), full_env.get("PYTHONPATH", "")) if p
-    )
+    full_env = python_child_env(env)
     process = ManagedProcess(
         f"router :{port}", [*argv, *args], log=directory / f"router-{port}.log", env=full_env
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -25,11 +24,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from zeta_operator.localcluster.processes import ManagedProcess, free_port, wait_until
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+from zeta_operator.localcluster.processes import (
+    ManagedProcess,
+    free_port,
+    metric_samples,
+    python_child_env,
+    wait_until,
+)
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,7 @@ class RunningSim:
     def metric(self, name: str, **labels: str) -> float | None:
         """Sum of the samples called ``name`` (e.g. ``vllm:num_requests_waiting``) whose labels include
         ``labels``; None when there is no such sample."""
-        found = [
-            sample.value
-            for family in text_string_to_metric_families(self.metrics_text())
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        ]
+        found = metric_samples(self.metrics_text(), name, labels)
         return sum(found) if found else None
 
 
@@ -140,8 +136,7 @@ def start_sims(
     raises `StartupError` with the tail of its log.
     """
     directory = log_dir if log_dir is not None else Path(tempfile.mkdtemp(prefix="zeta-sim-"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env = python_child_env()
     sims: list[RunningSim] = []
     try:
         for i, spec in enumerate(specs):
