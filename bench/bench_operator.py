@@ -22,18 +22,18 @@ from typing import Any
 
 import kubernetes
 
-from zeta_operator.api.common import GROUP, VERSION
-from zeta_operator.localcluster.cluster import Cluster
-from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
-from zeta_operator.localcluster.fleet import (
+from zeta_dev.launch.sim import SimSpec, start_sims
+from zeta_dev.localcluster.cluster import Cluster
+from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
+from zeta_dev.localcluster.fleet import (
     OperatorProcess,
     policy_status,
     ready_pod,
     start_operator,
     watch_prometheus,
 )
-from zeta_operator.localcluster.prometheus import Prometheus
-from zeta_operator.sim.launch import SimSpec, start_sims
+from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_operator.api.common import GROUP, VERSION
 
 NS = "bench"
 

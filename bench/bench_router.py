@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zeta_operator.localcluster.processes import StartupError
+from zeta_dev.localcluster.processes import StartupError
 
 from .router import loadgen, procstat
 from .router.loadgen import Measurement, RequestSpec, percentile

@@ -16,10 +16,11 @@ if [[ ! -x "$venv/bin/python" ]]; then
   echo "==> creating $venv" >&2
   "$python" -m venv "$venv"
 fi
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || sim/pyproject.toml -nt "$stamp" || dev/pyproject.toml -nt "$stamp" ]]; then
   echo "==> installing Python packages (pip cache: ${PIP_CACHE_DIR:-~/.cache/pip})" >&2
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q -e ".[test]" >&2
+  # The product, the simulator (sim/) and the development harness (dev/) are three distributions.
+  "$venv/bin/python" -m pip install -q -e ".[test]" -e ./sim -e "./dev[demo]" >&2
   touch "$stamp"
 fi
 

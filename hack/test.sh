@@ -8,8 +8,9 @@ eval "$(bash hack/setup.sh)"
 
 status=0
 echo "==> lint and types" >&2
-ruff check zeta_operator tests bench || status=1
-ruff format --check zeta_operator tests bench || status=1
+ruff check zeta_operator sim dev tests bench || status=1
+ruff format --check zeta_operator sim dev tests bench || status=1
+lint-imports || status=1
 python -m zeta_operator.api.crdgen --check || status=1
 mypy || status=1
 [[ $status == 0 ]] || echo "error: lint or type check failed (the tests run anyway)" >&2
@@ -19,7 +20,7 @@ before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 python -m pytest "$@" || status=$?
 
 echo "==> leftovers" >&2
-left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta_operator\.(sim|router|operator)' | grep -v pgrep || true)"
+left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta_sim|zeta_operator\.(router|operator)' | grep -v pgrep || true)"
 after="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 left_dirs="$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d' || true)"
 if [[ -n "$left_procs" || -n "$left_dirs" ]]; then

@@ -16,9 +16,9 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from zeta_operator.localcluster.cluster import Cluster
-from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
-from zeta_operator.localcluster.prometheus import Prometheus
+from zeta_dev.localcluster.cluster import Cluster
+from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
+from zeta_dev.localcluster.prometheus import Prometheus
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zeta_dev.launch.router import start_router
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
+from zeta_dev.localcluster.processes import ManagedProcess, free_port, wait_until
 from zeta_operator.api.table import RoutingTable
-from zeta_operator.localcluster.processes import ManagedProcess, free_port, wait_until
-from zeta_operator.router.launch import start_router
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
 
 from .loadgen import Address
 from .procstat import descendants, tool_version

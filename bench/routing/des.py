@@ -2,7 +2,7 @@
 
 What runs is the real code wherever it is pure:
 
-- each engine is the simulator's own continuous-batching state machine (`zeta_operator.sim.scheduler.Scheduler`
+- each engine is the simulator's own continuous-batching state machine (`zeta_sim.scheduler.Scheduler`
   with `sim/latency.py`'s model): batching slowdown, FIFO wait beyond ``max_seqs``, injected stall;
 - the router's choice is `router.balancer` (`ClassRoute`, `choose`, and the ``--strategy`` baselines), its
   in-flight and ejection bookkeeping is `router.endpoints.EndpointTracker`, its priority queue is
@@ -39,7 +39,7 @@ from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.endpoints import EndpointTracker
 from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
 from zeta_operator.router.settings import Ejection
-from zeta_operator.sim.scheduler import Scheduler, Sequence
+from zeta_sim.scheduler import Scheduler, Sequence
 
 from .records import RequestRecord, RunResult
 from .scenario import ClassShape, Scenario, capable

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeta_operator.localcluster.processes import ManagedProcess, free_port, wait_until
-from zeta_operator.sim.launch import RunningSim
+from zeta_dev.launch.sim import RunningSim
+from zeta_dev.localcluster.processes import ManagedProcess, free_port, wait_until
 
 from .scenario import Scenario, capable
 

@@ -6,7 +6,7 @@
 - litellm-least-busy, litellm-latency-based, litellm-simple-shuffle: LiteLLM's proxy (its own venv) in front of
   the same fresh simulators, one model group per task class holding only its capable backends
   (bench/routing/litellm_proxy.py);
-- zeta: the demo's full loop (zeta_operator/demo): a real control plane, Prometheus scraping every second, the
+- zeta: the demo's full loop (zeta_dev.demo): a real control plane, Prometheus scraping every second, the
   operator with its ServiceAccount, the router watching the routing-table ConfigMap.
 
 Only the demo fleet (one 4B, one 7B coder, one 14B) runs here; faults go through the simulator's /admin/faults,
@@ -27,10 +27,10 @@ from typing import Any
 
 import aiohttp
 
+from zeta_dev.launch.router import start_router
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
-from zeta_operator.router.launch import start_router
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
 
 from . import litellm_proxy
 from .records import RequestRecord, RunResult
@@ -40,9 +40,9 @@ DRAIN_S = 60.0
 
 
 def _models() -> dict[str, str]:
-    from zeta_operator.demo.__main__ import FLEET, _sample
+    from zeta_dev.demo.__main__ import FLEET, sample_manifest
 
-    return {name: _sample(name)["spec"]["model"] for name in FLEET}
+    return {name: sample_manifest(name)["spec"]["model"] for name in FLEET}
 
 
 def _specs(sc: Scenario) -> list[SimSpec]:
@@ -155,25 +155,25 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
 
 
 def run_zeta(sc: Scenario) -> RunResult:
-    from zeta_operator.demo.__main__ import (
+    from zeta_dev.demo.__main__ import (
         FLEET,
         NAMESPACE,
-        _backend,
-        _policy,
-        _router_identity,
-        _wait_for_table,
+        demo_backend,
+        demo_policy,
+        router_identity,
+        wait_for_table,
         watch_prometheus_router,
     )
-    from zeta_operator.localcluster.cluster import Cluster
-    from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
-    from zeta_operator.localcluster.fleet import (
+    from zeta_dev.localcluster.cluster import Cluster
+    from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
+    from zeta_dev.localcluster.fleet import (
         read_table,
         ready_pod,
         set_pod_ready,
         start_operator,
         watch_prometheus,
     )
-    from zeta_operator.localcluster.prometheus import Prometheus
+    from zeta_dev.localcluster.prometheus import Prometheus
 
     print(f"    real: {sc.name} / zeta (control plane, Prometheus 1s scrape, operator, router)", flush=True)
     weights: list[tuple[float, dict[str, dict[str, float]]]] = []
@@ -189,15 +189,15 @@ def run_zeta(sc: Scenario) -> RunResult:
             sims = dict(zip(FLEET, running, strict=True))
             for name, sim in sims.items():
                 ready_pod(cluster, NAMESPACE, f"{name}-0", {"app": name})
-                cluster.apply([_backend(name, sim.port)], namespace=NAMESPACE)
+                cluster.apply([demo_backend(name, sim.port)], namespace=NAMESPACE)
             watch_prometheus(prom, NAMESPACE, {sim.address: f"{name}-0" for name, sim in sims.items()})
-            policy = _policy(prom.url)
+            policy = demo_policy(prom.url)
             cluster.apply([policy], namespace=NAMESPACE)
             operator = start_operator(cluster, NAMESPACE, work)
             try:
                 configmap = policy["spec"]["routingTable"]["configMapName"]
-                _wait_for_table(cluster, configmap)
-                with _router_identity(cluster, work) as kubeconfig, start_router(
+                wait_for_table(cluster, configmap)
+                with router_identity(cluster, work) as kubeconfig, start_router(
                     configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
                     args=["--seed", "1", "--log-level", "warning"],
                 ) as router:  # fmt: skip

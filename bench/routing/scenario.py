@@ -27,7 +27,7 @@ import yaml
 
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.policy import RoutingPolicySpec
-from zeta_operator.sim.latency import LatencyModel
+from zeta_sim.latency import LatencyModel
 
 from . import lp
 
@@ -313,7 +313,7 @@ DEFAULT_FLEET = (
     {"name": "large-14b", "size_b": 14, "max_seqs": 6, "tasks": ["chat", "code", "summarize", "reasoning"],
      "max_complexity": 5},
 )  # fmt: skip
-"""The demo's fleet (zeta_operator/demo): the sample ModelBackends on simulated engines."""
+"""The demo's fleet (zeta_dev.demo): the sample ModelBackends on simulated engines."""
 
 DEFAULT_CLASSES = {  # prompt/output tokens as the demo's workload sends them
     "chat-simple": {"complexity": 1, "prompt_tokens": 12, "output_tokens": 60, "share": 0.40},

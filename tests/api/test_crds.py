@@ -17,11 +17,11 @@ import pydantic
 import pytest
 import yaml
 
+from zeta_dev.localcluster.cluster import Cluster
 from zeta_operator.api import crdgen
 from zeta_operator.api.backend import ModelBackendSpec, ModelBackendStatus
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.api.policy import RoutingPolicySpec, RoutingPolicyStatus
-from zeta_operator.localcluster.cluster import Cluster
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 Doc = dict[str, Any]

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from zeta_operator.localcluster.cluster import Cluster
+from zeta_dev.localcluster.cluster import Cluster
 
 from .render import MONITORING_CRDS, Helm, helm_binary
 

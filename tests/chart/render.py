@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from zeta_operator.localcluster.cluster import Cluster
+from zeta_dev.localcluster.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "zeta"

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from zeta_operator.localcluster.cluster import Cluster
+from zeta_dev.localcluster.cluster import Cluster
 
 from .render import ALL_ON, CHART, Doc, Helm, by_kind, dry_run_apply, identity, kustomize
 

@@ -11,11 +11,11 @@ from typing import Any
 import kubernetes
 import yaml
 
+from zeta_dev.launch.router import start_router
+from zeta_dev.localcluster.cluster import Cluster
+from zeta_dev.localcluster.processes import ManagedProcess, free_port, wait_until
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.api.table import CONFIGMAP_KEY, RoutingTable
-from zeta_operator.localcluster.cluster import Cluster
-from zeta_operator.localcluster.processes import ManagedProcess, free_port, wait_until
-from zeta_operator.router.launch import start_router
 
 from .render import Doc, Helm, one
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from zeta_operator.localcluster.cluster import Cluster
+from zeta_dev.localcluster.cluster import Cluster
 
 from .render import ALL_ON, Doc, Helm, by_kind, kustomize, one
 

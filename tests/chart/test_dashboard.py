@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 
-from zeta_operator.localcluster.prometheus import Prometheus
+from zeta_dev.localcluster.prometheus import Prometheus
 
 from .render import CHART
 

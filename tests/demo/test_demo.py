@@ -12,7 +12,7 @@ from pathlib import Path
 def test_quick_demo_offloads_during_the_burst_and_recovers(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "zeta_operator.demo", "--quick", "--no-live", "--out", str(out)],
+        [sys.executable, "-m", "zeta_dev.demo", "--quick", "--no-live", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from zeta_operator.localcluster.controlplane import ControlPlane, control_plane_binaries
-from zeta_operator.localcluster.prometheus import Prometheus
+from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
+from zeta_dev.localcluster.prometheus import Prometheus
 
 
 def _gone(pid: int) -> bool:

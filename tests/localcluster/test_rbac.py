@@ -8,8 +8,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
+from zeta_dev.localcluster.cluster import Cluster
 from zeta_operator.api.common import GROUP, VERSION
-from zeta_operator.localcluster.cluster import Cluster
 
 READER_RBAC = """
 apiVersion: v1

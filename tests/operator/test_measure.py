@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from zeta_dev.localcluster.processes import free_port
+from zeta_dev.localcluster.prometheus import Prometheus
 from zeta_operator.api.backend import SignalQueries
 from zeta_operator.api.policy import RoutingPolicySpec
-from zeta_operator.localcluster.processes import free_port
-from zeta_operator.localcluster.prometheus import Prometheus
 from zeta_operator.operator.measure import MeasuredBackend, PrometheusSource, measure
 from zeta_operator.operator.promql import DEFAULT_QUERIES, ENGINE_QUERIES, render, unknown_placeholders
 from zeta_operator.operator.weights import Reading

@@ -23,10 +23,9 @@ import kubernetes
 import pytest
 import yaml
 
-from zeta_operator.api.common import GROUP, VERSION
-from zeta_operator.api.table import RoutingTable
-from zeta_operator.localcluster.cluster import Cluster, scratch_dir
-from zeta_operator.localcluster.fleet import (
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
+from zeta_dev.localcluster.cluster import Cluster, scratch_dir
+from zeta_dev.localcluster.fleet import (
     OperatorProcess,
     condition,
     events,
@@ -38,8 +37,9 @@ from zeta_operator.localcluster.fleet import (
     start_operator,
     watch_prometheus,
 )
-from zeta_operator.localcluster.prometheus import Prometheus
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_operator.api.common import GROUP, VERSION
+from zeta_operator.api.table import RoutingTable
 
 BACKENDS = {  # name -> (size, max concurrent sequences, tasks, complexity ceiling)
     "general-4b": (4, 8, ["chat", "summarize", "code"], 2),

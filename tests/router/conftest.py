@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from zeta_dev.launch.router import RunningRouter, start_router
 from zeta_operator.api.table import RoutingTable
-from zeta_operator.router.launch import RunningRouter, start_router
 
 from .helpers import write_table
 

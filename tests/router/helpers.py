@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any
 import aiohttp
 import requests
 
+from zeta_dev import waiting
+from zeta_dev.launch.router import RunningRouter
+from zeta_dev.launch.sim import RunningSim
 from zeta_operator.api.table import RoutingTable
-from zeta_operator.router.launch import RunningRouter
-from zeta_operator.sim.launch import RunningSim
 
 QUEUE = {"maxSize": 64, "maxWaitSeconds": 10.0, "agingSeconds": 2.0}
 
@@ -144,12 +144,8 @@ def assert_healthy(router: RunningRouter) -> None:
     assert response.json()["choices"], response.text
 
 
-def eventually(check: Callable[[], bool], *, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+def eventually(check: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition") -> Any:
+    return waiting.eventually(check, timeout=timeout, what=what)
 
 
 def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:

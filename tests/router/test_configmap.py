@@ -17,11 +17,11 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
+from zeta_dev.launch.router import start_router
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
+from zeta_dev.localcluster.cluster import Cluster
+from zeta_dev.localcluster.controlplane import write_kubeconfig
 from zeta_operator.api.table import CONFIGMAP_KEY, RoutingTable
-from zeta_operator.localcluster.cluster import Cluster
-from zeta_operator.localcluster.controlplane import write_kubeconfig
-from zeta_operator.router.launch import start_router
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
 
 from .helpers import backend, eventually, post_chat, table, task_class
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from zeta_operator.router.launch import RunningRouter, start_router
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.router import RunningRouter, start_router
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 
 from .helpers import (
     assert_healthy,

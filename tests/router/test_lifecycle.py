@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 
 from .conftest import StartRouter
 from .helpers import backend, chat, eventually, post_chat, table, task_class, write_table

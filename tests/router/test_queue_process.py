@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from zeta_operator.router.launch import RunningRouter
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.router import RunningRouter
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 
 from .conftest import StartRouter
 from .helpers import assert_healthy, backend, chat, eventually, post_chat, table, task_class

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from zeta_operator.router.launch import RunningRouter, start_router
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.router import RunningRouter, start_router
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 
 from .conftest import StartRouter
 from .helpers import (

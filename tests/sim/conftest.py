@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from zeta_dev import waiting
 
 
 @dataclass
@@ -47,18 +49,7 @@ def http() -> Http:
     return Http()
 
 
-def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="session")
 def eventually() -> Callable[..., Any]:
     """``eventually(check, timeout=..., what=...)``: poll until ``check()`` is truthy, with a deadline."""
-    return _eventually
+    return functools.partial(waiting.eventually, timeout=30.0, what="condition")

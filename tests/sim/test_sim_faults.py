@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from zeta_operator.sim.faults import CRASH_EXIT_CODE
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
+from zeta_sim.faults import CRASH_EXIT_CODE
 
 QUICK = {"prompt": "hi", "max_tokens": 1}
 

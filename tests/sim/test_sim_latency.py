@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from zeta_operator.sim.latency import LatencyModel, OutputLengths, estimate_tokens
+from zeta_sim.latency import LatencyModel, OutputLengths, estimate_tokens
 
 
 def test_bigger_models_are_slower_per_token_and_to_first_token() -> None:

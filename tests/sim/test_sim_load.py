@@ -8,8 +8,8 @@ import time
 
 import aiohttp
 
-from zeta_operator.sim.latency import LatencyModel
-from zeta_operator.sim.launch import SimSpec, start_sims
+from zeta_dev.launch.sim import SimSpec, start_sims
+from zeta_sim.latency import LatencyModel
 
 OUTPUT_TOKENS = 50
 PAYLOAD = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": OUTPUT_TOKENS}

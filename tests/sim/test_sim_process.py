@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from zeta_operator.localcluster.processes import ManagedProcess
-from zeta_operator.sim.__main__ import build_parser, configs_from_args, main
-from zeta_operator.sim.launch import SimSpec, start_sims
+from zeta_dev.launch.sim import SimSpec, start_sims
+from zeta_dev.localcluster.processes import ManagedProcess
+from zeta_sim.__main__ import build_parser, configs_from_args, main
 
 
 def test_every_spec_field_becomes_a_flag_the_simulator_understands() -> None:
@@ -77,7 +77,7 @@ def test_bad_flags_exit_2(argv: list[str]) -> None:
 
 def test_zeta_sim_console_script_is_registered() -> None:
     (script,) = entry_points(group="console_scripts", name="zeta-sim")
-    assert script.value == "zeta_operator.sim.__main__:main"
+    assert script.value == "zeta_sim.__main__:main"
 
 
 def test_replicas_in_one_process_have_their_own_state(tmp_path: Path, http, eventually) -> None:
@@ -87,7 +87,7 @@ def test_replicas_in_one_process_have_their_own_state(tmp_path: Path, http, even
         [
             sys.executable,
             "-m",
-            "zeta_operator.sim",
+            "zeta_sim",
             "--replicas",
             "2",
             "--port",

@@ -3,8 +3,8 @@ Kubernetes-style queries work."""
 
 from __future__ import annotations
 
-from zeta_operator.localcluster.prometheus import Prometheus
-from zeta_operator.sim.launch import SimSpec, start_sims
+from zeta_dev.launch.sim import SimSpec, start_sims
+from zeta_dev.localcluster.prometheus import Prometheus
 
 TARGET_LABELS = {"namespace": "t", "pod": "p-0", "container": "server", "backend": "b"}
 QUERIES = [

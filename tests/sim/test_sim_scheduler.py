@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zeta_operator.sim.latency import LatencyModel
-from zeta_operator.sim.scheduler import Scheduler, Sequence
+from zeta_sim.latency import LatencyModel
+from zeta_sim.scheduler import Scheduler, Sequence
 
 MODEL = LatencyModel(ttft_base_s=0.1, prefill_per_token_s=0.0, tpot_s=0.01, batch_alpha=1.0, max_seqs=2)
 

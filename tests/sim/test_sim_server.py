@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from zeta_operator.sim.launch import RunningSim, SimSpec, start_sims
+from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 
 MODEL = "m-4b"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 12}

@@ -1,4 +1,4 @@
-"""``python -m zeta_operator.sim`` / ``zeta-sim``: serve one or more simulated model-server instances.
+"""``python -m zeta_sim`` / ``zeta-sim``: serve one or more simulated model-server instances.
 
     zeta-sim --model coder-7b --size-b 7 --port 8001
     zeta-sim --model small --size-b 4 --replicas 3 --port 9000 --time-scale 0.1   # ports 9000, 9001, 9002
@@ -25,7 +25,7 @@ from .faults import Faults
 from .latency import __doc__ as LATENCY_MODEL_DOC
 from .server import Simulator
 
-log = logging.getLogger("zeta_operator.sim")
+log = logging.getLogger("zeta_sim")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,14 +20,15 @@ from typing import Any, cast
 import kubernetes
 import yaml
 
-from ..api.common import GROUP, VERSION
-from ..api.table import CONFIGMAP_KEY, RoutingTable
+from zeta_operator.api.common import GROUP, VERSION
+from zeta_operator.api.table import CONFIGMAP_KEY, RoutingTable
+
 from .cluster import Cluster
+from .controlplane import REPO_ROOT
 from .processes import ManagedProcess, free_port, python_child_env, wait_until
 from .prometheus import Prometheus
 
-REPO = Path(__file__).resolve().parents[2]
-OPERATOR_RBAC = REPO / "manifests" / "operator" / "rbac.yaml"
+OPERATOR_RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
 
 
 def operator_rbac(namespace: str) -> str:
@@ -143,22 +144,6 @@ def policy_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]
 
 def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), None)
-
-
-def eventually(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll until ``check`` returns something truthy; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def events(cluster: Cluster, namespace: str) -> list[dict[str, str]]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import kubernetes
 import yaml
 
-from .controlplane import write_kubeconfig
+from .controlplane import REPO_ROOT, write_kubeconfig
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+CRD_DIR = REPO_ROOT / "crds"
 
 
 @dataclass

@@ -5,7 +5,7 @@
         big.set_faults(extra_latency_ms=500)
         assert small.metric("vllm:num_requests_waiting") == 0
 
-Each spec is one process (``python -m zeta_operator.sim``) under `ManagedProcess`, so it dies with the harness.
+Each spec is one process (``python -m zeta_sim``) under `ManagedProcess`, so it dies with the harness.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from zeta_operator.localcluster.processes import (
+from ..localcluster.processes import (
     ManagedProcess,
     free_port,
     metric_samples,
@@ -143,7 +143,7 @@ def start_sims(
             port = spec.port or free_port()
             process = ManagedProcess(
                 f"sim {spec.model} :{port}",
-                [sys.executable, "-m", "zeta_operator.sim", *spec.argv(port=port)],
+                [sys.executable, "-m", "zeta_sim", *spec.argv(port=port)],
                 log=directory / f"sim-{i}-{spec.model}-{port}.log",
                 env=env,
             )

@@ -25,7 +25,8 @@ import yaml
 
 from .processes import ManagedProcess, StartupError, free_port, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
+"""The checkout: the harness runs from it (hack/ scripts, manifests/, the three source distributions)."""
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 ADMIN_USER = "zeta-admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -9,23 +9,28 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..waiting import StartupError, wait_until
+
+__all__ = ["ManagedProcess", "StartupError", "free_port", "metric_samples", "python_child_env", "wait_until"]
+
 _PR_SET_PDEATHSIG = 1
 
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[3]
+SOURCE_ROOTS = (_CHECKOUT, _CHECKOUT / "sim", _CHECKOUT / "dev")
+"""Where the product (`zeta_operator`), the simulator (`zeta_sim`) and this package (`zeta_dev`) live in a checkout."""
 
 
 def python_child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a ``python -m zeta_operator.*`` child: unbuffered output, and this checkout importable
-    whether or not the package is installed."""
+    """Environment for a ``python -m zeta_operator.*`` or ``zeta_sim`` child: unbuffered output, and this
+    checkout importable whether or not its packages are installed."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*map(str, SOURCE_ROOTS), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -102,29 +107,3 @@ class ManagedProcess:
             os.killpg(self.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
-
-
-class StartupError(RuntimeError):
-    """A component did not come up; the message carries the tail of its log."""
-
-
-def wait_until(
-    check: Callable[[], bool], *, timeout: float, what: str, process: ManagedProcess | None = None
-) -> None:
-    """Poll ``check`` until it returns True; fail early if ``process`` dies, with its log in the error."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        if process is not None and not process.alive():
-            raise StartupError(
-                f"{process.name} exited with code {process.popen.returncode} while waiting for {what}:\n"
-                + process.log_tail()
-            )
-        if time.monotonic() > deadline:
-            tail = f"\n{process.name} log:\n{process.log_tail()}" if process else ""
-            raise StartupError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)

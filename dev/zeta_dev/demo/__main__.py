@@ -5,8 +5,8 @@ model servers (a 4B general model, a 7B coder, a 14B model), the operator and th
 ServiceAccount token bound to the shipped RBAC), applies the CRDs and the sample policy, and drives a mixed
 workload with a burst of code requests that overloads the coder. Ctrl-C or the end leaves nothing running.
 
-    python -m zeta_operator.demo            # about three minutes of workload
-    python -m zeta_operator.demo --quick    # test-sized
+    python -m zeta_dev.demo            # about three minutes of workload
+    python -m zeta_dev.demo --quick    # test-sized
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ import copy
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..api.common import parse_duration
+from zeta_operator.api.common import parse_duration
+
+from ..launch.router import start_router
+from ..launch.sim import SimSpec, start_sims
 from ..localcluster.cluster import Cluster
 from ..localcluster.controlplane import REPO_ROOT, ControlPlane, control_plane_binaries
 from ..localcluster.fleet import (
@@ -37,8 +39,7 @@ from ..localcluster.fleet import (
     watch_prometheus,
 )
 from ..localcluster.prometheus import Prometheus
-from ..router.launch import start_router
-from ..sim.launch import SimSpec, start_sims
+from ..waiting import eventually
 from . import report, scenario
 from .view import LiveView
 
@@ -55,22 +56,22 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def _sample(name: str) -> dict[str, Any]:
+def sample_manifest(name: str) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
     return doc
 
 
-def _backend(name: str, port: int) -> dict[str, Any]:
+def demo_backend(name: str, port: int) -> dict[str, Any]:
     """The sample backend, reached through its (simulated) pod instead of a Service: EndpointSlices may not
     point at 127.0.0.1, pods' status may."""
-    doc = _sample(name)
+    doc = sample_manifest(name)
     doc["spec"]["endpoints"] = {"selector": {"matchLabels": {"app": name}, "port": port}}
     doc["spec"]["capacity"] = {"maxConcurrency": FLEET[name][1] + 2}
     return doc
 
 
-def _policy(prometheus_url: str) -> dict[str, Any]:
-    doc = copy.deepcopy(_sample("routingpolicy"))
+def demo_policy(prometheus_url: str) -> dict[str, Any]:
+    doc = copy.deepcopy(sample_manifest("routingpolicy"))
     doc["spec"]["prometheus"] = {"address": prometheus_url, "timeout": "1s", "window": "10s"}
     doc["spec"]["adaptation"] = {"interval": "2s", "staleAfter": "30s", "smoothing": 0.6, "maxStep": 0.25,
                                  "blackout": "2s"}  # fmt: skip
@@ -81,14 +82,14 @@ def _policy(prometheus_url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _router_identity(cluster: Cluster, workdir: Path) -> Iterator[Path]:
+def router_identity(cluster: Cluster, workdir: Path) -> Iterator[Path]:
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "router" / "rbac.yaml"))
     token = cluster.service_account_token(NAMESPACE, "zeta-router")
     yield cluster.kubeconfig_for_token(token, user="zeta-router", directory=workdir, namespace=NAMESPACE)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zeta_operator.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m zeta_dev.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a test-sized run (about 90 s of workload)")
     parser.add_argument(
@@ -122,25 +123,25 @@ def run(plan: scenario.Scenario, *, out: Path, live: bool) -> int:
 
 def _with_fleet(cluster: Cluster, plan: scenario.Scenario, *, workdir: Path, out: Path, live: bool) -> int:
     step("starting Prometheus and three simulated model servers (4B general, 7B coder, 14B)")
-    specs = [SimSpec(model=_sample(n)["spec"]["model"], size_b=s, max_seqs=m, seed=i)
+    specs = [SimSpec(model=sample_manifest(n)["spec"]["model"], size_b=s, max_seqs=m, seed=i)
              for i, (n, (s, m)) in enumerate(FLEET.items())]  # fmt: skip
     with Prometheus.running(scrape_interval="1s") as prom, start_sims(specs, log_dir=workdir) as sims:
         for name, sim in zip(FLEET, sims, strict=True):
             ready_pod(cluster, NAMESPACE, f"{name}-0", {"app": name})
-            cluster.apply([_backend(name, sim.port)], namespace=NAMESPACE)
+            cluster.apply([demo_backend(name, sim.port)], namespace=NAMESPACE)
         targets = {sim.address: f"{name}-0" for name, sim in zip(FLEET, sims, strict=True)}
         watch_prometheus(prom, NAMESPACE, targets)
-        policy = _policy(prom.url)
+        policy = demo_policy(prom.url)
         cluster.apply([policy], namespace=NAMESPACE)
         print(cluster.kubectl("get", "mb,rp", "-n", NAMESPACE).stdout, flush=True)
         step("starting the operator (ServiceAccount zeta-operator, manifests/operator/rbac.yaml)")
         operator = start_operator(cluster, NAMESPACE, workdir)
         try:
             configmap = policy["spec"]["routingTable"]["configMapName"]
-            _wait_for_table(cluster, configmap)
+            wait_for_table(cluster, configmap)
             step("starting the router (ServiceAccount zeta-router: reads one ConfigMap, nothing else)")
             with (
-                _router_identity(cluster, workdir) as kubeconfig,
+                router_identity(cluster, workdir) as kubeconfig,
                 start_router(
                     configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=workdir
                 ) as router,
@@ -194,14 +195,14 @@ async def _drive(plan: scenario.Scenario, url: str, view: LiveView) -> tuple[lis
     return outcomes, view.timeline
 
 
-def _wait_for_table(cluster: Cluster, configmap: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while read_table(cluster, NAMESPACE, configmap) is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the operator wrote no routing table {NAMESPACE}/{configmap} in {timeout:.0f}s"
-            )
-        time.sleep(0.5)
+def wait_for_table(cluster: Cluster, configmap: str, timeout: float = 60) -> None:
+    """Until the operator has written the routing table ``configmap`` in the demo namespace."""
+    eventually(
+        lambda: read_table(cluster, NAMESPACE, configmap),
+        timeout=timeout,
+        what=f"the operator's routing table {NAMESPACE}/{configmap}",
+        every=0.5,
+    )
     status = policy_status(cluster, NAMESPACE, "demo")
     print(f"    routing table written: {status.get('weightsSummary', '')}", flush=True)
 

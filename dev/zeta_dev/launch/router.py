@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeta_operator.localcluster.processes import (
+from ..localcluster.processes import (
     ManagedProcess,
     free_port,
     metric_samples,

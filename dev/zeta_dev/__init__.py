@@ -1,0 +1,1 @@
+"""Zeta's development tools: the local cluster harness, the demo, launchers and classifier training (not shipped)."""
