@@ -1,22 +1,34 @@
-# One image for both components, `zeta-operator` and `zeta-router`; the chart and manifests/ set the command.
-#   docker build -t ghcr.io/zeta-dev/zeta:0.1.0 .
-FROM python:3.11-slim
+# Two images from one file, both non-root (uid 65532) with a read-only root filesystem in mind:
+#   docker build -t ghcr.io/zeta-dev/zeta:0.1.0 .                         the product: zeta-operator, zeta-router
+#   docker build --target sim -t ghcr.io/zeta-dev/zeta-sim:0.1.0 .        the model-server simulator (zeta-sim)
+# BASE is an argument so that a machine which cannot pull can build on a local equivalent.
+ARG BASE=python:3.11-slim
 
+FROM ${BASE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp
+# The user the chart's securityContext runs as (runAsUser 65532, read-only root filesystem, /tmp an emptyDir).
+RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin zeta
 
+FROM runtime AS sim
+WORKDIR /src
+COPY sim ./sim
+RUN pip install ./sim && rm -rf /src
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 8000
+CMD ["zeta-sim", "--help"]
+
+# The product image is the last stage, so a plain `docker build .` builds it.
+FROM runtime AS zeta
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY zeta_operator ./zeta_operator
 RUN pip install . && rm -rf /src
-
-# The user the chart's securityContext runs as (runAsUser 65532, read-only root filesystem, /tmp an emptyDir).
-RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin zeta
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8080
-
 CMD ["zeta-router", "--help"]

@@ -1,0 +1,133 @@
+"""What users install holds the product only (API models, operator, router), and works outside the checkout.
+
+Builds the wheel from the checkout, lists it, installs it into a clean virtualenv in a temporary directory
+(dependencies from the package index or pip's cache) and runs the two console scripts from there: the router
+serves a routing table file, without the simulator, the harness or this checkout on its path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zeta_dev.localcluster.controlplane import REPO_ROOT
+from zeta_dev.localcluster.processes import ManagedProcess, free_port
+from zeta_dev.waiting import eventually
+from zeta_operator.api.table import RoutingTable
+
+PRODUCT_PACKAGES = {"zeta_operator", "zeta_operator/api", "zeta_operator/operator", "zeta_operator/router"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO_ROOT)],
+        check=True,
+        cwd=out,
+    )
+    (built,) = out.glob("zeta_operator-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def clean_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtualenv outside the checkout with only the wheel (and its dependencies) installed."""
+    env_dir = tmp_path_factory.mktemp("clean-venv")
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    subprocess.run(
+        [env_dir / "bin" / "python", "-m", "pip", "install", "-q", str(wheel)], check=True, cwd=env_dir
+    )
+    yield env_dir / "bin"
+
+
+def _without_checkout() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _wheel_directories(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {os.path.dirname(name) for name in archive.namelist() if not name.startswith("zeta_operator-")}
+
+
+def test_the_wheel_holds_the_product_and_nothing_else(wheel: Path) -> None:
+    directories = _wheel_directories(wheel)
+    assert directories == PRODUCT_PACKAGES, sorted(directories - PRODUCT_PACKAGES)
+
+
+def test_the_console_scripts_run_outside_the_checkout(clean_env: Path, tmp_path: Path) -> None:
+    for script in ("zeta-router", "zeta-operator"):
+        result = subprocess.run(
+            [clean_env / script, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=_without_checkout(),
+        )
+        assert result.returncode == 0, result.stderr
+        assert script in result.stdout
+    for forbidden in ("zeta_sim", "zeta_dev"):
+        probe = subprocess.run(
+            [clean_env / "python", "-c", f"import {forbidden}"],
+            capture_output=True,
+            cwd=tmp_path,
+            env=_without_checkout(),
+        )
+        assert probe.returncode != 0, f"{forbidden} is importable from the product's environment"
+
+
+def test_the_installed_router_serves_a_table_file(clean_env: Path, tmp_path: Path) -> None:
+    routes = RoutingTable.model_validate(
+        {
+            "policy": "test/policy",
+            "queue": {"maxSize": 64, "maxWaitSeconds": 10.0, "agingSeconds": 2.0},
+            "backends": [
+                {
+                    "name": "general",
+                    "model": "general-4b",
+                    "tasks": ["chat"],
+                    "maxComplexity": 5,
+                    "contextWindow": 8192,
+                    "endpoints": [{"url": "http://127.0.0.1:9", "maxConcurrency": 4}],
+                }
+            ],
+            "classes": [
+                {
+                    "name": "chat",
+                    "taskType": "chat",
+                    "complexity": {"min": 1, "max": 5},
+                    "priority": 5,
+                    "latencyObjectiveSeconds": 10.0,
+                    "weights": {"general": 1.0},
+                }
+            ],
+        }
+    ).sealed(version=1, generated_at="2026-01-01T00:00:00Z")
+    table_file = tmp_path / "routing-table.json"
+    table_file.write_text(routes.to_json())
+    port = free_port()
+    router = ManagedProcess(
+        "installed-router",
+        [str(clean_env / "zeta-router"), "--listen", f"127.0.0.1:{port}", "--table-file", str(table_file)],
+        log=tmp_path / "router.log",
+        env=_without_checkout(),
+    )
+    try:
+        models = eventually(
+            lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)),
+            timeout=60,
+            what="the installed router to serve /v1/models",
+            process=router,
+        )
+        assert "general-4b" in json.dumps(models), models
+    finally:
+        router.stop()
