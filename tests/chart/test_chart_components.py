@@ -14,8 +14,9 @@ import yaml
 from zeta_dev.launch.router import start_router
 from zeta_dev.localcluster.cluster import Cluster
 from zeta_dev.localcluster.processes import ManagedProcess, free_port, wait_until
+from zeta_dev.tables import one_backend_table
 from zeta_operator.api.common import GROUP, VERSION
-from zeta_operator.api.table import CONFIGMAP_KEY, RoutingTable
+from zeta_operator.api.table import CONFIGMAP_KEY
 
 from .render import Doc, Helm, one
 
@@ -23,35 +24,7 @@ TABLE = "zeta-routes-demo"
 
 
 def _table(version: int) -> str:
-    wire: dict[str, Any] = {
-        "policy": "chart-test/demo",
-        "queue": {"maxSize": 8, "maxWaitSeconds": 5.0, "agingSeconds": 1.0},
-        "backends": [
-            {
-                "name": "tiny",
-                "model": "tiny",
-                "tasks": ["chat"],
-                "maxComplexity": 5,
-                "contextWindow": 4096,
-                "endpoints": [{"url": "http://127.0.0.1:9", "maxConcurrency": 4}],
-            }
-        ],
-        "classes": [
-            {
-                "name": "chat",
-                "taskType": "chat",
-                "complexity": {"min": 1, "max": 5},
-                "priority": 5,
-                "latencyObjectiveSeconds": 5.0,
-                "weights": {"tiny": 1.0},
-            }
-        ],
-    }
-    return (
-        RoutingTable.model_validate(wire)
-        .sealed(version=version, generated_at="2025-01-01T00:00:00Z")
-        .to_json()
-    )
+    return one_backend_table(policy="chart-test/demo", model="tiny", version=version).to_json()
 
 
 def _rbac(docs: list[Doc], component: str) -> list[Doc]:

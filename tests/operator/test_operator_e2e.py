@@ -29,7 +29,6 @@ from zeta_dev.localcluster.fleet import (
     OperatorProcess,
     condition,
     events,
-    eventually,
     policy_status,
     read_table,
     ready_pod,
@@ -38,6 +37,7 @@ from zeta_dev.localcluster.fleet import (
     watch_prometheus,
 )
 from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_dev.waiting import eventually
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.api.table import RoutingTable
 

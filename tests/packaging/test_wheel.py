@@ -21,8 +21,8 @@ import pytest
 
 from zeta_dev.localcluster.controlplane import REPO_ROOT
 from zeta_dev.localcluster.processes import ManagedProcess, free_port
+from zeta_dev.tables import one_backend_table
 from zeta_dev.waiting import eventually
-from zeta_operator.api.table import RoutingTable
 
 PRODUCT_PACKAGES = {"zeta_operator", "zeta_operator/api", "zeta_operator/operator", "zeta_operator/router"}
 
@@ -86,32 +86,7 @@ def test_the_console_scripts_run_outside_the_checkout(clean_env: Path, tmp_path:
 
 
 def test_the_installed_router_serves_a_table_file(clean_env: Path, tmp_path: Path) -> None:
-    routes = RoutingTable.model_validate(
-        {
-            "policy": "test/policy",
-            "queue": {"maxSize": 64, "maxWaitSeconds": 10.0, "agingSeconds": 2.0},
-            "backends": [
-                {
-                    "name": "general",
-                    "model": "general-4b",
-                    "tasks": ["chat"],
-                    "maxComplexity": 5,
-                    "contextWindow": 8192,
-                    "endpoints": [{"url": "http://127.0.0.1:9", "maxConcurrency": 4}],
-                }
-            ],
-            "classes": [
-                {
-                    "name": "chat",
-                    "taskType": "chat",
-                    "complexity": {"min": 1, "max": 5},
-                    "priority": 5,
-                    "latencyObjectiveSeconds": 10.0,
-                    "weights": {"general": 1.0},
-                }
-            ],
-        }
-    ).sealed(version=1, generated_at="2026-01-01T00:00:00Z")
+    routes = one_backend_table(policy="test/policy", model="general-4b")
     table_file = tmp_path / "routing-table.json"
     table_file.write_text(routes.to_json())
     port = free_port()
