@@ -114,3 +114,15 @@ def test_router_policy_namespace_moves_the_role_not_the_router(helm: Helm) -> No
     router = one(docs, "Deployment", "-router")
     assert router["metadata"]["namespace"] == "zeta-system"
     assert "--configmap=llm/routes-prod" in router["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_kubelet_waits_out_the_router_drain(source: str, helm: Helm, cluster: Cluster) -> None:
+    """terminationGracePeriodSeconds covers the drain delay (serving while load balancers catch up) plus the
+    grace for requests in flight; otherwise SIGKILL cuts the streams the drain was for."""
+    router = one(_rendered(source, helm, cluster), "Deployment", "-router")
+    pod = router["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    drain, grace = float(env["ZETA_ROUTER_DRAIN_DELAY"]), float(env["ZETA_ROUTER_SHUTDOWN_GRACE"])
+    assert drain >= 3, "endpoint removal takes seconds to reach kube-proxy"
+    assert pod["terminationGracePeriodSeconds"] > drain + grace

@@ -67,8 +67,14 @@ class RouterSettings:
     """Largest request body accepted (413 above it)."""
     retries: int = 2
     """Extra attempts on other endpoints when nothing was sent to the client yet."""
+    drain_delay: float = 5.0
+    """On SIGTERM, how long the router keeps accepting and serving new connections while /readyz already
+    fails, so that kube-proxy and load balancers stop sending traffic before the listener closes (endpoint
+    removal reaches them seconds after SIGTERM). 0 closes the listener at once."""
     shutdown_grace: float = 30.0
-    """On SIGTERM, how long in-flight requests (streams included) may take to finish."""
+    """After the drain delay, when the listener has closed: how long in-flight requests (streams included)
+    may take to finish before they are cut. The pod's terminationGracePeriodSeconds must exceed
+    drain_delay + shutdown_grace."""
     access_log: bool = False
     """One JSON line per request (no prompt, no headers)."""
     seed: int | None = None
