@@ -18,13 +18,17 @@ from .endpoints import EndpointTracker
 from .kubeapi import KubeCredentials, from_kubeconfig, in_cluster
 from .metrics import RouterMetrics
 from .payload import Kind
-from .proxy import Forwarder, error_response
+from .proxy import NO_BACKEND, Forwarder, error_response
 from .settings import RouterSettings, TableConfigMap, TableFile
+from .snapshot import TableSnapshot
 from .tables import TableStore, watch_configmap, watch_file
 
 log = logging.getLogger("zeta.router")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNCLASSIFIED = "unknown"
+"""The task_class label of requests rejected before classification (the default of proxy._Request)."""
 
 OFFER_INTERVAL = 1.0
 """How often waiters are offered capacity that appeared without a release (ejection ended, ...)."""
@@ -118,9 +122,12 @@ async def serve(settings: RouterSettings) -> None:
     """
     metrics = RouterMetrics()
     admission = Admission(EndpointTracker(settings.ejection), metrics, random.Random(settings.seed))
-    store = TableStore(
-        metrics, on_swap=lambda snapshot: admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
-    )
+
+    def adopt(snapshot: TableSnapshot) -> None:
+        admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
+        _forget_removed_series(metrics, snapshot)
+
+    store = TableStore(metrics, on_swap=adopt)
     credentials = _credentials(settings)
     lifecycle = Lifecycle()
     session = aiohttp.ClientSession(
@@ -171,6 +178,17 @@ async def serve(settings: RouterSettings) -> None:
                 await task
         await session.close()
     log.info("stopped")
+
+
+def _forget_removed_series(metrics: RouterMetrics, snapshot: TableSnapshot) -> None:
+    """Series of backends, classes and endpoints the new table no longer has go away (a request still in
+    flight on a removed backend may bring one back; the next table change removes it again)."""
+    table = snapshot.table
+    metrics.forget_except(
+        backends={b.name for b in table.backends} | {NO_BACKEND},
+        classes={c.name for c in table.classes} | {UNCLASSIFIED},
+        endpoints=snapshot.endpoint_owner.keys(),
+    )
 
 
 def _credentials(settings: RouterSettings) -> KubeCredentials | None:
