@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--table-file", type=Path, help="routing table JSON file, reloaded when it changes")
     p.add_argument("--configmap", help="NAMESPACE/NAME of the routing table ConfigMap to watch")
     p.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig for --configmap (default: in-cluster ServiceAccount)"
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig for --configmap (default: $KUBECONFIG, else the in-cluster ServiceAccount)",
     )
     p.add_argument(
         "--watch-seconds",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .admission import Admission
 from .endpoints import EndpointTracker
-from .kubeapi import KubeCredentials, from_kubeconfig, in_cluster
+from .kubeapi import KubeCredentials, load_credentials
 from .metrics import RouterMetrics
 from .payload import Kind
 from .proxy import NO_BACKEND, Forwarder, error_response
@@ -195,7 +195,12 @@ def _credentials(settings: RouterSettings) -> KubeCredentials | None:
     source = settings.table_source
     if not isinstance(source, TableConfigMap):
         return None
-    return from_kubeconfig(source.kubeconfig) if source.kubeconfig else in_cluster()
+    credentials = load_credentials(source.kubeconfig)
+    log.info(
+        "kubernetes credentials",
+        extra={"fields": {"source": credentials.source, "server": credentials.server}},
+    )
+    return credentials
 
 
 async def _table_source(

@@ -22,7 +22,8 @@ class TableConfigMap:
     namespace: str
     name: str
     kubeconfig: Path | None = None
-    """A kubeconfig file; without it, the in-cluster ServiceAccount (token, CA, KUBERNETES_SERVICE_HOST)."""
+    """A kubeconfig file; without it $KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config
+    (loaded by the kubernetes library: tokens, client certificates, exec plugins, auth providers)."""
     watch_seconds: int = 240
     """Server-side timeout of one watch request; the watch then resumes from the last resourceVersion."""
 
