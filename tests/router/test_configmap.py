@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from zeta_dev.launch.router import start_router
+from zeta_dev.launch.router import RunningRouter, start_router
 from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 from zeta_dev.localcluster.cluster import Cluster
 from zeta_dev.localcluster.controlplane import write_kubeconfig
@@ -72,6 +71,11 @@ def routes(sims: tuple[RunningSim, RunningSim], weights: dict[str, float], versi
     )
 
 
+def watches(router: RunningRouter, start: str) -> float:
+    """Watch requests the router made on its ConfigMap: after a "list", or "resume"d from a resourceVersion."""
+    return router.metric("zeta_router_table_watch_requests_total", start=start)
+
+
 def test_configmap_watch_with_a_least_privilege_service_account(
     cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
 ) -> None:
@@ -101,7 +105,9 @@ def test_configmap_watch_with_a_least_privilege_service_account(
             first.headers["X-Zeta-Backend"],
         ) == (200, "1", "a")
 
-        time.sleep(2.5)  # the 1 s watches have ended and resumed from their resourceVersion a few times
+        # the server ends each 1 s watch; the router resumes from the last resourceVersion, without a new list
+        eventually(lambda: watches(router, "resume") >= 3, timeout=60, what="three resumed watches")
+        assert watches(router, "list") == 1
         replace({CONFIGMAP_KEY: routes(sims, {"b": 1.0}, 2).to_json()})
         eventually(lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="version 2")
         assert post_chat(router).headers["X-Zeta-Backend"] == "b"
@@ -146,7 +152,9 @@ def test_configmap_watch_with_a_least_privilege_service_account(
         log = router.process.log.read_text()
         assert token not in log
         assert "routing table loaded" in log
-        assert "watch expired" not in log  # resumed each time, no relist needed
+        assert "watch expired" not in log
+        assert watches(router, "list") == 1  # every change above came through resumed watches
+        assert watches(router, "resume") >= 3
 
 
 class Relay:
@@ -246,6 +254,46 @@ def test_configmap_watch_reconnects_and_resumes_after_an_outage(
                 lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="the missed change"
             )
             assert post_chat(router).headers["X-Zeta-Backend"] == "b"
-            assert "watch expired" not in router.process.log.read_text()  # resumed, not listed again
+            # the missed change came through a watch resumed from the last resourceVersion, not a new list
+            assert watches(router, "list") == 1
+            assert watches(router, "resume") >= 1
+            assert "watch expired" not in router.process.log.read_text()
     finally:
         relay.close()
+
+
+CERT_USER = "zeta-router-by-certificate"
+
+
+def test_configmap_watch_with_a_client_certificate_from_KUBECONFIG(
+    cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
+) -> None:
+    """No --kubeconfig: the router finds $KUBECONFIG, whose user authenticates with an inline client
+    certificate (issued through the CSR API, no token at all), bound to the same least-privilege Role."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=RBAC)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "by-certificate",
+        "-n",
+        namespace,
+        "--role=zeta-router",
+        f"--user={CERT_USER}",
+    )
+    admin = kubernetes.client.CoreV1Api(cluster.api_client())
+    admin.create_namespaced_config_map(
+        namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"a": 1.0}, 1).to_json()})
+    )
+    kubeconfig = cluster.kubeconfig_for_client_certificate(CERT_USER, directory=tmp_path)
+    assert "token" not in kubeconfig.read_text()
+
+    with start_router(
+        configmap=f"{namespace}/{NAME}", env={"KUBECONFIG": str(kubeconfig)}, log_dir=tmp_path / "logs"
+    ) as router:
+        assert post_chat(router).headers["X-Zeta-Table-Version"] == "1"
+        admin.replace_namespaced_config_map(
+            NAME, namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"b": 1.0}, 2).to_json()})
+        )
+        eventually(lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="version 2")
+        assert router.metric("zeta_router_table_reloads_total", result="error") == 0
+        assert str(kubeconfig) in router.process.log.read_text()  # it says where the credentials came from

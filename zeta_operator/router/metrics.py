@@ -114,6 +114,13 @@ class RouterMetrics:
             ["result"],
             registry=r,
         )
+        self.table_watches = Counter(
+            "zeta_router_table_watch_requests_total",
+            "Watch requests on the routing table ConfigMap, by start: list (the first, or after 410 Gone) or "
+            "resume (from the last resourceVersion, after the server ended the previous one or a reconnect).",
+            ["start"],
+            registry=r,
+        )
         self.overhead = Histogram(
             "zeta_router_overhead_seconds",
             "The router's own time per request (parsing, classification, choice, relaying), without upstream time.",
@@ -122,6 +129,8 @@ class RouterMetrics:
         )
         for result in ("ok", "invalid", "error"):
             self.table_reloads.labels(result)
+        for start in ("list", "resume"):
+            self.table_watches.labels(start)
 
     def forget_except(
         self, *, backends: Collection[str], classes: Collection[str], endpoints: Collection[str]

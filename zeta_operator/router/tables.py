@@ -76,6 +76,9 @@ class TableStore:
             extra={"fields": {"source": source, "reason": reason[:1000], "kept_version": kept}},
         )
 
+    def watch_started(self, *, resumed: bool) -> None:
+        self._metrics.table_watches.labels("resume" if resumed else "list").inc()
+
     def error(self, reason: str, *, source: str) -> None:
         self._metrics.table_reloads.labels("error").inc()
         log.warning(
@@ -146,8 +149,10 @@ async def watch_configmap(
         watcher = _ConfigMapWatch(session, credentials, namespace, name, store, source, watch_seconds)
         while True:
             try:
+                resumed = version is not None
                 if version is None:
                     version = await watcher.list()
+                store.watch_started(resumed=resumed)
                 version = await watcher.watch(version)
                 backoff.reset()
             except _Gone:
