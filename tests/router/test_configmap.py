@@ -14,6 +14,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+import yaml
 from kubernetes.client import ApiException
 
 from zeta_dev.launch.router import RunningRouter, start_router
@@ -297,3 +298,47 @@ def test_configmap_watch_with_a_client_certificate_from_KUBECONFIG(
         eventually(lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="version 2")
         assert router.metric("zeta_router_table_reloads_total", result="error") == 0
         assert str(kubeconfig) in router.process.log.read_text()  # it says where the credentials came from
+
+
+def test_a_rotated_token_file_is_picked_up_after_a_401(
+    cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
+) -> None:
+    """The kubeconfig names a tokenFile (as a projected, rotated token would be): while the file holds a token
+    the API server rejects, the router counts errors; once the file is rotated to a valid one, the router loads
+    its credentials again after the next 401 and follows the table."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=RBAC)
+    admin = kubernetes.client.CoreV1Api(cluster.api_client())
+    admin.create_namespaced_config_map(
+        namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"a": 1.0}, 1).to_json()})
+    )
+    conf = cluster.api_client().configuration
+    token_file = tmp_path / "token"
+    token_file.write_text("not-a-valid-token")
+    kubeconfig = tmp_path / "token-file.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": conf.host, "certificate-authority": conf.ssl_ca_cert}}
+                ],
+                "users": [{"name": "u", "user": {"tokenFile": str(token_file)}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with start_router(
+        configmap=f"{namespace}/{NAME}", kubeconfig=kubeconfig, log_dir=tmp_path / "logs", wait_ready=False
+    ) as router:
+        eventually(
+            lambda: router.metric("zeta_router_table_reloads_total", result="error") >= 1,
+            what="a rejected token",
+        )
+        assert router.status("/readyz") == 503
+        token = cluster.service_account_token(namespace, "zeta-router")
+        token_file.write_text(token)
+        eventually(lambda: router.status("/readyz") == 200, timeout=120, what="the rotated token to be used")
+        assert post_chat(router).headers["X-Zeta-Table-Version"] == "1"
+        assert token not in router.process.log.read_text()
