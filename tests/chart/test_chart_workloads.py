@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from zeta_dev.localcluster.cluster import Cluster
+from zeta_operator.operator.handlers import CYCLE_FINISH_SECONDS
 
 from .render import ALL_ON, Doc, Helm, by_kind, kustomize, one
 
@@ -114,3 +115,19 @@ def test_router_policy_namespace_moves_the_role_not_the_router(helm: Helm) -> No
     router = one(docs, "Deployment", "-router")
     assert router["metadata"]["namespace"] == "zeta-system"
     assert "--configmap=llm/routes-prod" in router["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_kubelet_waits_out_the_drains(source: str, helm: Helm, cluster: Cluster) -> None:
+    """The router's terminationGracePeriodSeconds covers the drain delay (serving while load balancers catch
+    up) plus the grace for requests in flight, otherwise SIGKILL cuts the streams the drain was for; the
+    operator's covers a control cycle finishing plus kopf's cancellation timeout."""
+    docs = _rendered(source, helm, cluster)
+    operator = one(docs, "Deployment", "-operator")
+    assert operator["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > CYCLE_FINISH_SECONDS + 10
+    router = one(docs, "Deployment", "-router")
+    pod = router["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    drain, grace = float(env["ZETA_ROUTER_DRAIN_DELAY"]), float(env["ZETA_ROUTER_SHUTDOWN_GRACE"])
+    assert drain >= 3, "endpoint removal takes seconds to reach kube-proxy"
+    assert pod["terminationGracePeriodSeconds"] > drain + grace

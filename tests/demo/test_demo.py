@@ -1,5 +1,7 @@
 """The demo command, test-sized: it runs to completion against the real control plane and Prometheus, its summary
-shows offload happening during the burst and the weights recovering after it, and it leaves nothing running."""
+shows offload happening during the burst and the weights recovering after it, and it leaves nothing running.
+Its phases end on conditions (offload seen, weight recovered), not on the clock, so a slow machine makes it
+longer, not red."""
 
 from __future__ import annotations
 
@@ -24,8 +26,11 @@ def test_quick_demo_offloads_during_the_burst_and_recovers(tmp_path: Path) -> No
 
     assert summary["requests"] > 100 and summary["ok"] >= 0.95 * summary["requests"]
     off = summary["offloaded_share"]
-    # Simple code moved off the overloaded coder during the burst, far more than before it ...
-    assert off["burst"] > 0.4 and off["burst"] > off["before"] + 0.2, off
+    # The burst lasts until the operator has offloaded it for a while, however long it takes to react on this
+    # machine (the demo's phases wait on conditions); once it had, simple code moved off the overloaded coder,
+    # far more than before the burst ...
+    assert summary["reaction_seconds"] is not None, summary
+    assert off["offloading"] > 0.4 and off["offloading"] > off["before"] + 0.2, off
     # ... the operator's weight for the coder dropped, and came back once the burst was over.
     weight = summary["preferred_weight"]
     assert weight["min"] < 0.5 and weight["final"] > 0.8, weight

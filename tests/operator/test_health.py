@@ -1,10 +1,13 @@
-"""The operator's liveness: /healthz fails once a policy's loop stops cycling, and recovers when it cycles."""
+"""The operator's liveness (/healthz fails once a policy's loop stops cycling) and its metric series (those of\nremoved backends, classes and policies go away)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from zeta_operator.operator.metrics import OperatorMetrics, health_app
 
@@ -33,3 +36,39 @@ def test_healthz_answers_500_naming_the_stuck_policy_and_metrics_are_exposed() -
             assert r.status == 500 and "ns/p" in await r.text()
 
     asyncio.run(scenario())
+
+
+def _samples(m: OperatorMetrics) -> list[Sample]:
+    return [
+        s
+        for family in text_string_to_metric_families(generate_latest(m.registry).decode())
+        for s in family.samples
+    ]
+
+
+def _weights(m: OperatorMetrics) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["policy"], s.labels["task_class"], s.labels["backend"]): s.value
+        for s in _samples(m)
+        if s.name == "zeta_operator_weight"
+    }
+
+
+def test_series_of_removed_backends_classes_and_policies_go_away() -> None:
+    m = OperatorMetrics()
+    m.weights("ns", "p", {"chat": {"small": 0.7, "big": 0.3}, "code": {"coder": 1.0}})
+    m.weights("ns", "q", {"chat": {"small": 1.0}})
+    m.cycle("ns", "p", 0.1, "ok")
+    m.cycle("ns", "p", 0.1, "error")
+    m.table_written("ns", "p", 3)
+    assert len(_weights(m)) == 4
+    assert {s.labels["policy"] for s in _samples(m) if "policy" in s.labels} == {"ns/p", "ns/q"}
+
+    # backend "big" left the policy and class "code" was removed from it
+    m.weights("ns", "p", {"chat": {"small": 1.0}})
+    assert _weights(m) == {("ns/p", "chat", "small"): 1.0, ("ns/q", "chat", "small"): 1.0}
+
+    # policy p deleted: its loop ends and every series of it goes; q's stay
+    m.forget("ns/p")
+    assert _weights(m) == {("ns/q", "chat", "small"): 1.0}
+    assert {s.labels["policy"] for s in _samples(m) if "policy" in s.labels} == {"ns/q"}

@@ -8,16 +8,16 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
 import pytest
+import yaml
 from kubernetes.client import ApiException
 
-from zeta_dev.launch.router import start_router
+from zeta_dev.launch.router import RunningRouter, start_router
 from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 from zeta_dev.localcluster.cluster import Cluster
 from zeta_dev.localcluster.controlplane import write_kubeconfig
@@ -72,6 +72,11 @@ def routes(sims: tuple[RunningSim, RunningSim], weights: dict[str, float], versi
     )
 
 
+def watches(router: RunningRouter, start: str) -> float:
+    """Watch requests the router made on its ConfigMap: after a "list", or "resume"d from a resourceVersion."""
+    return router.metric("zeta_router_table_watch_requests_total", start=start)
+
+
 def test_configmap_watch_with_a_least_privilege_service_account(
     cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
 ) -> None:
@@ -101,7 +106,9 @@ def test_configmap_watch_with_a_least_privilege_service_account(
             first.headers["X-Zeta-Backend"],
         ) == (200, "1", "a")
 
-        time.sleep(2.5)  # the 1 s watches have ended and resumed from their resourceVersion a few times
+        # the server ends each 1 s watch; the router resumes from the last resourceVersion, without a new list
+        eventually(lambda: watches(router, "resume") >= 3, timeout=60, what="three resumed watches")
+        assert watches(router, "list") == 1
         replace({CONFIGMAP_KEY: routes(sims, {"b": 1.0}, 2).to_json()})
         eventually(lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="version 2")
         assert post_chat(router).headers["X-Zeta-Backend"] == "b"
@@ -146,7 +153,9 @@ def test_configmap_watch_with_a_least_privilege_service_account(
         log = router.process.log.read_text()
         assert token not in log
         assert "routing table loaded" in log
-        assert "watch expired" not in log  # resumed each time, no relist needed
+        assert "watch expired" not in log
+        assert watches(router, "list") == 1  # every change above came through resumed watches
+        assert watches(router, "resume") >= 3
 
 
 class Relay:
@@ -246,6 +255,90 @@ def test_configmap_watch_reconnects_and_resumes_after_an_outage(
                 lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="the missed change"
             )
             assert post_chat(router).headers["X-Zeta-Backend"] == "b"
-            assert "watch expired" not in router.process.log.read_text()  # resumed, not listed again
+            # the missed change came through a watch resumed from the last resourceVersion, not a new list
+            assert watches(router, "list") == 1
+            assert watches(router, "resume") >= 1
+            assert "watch expired" not in router.process.log.read_text()
     finally:
         relay.close()
+
+
+CERT_USER = "zeta-router-by-certificate"
+
+
+def test_configmap_watch_with_a_client_certificate_from_KUBECONFIG(
+    cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
+) -> None:
+    """No --kubeconfig: the router finds $KUBECONFIG, whose user authenticates with an inline client
+    certificate (issued through the CSR API, no token at all), bound to the same least-privilege Role."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=RBAC)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "by-certificate",
+        "-n",
+        namespace,
+        "--role=zeta-router",
+        f"--user={CERT_USER}",
+    )
+    admin = kubernetes.client.CoreV1Api(cluster.api_client())
+    admin.create_namespaced_config_map(
+        namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"a": 1.0}, 1).to_json()})
+    )
+    kubeconfig = cluster.kubeconfig_for_client_certificate(CERT_USER, directory=tmp_path)
+    assert "token" not in kubeconfig.read_text()
+
+    with start_router(
+        configmap=f"{namespace}/{NAME}", env={"KUBECONFIG": str(kubeconfig)}, log_dir=tmp_path / "logs"
+    ) as router:
+        assert post_chat(router).headers["X-Zeta-Table-Version"] == "1"
+        admin.replace_namespaced_config_map(
+            NAME, namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"b": 1.0}, 2).to_json()})
+        )
+        eventually(lambda: post_chat(router).headers["X-Zeta-Table-Version"] == "2", what="version 2")
+        assert router.metric("zeta_router_table_reloads_total", result="error") == 0
+        assert str(kubeconfig) in router.process.log.read_text()  # it says where the credentials came from
+
+
+def test_a_rotated_token_file_is_picked_up_after_a_401(
+    cluster: Cluster, namespace: str, sims: tuple[RunningSim, RunningSim], tmp_path: Path
+) -> None:
+    """The kubeconfig names a tokenFile (as a projected, rotated token would be): while the file holds a token
+    the API server rejects, the router counts errors; once the file is rotated to a valid one, the router loads
+    its credentials again after the next 401 and follows the table."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=RBAC)
+    admin = kubernetes.client.CoreV1Api(cluster.api_client())
+    admin.create_namespaced_config_map(
+        namespace, configmap(NAME, {CONFIGMAP_KEY: routes(sims, {"a": 1.0}, 1).to_json()})
+    )
+    conf = cluster.api_client().configuration
+    token_file = tmp_path / "token"
+    token_file.write_text("not-a-valid-token")
+    kubeconfig = tmp_path / "token-file.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": conf.host, "certificate-authority": conf.ssl_ca_cert}}
+                ],
+                "users": [{"name": "u", "user": {"tokenFile": str(token_file)}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with start_router(
+        configmap=f"{namespace}/{NAME}", kubeconfig=kubeconfig, log_dir=tmp_path / "logs", wait_ready=False
+    ) as router:
+        eventually(
+            lambda: router.metric("zeta_router_table_reloads_total", result="error") >= 1,
+            what="a rejected token",
+        )
+        assert router.status("/readyz") == 503
+        token = cluster.service_account_token(namespace, "zeta-router")
+        token_file.write_text(token)
+        eventually(lambda: router.status("/readyz") == 200, timeout=120, what="the rotated token to be used")
+        assert post_chat(router).headers["X-Zeta-Table-Version"] == "1"
+        assert token not in router.process.log.read_text()

@@ -1,10 +1,12 @@
-"""Table store (validate, swap, count), kubeconfig parsing and the watch backoff: pure, no network."""
+"""Table store (validate, swap, count), credentials loading (through the kubernetes library) and the watch
+backoff: pure, no network."""
 
 from __future__ import annotations
 
 import base64
 import random
 import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from zeta_operator.api.table import CONFIGMAP_KEY
-from zeta_operator.router.kubeapi import KubeConfigError, KubeCredentials, from_kubeconfig
+from zeta_operator.router.kubeapi import KubeConfigError, KubeCredentials, from_kubeconfig, load_credentials
 from zeta_operator.router.metrics import RouterMetrics
 from zeta_operator.router.payload import BadRequest, parse_request, prompt_view
 from zeta_operator.router.tables import ApiError, Backoff, TableStore, _ConfigMapWatch, _Gone
@@ -49,33 +51,83 @@ def test_store_swaps_valid_tables_and_keeps_the_last_good_one() -> None:
     assert metrics.table_version._value.get() == 2
 
 
-def test_kubeconfig_with_inline_ca_and_token_file(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text("s3cret-token\n")
-    config: dict[str, Any] = {
-        "clusters": [
-            {"name": "c", "cluster": {"server": "https://10.0.0.1:6443/", "insecure-skip-tls-verify": True}}
-        ],
-        "users": [{"name": "u", "user": {"tokenFile": "token"}}],
+def _kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any], *, context: str = "x") -> Path:
+    config = {
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": user}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
+        "current-context": context,
     }
-    path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _self_signed(tmp_path: Path) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) made by openssl."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=zeta-test",
+         "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (tmp_path / "c.pem").read_bytes(), (tmp_path / "k.pem").read_bytes()
+
+
+def test_kubeconfig_token_file_is_read_again_on_reload(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret-token\n")
+    path = _kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": "https://10.0.0.1:6443/", "insecure-skip-tls-verify": True},
+        {"tokenFile": "token"},  # relative to the kubeconfig's directory
+    )
     creds = from_kubeconfig(path)
     assert creds.server == "https://10.0.0.1:6443"
     assert creds.headers() == {"Authorization": "Bearer s3cret-token"}
-    assert "s3cret" not in repr(creds)
-    config["clusters"][0]["cluster"] = {
-        "server": "https://h",
-        "certificate-authority-data": base64.b64encode(b"junk").decode(),
-    }
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(ssl.SSLError):
-        from_kubeconfig(path)
-    config["current-context"] = "missing"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(KubeConfigError, match="no context named 'missing'"):
-        from_kubeconfig(path)
+    assert creds.ssl_context.verify_mode == ssl.CERT_NONE  # the kubeconfig's explicit choice
+    assert "s3cret" not in repr(creds) and "s3cret" not in repr(vars(creds).get("source"))
+    (tmp_path / "token").write_text("rotated\n")
+    creds.reload()  # what the watch does after a 401
+    assert creds.headers() == {"Authorization": "Bearer rotated"}
+
+
+def test_kubeconfig_inline_client_certificate_and_ca(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    path = _kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": "https://h:6443", "certificate-authority-data": base64.b64encode(cert).decode()},
+        {
+            "client-certificate-data": base64.b64encode(cert).decode(),
+            "client-key-data": base64.b64encode(key).decode(),
+        },
+    )
+    creds = from_kubeconfig(path)
+    assert creds.headers() == {}  # the certificate authenticates
+    assert creds.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert [c["subject"] for c in creds.ssl_context.get_ca_certs()] == [((("commonName", "zeta-test"),),)]
+
+
+def test_kubeconfig_from_the_environment_and_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _kubeconfig(tmp_path / "one", {"server": "https://one:6443"}, {"token": "t1"})
+    monkeypatch.setenv("KUBECONFIG", str(first))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # $KUBECONFIG wins over in-cluster
+    creds = load_credentials()
+    assert (creds.server, creds.headers()) == ("https://one:6443", {"Authorization": "Bearer t1"})
+
+    junk_ca = {"server": "https://h", "certificate-authority-data": base64.b64encode(b"junk").decode()}
+    with pytest.raises(KubeConfigError, match="cannot load Kubernetes credentials"):
+        from_kubeconfig(_kubeconfig(tmp_path / "two", junk_ca, {"token": "s3cret"}))
+    with pytest.raises(KubeConfigError, match="missing") as err:
+        from_kubeconfig(
+            _kubeconfig(tmp_path / "three", {"server": "https://h"}, {"token": "s3cret"}, context="missing")
+        )
+    assert "s3cret" not in str(err.value)
+
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    with pytest.raises(KubeConfigError, match="pass --kubeconfig or set \\$KUBECONFIG"):
+        load_credentials()
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
@@ -105,7 +157,7 @@ def test_payload_prompt_shapes() -> None:
 def test_watch_events_410_means_list_again_and_deleted_keeps_the_table() -> None:
     metrics = RouterMetrics()
     store = TableStore(metrics)
-    creds = KubeCredentials(server="https://k", ssl_context=ssl.create_default_context(), token="t")
+    creds = KubeCredentials(lambda config: setattr(config, "host", "https://k"), source="test")
     watch = _ConfigMapWatch(None, creds, "ns", "routes", store, "test", 60)  # type: ignore[arg-type]
     added = {"metadata": {"resourceVersion": "5"}, "data": {CONFIGMAP_KEY: good(1)}}
     assert watch._event({"type": "ADDED", "object": added}, "4") == "5"

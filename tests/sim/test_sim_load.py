@@ -48,16 +48,17 @@ def test_latency_grows_with_concurrency_as_modelled() -> None:
         server_count = sim.metric("vllm:e2e_request_latency_seconds_count")
 
     mean_1, mean_16 = statistics.mean(single), statistics.mean(burst)
-    assert mean_16 > 1.5 * mean_1, (mean_1, mean_16)  # the model says 2.8x
-    # Sleeping can only be late, so the model's times are lower bounds; the upper bounds are generous. At 16,
-    # a slow client spreads the arrivals, which lets the first ones run in a smaller batch for a moment.
-    assert 0.95 * alone <= mean_1 <= 2 * alone + 0.5, (alone, mean_1)
-    assert 0.85 * at_16 <= mean_16 <= 2 * at_16 + 1.0, (at_16, mean_16)
+    # Sleeping can only be late, so the model's times are lower bounds, and only lower bounds are checked: a
+    # slow machine makes every request slower, never faster (speed belongs in benchmarks). The burst's bound is
+    # 2.8x a single request's: a simulator without batching slowdown and queueing could not meet it. At 16, a
+    # slow client spreads the arrivals, which lets the first ones run in a smaller batch for a moment (0.85).
+    assert at_16 > 2.5 * alone
+    assert mean_1 >= 0.95 * alone, (alone, mean_1)
+    assert mean_16 >= 0.85 * at_16, (at_16, mean_16)
     # The server's own histogram measures engine time, free of HTTP and client overhead.
     assert server_count == 19
-    server_mean = server_sum / server_count
     expected_server_mean = (3 * alone + 16 * at_16) / 19
-    assert 0.85 * expected_server_mean <= server_mean <= 1.5 * expected_server_mean + 0.2
+    assert server_sum / server_count >= 0.85 * expected_server_mean
 
 
 def test_requests_beyond_max_seqs_wait_and_leave_when_clients_hang_up(eventually) -> None:

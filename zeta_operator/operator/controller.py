@@ -400,9 +400,9 @@ class PolicyLoop:
                     body, "Warning", "MetricsUnavailable", f"{detail}; holding the last good weights"
                 )
         self.metrics_ok = decision.metrics_available
-        for c in policy.classes:
-            for backend, share in decision.weights.get(c.name, {}).items():
-                self.metrics.weight(self.namespace, self.name, c.name, backend, share)
+        self.metrics.weights(
+            self.namespace, self.name, {c.name: decision.weights.get(c.name, {}) for c in policy.classes}
+        )
 
         previous = _status(body)
         metrics_msg = (

@@ -75,7 +75,16 @@ def backends_by_namespace(
                         "spec": dict(body.get("spec") or {})}}  # fmt: skip
 
 
-@kopf.daemon(GROUP, VERSION, "routingpolicies", cancellation_timeout=10.0)
+CYCLE_FINISH_SECONDS = 30.0
+"""On stop (SIGTERM, policy deleted), how long a cycle in progress may take to finish before it is cancelled:
+a cycle is stopped between cycles, never between writing the routing table and reporting it. kopf cancels a
+daemon at once unless it has a cancellation_backoff; the Deployment's terminationGracePeriodSeconds covers this
+plus the cancellation timeout."""
+
+
+@kopf.daemon(
+    GROUP, VERSION, "routingpolicies", cancellation_backoff=CYCLE_FINISH_SECONDS, cancellation_timeout=10.0
+)
 async def control_loop(
     stopped: kopf.DaemonStopped,
     namespace: str | None,
@@ -106,6 +115,7 @@ async def control_loop(
             memo.metrics.alive(policy, interval)
             # Fixed rate: the next cycle starts one interval after this one started, not after it ended.
             await stopped.wait(max(0.0, interval - (time.monotonic() - started)))
+        log.info("control loop of %s stopped between cycles (%s)", policy, stopped.reason)
     finally:
         memo.metrics.forget(policy)
 

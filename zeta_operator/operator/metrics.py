@@ -7,11 +7,14 @@ grace period): a stuck loop gets the pod restarted instead of silently serving s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CYCLE_RESULTS = ("ok", "invalid", "error")
+"""The result label of zeta_operator_cycles_total (see `PolicyLoop.cycle`)."""
 
 
 class OperatorMetrics:
@@ -37,6 +40,7 @@ class OperatorMetrics:
         )
         self._version = Gauge("zeta_operator_table_version", "Routing table version", ["policy"], registry=r)
         self.last_cycle: dict[str, tuple[float, float]] = {}  # policy -> (monotonic time, interval seconds)
+        self._weight_series: dict[str, set[tuple[str, str]]] = {}  # policy -> {(task class, backend)}
 
     def cycle(self, namespace: str, name: str, seconds: float, result: str) -> None:
         policy = f"{namespace}/{name}"
@@ -47,15 +51,34 @@ class OperatorMetrics:
         self.last_cycle[policy] = (time.monotonic(), interval)
 
     def forget(self, policy: str) -> None:
+        """The policy's loop ended (deleted, or the operator is stopping): its series go too."""
         self.last_cycle.pop(policy, None)
+        self._set_weights(policy, {})
+        for per_policy in (self._cycle, self._writes, self._version):
+            per_policy.remove(policy)
+        for result in CYCLE_RESULTS:
+            self._cycles.remove(policy, result)
 
     def queries(self, count: int, errors: dict[str, int]) -> None:
         self._queries.inc(count)
         for kind, n in errors.items():
             self._query_errors.labels(kind).inc(n)
 
-    def weight(self, namespace: str, name: str, task_class: str, backend: str, share: float) -> None:
-        self._weights.labels(f"{namespace}/{name}", task_class, backend).set(share)
+    def weights(self, namespace: str, name: str, shares: Mapping[str, Mapping[str, float]]) -> None:
+        """The policy's weights, {task class: {backend: share}}, all at once: the series of classes and
+        backends that are no longer in it are removed."""
+        self._set_weights(f"{namespace}/{name}", shares)
+
+    def _set_weights(self, policy: str, shares: Mapping[str, Mapping[str, float]]) -> None:
+        current = {(c, b): share for c, by_backend in shares.items() for b, share in by_backend.items()}
+        for task_class, backend in self._weight_series.get(policy, set()) - current.keys():
+            self._weights.remove(policy, task_class, backend)
+        for (task_class, backend), share in current.items():
+            self._weights.labels(policy, task_class, backend).set(share)
+        if current:
+            self._weight_series[policy] = set(current)
+        else:
+            self._weight_series.pop(policy, None)
 
     def table_written(self, namespace: str, name: str, version: int) -> None:
         self._writes.labels(f"{namespace}/{name}").inc()

@@ -6,6 +6,10 @@
 Every flag can also come from the environment as ZETA_ROUTER_<NAME>: ``--max-body-bytes`` is
 ZETA_ROUTER_MAX_BODY_BYTES, and the timeouts are ZETA_ROUTER_TIMEOUT_CONNECT, _FIRST_BYTE, _TOTAL and
 _CLIENT_BODY (as in manifests/router/); flags win. Durations take 250ms, 5s, 1m30s or plain seconds.
+
+On SIGTERM the router fails /readyz, keeps serving for --drain-delay (load balancers catch up), closes its
+listener, and gives requests in flight --shutdown-grace to finish: terminationGracePeriodSeconds must exceed
+the sum.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .settings import Ejection, RouterSettings, TableConfigMap, TableFile, Timeo
 ENV_PREFIX = "ZETA_ROUTER_"
 
 
-def _seconds(text: str) -> float:
+def _duration(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -36,7 +40,14 @@ def _seconds(text: str) -> float:
             value = parse_duration(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-    if value <= 0:
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _duration(text)
+    if value == 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above zero")
     return value
 
@@ -56,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--table-file", type=Path, help="routing table JSON file, reloaded when it changes")
     p.add_argument("--configmap", help="NAMESPACE/NAME of the routing table ConfigMap to watch")
     p.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig for --configmap (default: in-cluster ServiceAccount)"
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig for --configmap (default: $KUBECONFIG, else the in-cluster ServiceAccount)",
     )
     p.add_argument(
         "--watch-seconds",
@@ -102,7 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eject-max-time", type=_seconds, default=60.0, help="longest ejection (default 60s)")
     p.add_argument(
-        "--shutdown-grace", type=_seconds, default=30.0, help="drain time on SIGTERM (default 30s)"
+        "--drain-delay",
+        type=_duration,
+        default=5.0,
+        help="on SIGTERM, keep accepting for this long while /readyz fails (default 5s; 0: close at once)",
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=_seconds,
+        default=30.0,
+        help="then, time for requests in flight to finish (default 30s)",
     )
     p.add_argument("--access-log", action="store_true", help="one JSON line per request")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -166,6 +188,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RouterSettings, str]:
         ),
         max_body_bytes=args.max_body_bytes,
         retries=max(0, args.retries),
+        drain_delay=args.drain_delay,
         shutdown_grace=args.shutdown_grace,
         access_log=args.access_log,
         seed=args.seed,

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,16 +15,20 @@ from aiohttp import web
 
 from .admission import Admission
 from .endpoints import EndpointTracker
-from .kubeapi import KubeCredentials, from_kubeconfig, in_cluster
+from .kubeapi import KubeCredentials, load_credentials
 from .metrics import RouterMetrics
 from .payload import Kind
-from .proxy import Forwarder, error_response
+from .proxy import NO_BACKEND, Forwarder, error_response
 from .settings import RouterSettings, TableConfigMap, TableFile
+from .snapshot import TableSnapshot
 from .tables import TableStore, watch_configmap, watch_file
 
 log = logging.getLogger("zeta.router")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNCLASSIFIED = "unknown"
+"""The task_class label of requests rejected before classification (the default of proxy._Request)."""
 
 OFFER_INTERVAL = 1.0
 """How often waiters are offered capacity that appeared without a release (ejection ended, ...)."""
@@ -33,6 +37,7 @@ OFFER_INTERVAL = 1.0
 @dataclass
 class Lifecycle:
     draining: bool = False
+    """Set on SIGTERM: /readyz fails and every response closes its connection (clients reconnect elsewhere)."""
 
 
 def build_app(
@@ -77,6 +82,16 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
+
+    async def close_connections_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+        # A keep-alive client would otherwise stay pinned to this router until the listener closes; with
+        # "Connection: close" its next request opens a new connection, which the load balancer sends to a
+        # router that is still ready.
+        if lifecycle.draining:
+            response.force_close()  # closes the connection after this response...
+            response.headers["Connection"] = "close"  # ...and says so (headers are already prepared)
+
+    app.on_response_prepare.append(close_connections_while_draining)
     return app
 
 
@@ -98,12 +113,21 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def serve(settings: RouterSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain for up to the grace period and return."""
+    """Run until SIGTERM or SIGINT, then drain without losing a request, and return.
+
+    Draining has two phases. For ``drain_delay`` seconds /readyz fails but the listener keeps accepting and
+    serving: in Kubernetes, kube-proxy, gateways and other load balancers learn of the endpoint's removal
+    seconds after the kubelet sends SIGTERM, and keep opening new connections to this pod until then. Then the
+    listener closes and requests in flight, streams included, get up to ``shutdown_grace`` seconds to finish.
+    """
     metrics = RouterMetrics()
     admission = Admission(EndpointTracker(settings.ejection), metrics, random.Random(settings.seed))
-    store = TableStore(
-        metrics, on_swap=lambda snapshot: admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
-    )
+
+    def adopt(snapshot: TableSnapshot) -> None:
+        admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
+        _forget_removed_series(metrics, snapshot)
+
+    store = TableStore(metrics, on_swap=adopt)
     credentials = _credentials(settings)
     lifecycle = Lifecycle()
     session = aiohttp.ClientSession(
@@ -128,9 +152,23 @@ async def serve(settings: RouterSettings) -> None:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
         await site.start()
         log.info("listening", extra={"fields": {"host": settings.host, "port": settings.port}})
-        await _until_signalled()
-        lifecycle.draining = True
-        log.info("draining", extra={"fields": {"grace_seconds": settings.shutdown_grace}})
+        async with _signals() as received:
+            await received.acquire()
+            lifecycle.draining = True
+            log.info(
+                "draining",
+                extra={
+                    "fields": {
+                        "drain_seconds": settings.drain_delay,
+                        "grace_seconds": settings.shutdown_grace,
+                    }
+                },
+            )
+            # Still accepting and serving while load balancers catch up; a second signal (an impatient ^C)
+            # cuts the delay short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(received.acquire(), settings.drain_delay)
+        log.info("closing the listener", extra={"fields": {"grace_seconds": settings.shutdown_grace}})
     finally:
         await runner.cleanup()  # stops accepting, waits for in-flight requests up to the grace period
         for task in background:
@@ -142,11 +180,27 @@ async def serve(settings: RouterSettings) -> None:
     log.info("stopped")
 
 
+def _forget_removed_series(metrics: RouterMetrics, snapshot: TableSnapshot) -> None:
+    """Series of backends, classes and endpoints the new table no longer has go away (a request still in
+    flight on a removed backend may bring one back; the next table change removes it again)."""
+    table = snapshot.table
+    metrics.forget_except(
+        backends={b.name for b in table.backends} | {NO_BACKEND},
+        classes={c.name for c in table.classes} | {UNCLASSIFIED},
+        endpoints=snapshot.endpoint_owner.keys(),
+    )
+
+
 def _credentials(settings: RouterSettings) -> KubeCredentials | None:
     source = settings.table_source
     if not isinstance(source, TableConfigMap):
         return None
-    return from_kubeconfig(source.kubeconfig) if source.kubeconfig else in_cluster()
+    credentials = load_credentials(source.kubeconfig)
+    log.info(
+        "kubernetes credentials",
+        extra={"fields": {"source": credentials.source, "server": credentials.server}},
+    )
+    return credentials
 
 
 async def _table_source(
@@ -169,13 +223,15 @@ async def _offer_periodically(admission: Admission) -> None:
             admission.offer_all()
 
 
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
+@contextlib.asynccontextmanager
+async def _signals() -> AsyncIterator[asyncio.Semaphore]:
+    """A semaphore released once per SIGTERM or SIGINT while the block runs."""
+    received = asyncio.Semaphore(0)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, received.release)
     try:
-        await stop.wait()
+        yield received
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -1,108 +1,121 @@
-"""Just enough of the Kubernetes API for the router: credentials and a TLS context, read once.
+"""Credentials for the router's one Kubernetes API call (the routing table watch), loaded by the `kubernetes`
+library's own loaders, the way kopf and kubectl load them.
 
-Two sources: the Pod's ServiceAccount (token, CA and KUBERNETES_SERVICE_HOST/PORT) or a kubeconfig file (its
-current context: server, certificate-authority[-data], token or tokenFile, client certificate files). The
-router has no kubernetes-client dependency on the hot path; only the table watcher uses this. Tokens are read
-from their file on every (re)connect, so rotated ServiceAccount tokens are picked up, and are never logged.
+Where they come from, first match wins: ``--kubeconfig``; ``$KUBECONFIG`` (one file or several, merged); the
+Pod's ServiceAccount (KUBERNETES_SERVICE_HOST and the mounted token and CA); ``~/.kube/config``. Everything the
+library understands works: tokens and tokenFile, client certificates as files or inline data, exec plugins and
+auth providers, certificate-authority[-data], insecure-skip-tls-verify, tls-server-name, proxy-url.
+
+The watch itself stays a small aiohttp request (tables.py): only the credentials come from the library. The
+Authorization header is asked for on every (re)connect, so the library's refresh hooks run: a rotated
+ServiceAccount token is read again (at most a minute late) and an expired exec-plugin credential is renewed.
+After a 401, `reload` loads everything again (a kubeconfig tokenFile that was rotated, a changed kubeconfig).
+Tokens are never logged.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+import kubernetes
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import SERVICE_HOST_ENV_NAME
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+Loader = Callable[[kubernetes.client.Configuration], None]
 
 
 class KubeConfigError(Exception):
-    """The credentials could not be read (the message never contains secrets)."""
+    """The credentials could not be loaded (the message never contains secrets)."""
 
 
-@dataclass(frozen=True)
 class KubeCredentials:
-    server: str
-    ssl_context: ssl.SSLContext
-    token: str | None = field(default=None, repr=False)
-    token_file: Path | None = None
+    """The API server's address, a TLS context and the Authorization header, from one of the loaders."""
+
+    def __init__(self, load: Loader, *, source: str) -> None:
+        self._load = load
+        self.source = source
+        """Where the credentials come from (for logs and errors): a file name or "in-cluster"."""
+        self.reload()
+
+    def reload(self) -> None:
+        """Load everything again (after a 401: a rotated token file, a renewed certificate)."""
+        config = kubernetes.client.Configuration()
+        try:
+            self._load(config)
+            context = _ssl_context(config)
+        except (ConfigException, OSError, ValueError, KeyError, TypeError, ssl.SSLError) as e:
+            # The library's messages name files and fields, not secrets.
+            raise KubeConfigError(f"cannot load Kubernetes credentials from {self.source}: {e}") from None
+        if not config.host.startswith(("https://", "http://")):
+            raise KubeConfigError(f"{self.source}: the cluster has no server URL")
+        self._config = config
+        self.server: str = config.host.rstrip("/")
+        self.ssl_context = context
 
     def headers(self) -> dict[str, str]:
-        token = self.token
-        if self.token_file is not None:
-            try:
-                token = self.token_file.read_text().strip()
-            except OSError as e:
-                raise KubeConfigError(f"cannot read the token file {self.token_file}: {e.strerror}") from None
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        """The Authorization header, refreshed by the library when its token is due (may run an exec plugin)."""
+        try:
+            value = self._config.get_api_key_with_prefix("BearerToken")
+        except (ConfigException, OSError) as e:
+            raise KubeConfigError(f"cannot refresh the credentials from {self.source}: {e}") from None
+        value = (value or "").strip()  # the library keeps a token file's trailing newline
+        return {"Authorization": value} if value else {}
+
+    def request_options(self) -> dict[str, Any]:
+        """Keyword arguments for an aiohttp request to the API server (TLS, SNI name, proxy)."""
+        options: dict[str, Any] = {"ssl": self.ssl_context}
+        if self._config.tls_server_name:
+            options["server_hostname"] = self._config.tls_server_name
+        if self._config.proxy:
+            options["proxy"] = self._config.proxy
+        return options
+
+
+def load_credentials(kubeconfig: Path | None = None) -> KubeCredentials:
+    """``kubeconfig``, else $KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config."""
+    if kubeconfig is not None:
+        return from_kubeconfig(kubeconfig)
+    if os.environ.get("KUBECONFIG"):
+        return from_kubeconfig(None)
+    if os.environ.get(SERVICE_HOST_ENV_NAME):
+        return in_cluster()
+    default = Path("~/.kube/config").expanduser()
+    if not default.exists():
+        raise KubeConfigError(
+            "not in a cluster (no KUBERNETES_SERVICE_HOST) and no kubeconfig: pass --kubeconfig or set $KUBECONFIG"
+        )
+    return from_kubeconfig(default)
 
 
 def in_cluster() -> KubeCredentials:
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
-        raise KubeConfigError("not in a cluster (no KUBERNETES_SERVICE_HOST); pass --kubeconfig")
-    if ":" in host:
-        host = f"[{host}]"
-    context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT_DIR / "ca.crt"))
-    return KubeCredentials(
-        server=f"https://{host}:{port}", ssl_context=context, token_file=SERVICE_ACCOUNT_DIR / "token"
-    )
+    def load(config: kubernetes.client.Configuration) -> None:
+        kubernetes.config.load_incluster_config(client_configuration=config, try_refresh_token=True)
+
+    return KubeCredentials(load, source="the in-cluster ServiceAccount")
 
 
-def from_kubeconfig(path: Path) -> KubeCredentials:
-    try:
-        config: Any = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise KubeConfigError(f"cannot read kubeconfig {path}: {type(e).__name__}") from None
-    if not isinstance(config, dict):
-        raise KubeConfigError(f"kubeconfig {path} is not a mapping")
-    context = _named(config, "contexts", config.get("current-context"), "context")
-    cluster = _named(config, "clusters", context.get("cluster"), "cluster")
-    user = _named(config, "users", context.get("user"), "user") if context.get("user") else {}
-    server = cluster.get("server")
-    if not isinstance(server, str) or not server.startswith(("https://", "http://")):
-        raise KubeConfigError(f"kubeconfig {path}: the cluster has no server URL")
-    base = path.parent
-    return KubeCredentials(
-        server=server.rstrip("/"),
-        ssl_context=_ssl_context(cluster, user, base),
-        token=user.get("token"),
-        token_file=_path(base, user["tokenFile"]) if user.get("tokenFile") else None,
-    )
+def from_kubeconfig(path: Path | None) -> KubeCredentials:
+    """A kubeconfig file's current context; ``None``: $KUBECONFIG (its files merged, as kubectl does)."""
+    files = str(path) if path is not None else os.environ["KUBECONFIG"]
+
+    def load(config: kubernetes.client.Configuration) -> None:
+        # persist_config=False: an auth provider's refreshed token is never written back into the file.
+        kubernetes.config.load_kube_config(
+            config_file=files, client_configuration=config, persist_config=False
+        )
+
+    return KubeCredentials(load, source=f"kubeconfig {files}")
 
 
-def _named(config: dict[str, Any], section: str, name: Any, key: str) -> dict[str, Any]:
-    for item in config.get(section) or []:
-        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
-            return dict(item[key])
-    raise KubeConfigError(f"kubeconfig: no {key} named {name!r} in {section}")
-
-
-def _ssl_context(cluster: dict[str, Any], user: dict[str, Any], base: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if cluster.get("certificate-authority"):
-        context.load_verify_locations(cafile=str(_path(base, cluster["certificate-authority"])))
-    elif cluster.get("certificate-authority-data"):
-        context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-    if cluster.get("insecure-skip-tls-verify"):
+def _ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file or None)
+    if not config.verify_ssl:  # insecure-skip-tls-verify: the kubeconfig's explicit choice
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if user.get("client-certificate") and user.get("client-key"):
-        context.load_cert_chain(
-            str(_path(base, user["client-certificate"])), str(_path(base, user["client-key"]))
-        )
-    elif user.get("client-certificate-data"):
-        raise KubeConfigError(
-            "kubeconfig: inline client-certificate-data is not supported; use files or a token"
-        )
     return context
-
-
-def _path(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p

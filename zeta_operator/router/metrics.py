@@ -6,7 +6,10 @@ together with its queries.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (
     0.05,
@@ -111,6 +114,13 @@ class RouterMetrics:
             ["result"],
             registry=r,
         )
+        self.table_watches = Counter(
+            "zeta_router_table_watch_requests_total",
+            "Watch requests on the routing table ConfigMap, by start: list (the first, or after 410 Gone) or "
+            "resume (from the last resourceVersion, after the server ended the previous one or a reconnect).",
+            ["start"],
+            registry=r,
+        )
         self.overhead = Histogram(
             "zeta_router_overhead_seconds",
             "The router's own time per request (parsing, classification, choice, relaying), without upstream time.",
@@ -119,6 +129,37 @@ class RouterMetrics:
         )
         for result in ("ok", "invalid", "error"):
             self.table_reloads.labels(result)
+        for start in ("list", "resume"):
+            self.table_watches.labels(start)
+
+    def forget_except(
+        self, *, backends: Collection[str], classes: Collection[str], endpoints: Collection[str]
+    ) -> int:
+        """Remove every series labelled with a backend, task class or endpoint that is not in these
+        (the new routing table's, plus the placeholders the router uses, such as backend "none"), so
+        dashboards and alerts stop seeing what was removed from the table. Returns how many went.
+
+        The in-flight gauge is left to `Admission`, which removes an endpoint's series once it is idle."""
+        allowed = {"backend": set(backends), "task_class": set(classes), "endpoint": set(endpoints)}
+        removed = 0
+        for metric in vars(self).values():
+            if not isinstance(metric, MetricWrapperBase) or metric is self.inflight:
+                continue
+            for labels in _series(metric):
+                if any(name in allowed and value not in allowed[name] for name, value in labels.items()):
+                    metric.remove(*labels.values())
+                    removed += 1
+        return removed
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _series(metric: MetricWrapperBase) -> list[dict[str, str]]:
+    """The label sets of a metric's series, in the metric's label order (what `remove` takes)."""
+    found: dict[tuple[str, ...], dict[str, str]] = {}
+    for family in metric.collect():
+        for sample in family.samples:
+            labels = {k: v for k, v in sample.labels.items() if k not in ("le", "quantile")}
+            found.setdefault(tuple(labels.values()), labels)
+    return [labels for labels in found.values() if labels]

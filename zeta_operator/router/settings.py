@@ -22,7 +22,8 @@ class TableConfigMap:
     namespace: str
     name: str
     kubeconfig: Path | None = None
-    """A kubeconfig file; without it, the in-cluster ServiceAccount (token, CA, KUBERNETES_SERVICE_HOST)."""
+    """A kubeconfig file; without it $KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config
+    (loaded by the kubernetes library: tokens, client certificates, exec plugins, auth providers)."""
     watch_seconds: int = 240
     """Server-side timeout of one watch request; the watch then resumes from the last resourceVersion."""
 
@@ -67,8 +68,14 @@ class RouterSettings:
     """Largest request body accepted (413 above it)."""
     retries: int = 2
     """Extra attempts on other endpoints when nothing was sent to the client yet."""
+    drain_delay: float = 5.0
+    """On SIGTERM, how long the router keeps accepting and serving new connections while /readyz already
+    fails, so that kube-proxy and load balancers stop sending traffic before the listener closes (endpoint
+    removal reaches them seconds after SIGTERM). 0 closes the listener at once."""
     shutdown_grace: float = 30.0
-    """On SIGTERM, how long in-flight requests (streams included) may take to finish."""
+    """After the drain delay, when the listener has closed: how long in-flight requests (streams included)
+    may take to finish before they are cut. The pod's terminationGracePeriodSeconds must exceed
+    drain_delay + shutdown_grace."""
     access_log: bool = False
     """One JSON line per request (no prompt, no headers)."""
     seed: int | None = None

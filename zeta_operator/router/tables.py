@@ -76,6 +76,9 @@ class TableStore:
             extra={"fields": {"source": source, "reason": reason[:1000], "kept_version": kept}},
         )
 
+    def watch_started(self, *, resumed: bool) -> None:
+        self._metrics.table_watches.labels("resume" if resumed else "list").inc()
+
     def error(self, reason: str, *, source: str) -> None:
         self._metrics.table_reloads.labels("error").inc()
         log.warning(
@@ -146,8 +149,10 @@ async def watch_configmap(
         watcher = _ConfigMapWatch(session, credentials, namespace, name, store, source, watch_seconds)
         while True:
             try:
+                resumed = version is not None
                 if version is None:
                     version = await watcher.list()
+                store.watch_started(resumed=resumed)
                 version = await watcher.watch(version)
                 backoff.reset()
             except _Gone:
@@ -155,7 +160,16 @@ async def watch_configmap(
                 version = None
             except (aiohttp.ClientError, TimeoutError, ApiError, KubeConfigError, ValueError) as e:
                 store.error(f"{type(e).__name__}: {e}", source=source)
+                if isinstance(e, ApiError) and e.status == 401:
+                    _reload(credentials, store, source)  # a rotated token file, a renewed certificate
                 await asyncio.sleep(backoff.next())
+
+
+def _reload(credentials: KubeCredentials, store: TableStore, source: str) -> None:
+    try:
+        credentials.reload()
+    except KubeConfigError as e:
+        store.error(str(e), source=source)
 
 
 class _ConfigMapWatch:
@@ -172,15 +186,19 @@ class _ConfigMapWatch:
         self._session = session
         self._watch_seconds = watch_seconds
         self._creds = creds
-        self._url = f"{creds.server}/api/v1/namespaces/{quote(namespace, safe='')}/configmaps"
+        self._path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps"
         self._selector = f"metadata.name={name}"
         self._store = store
         self._source = source
 
+    @property
+    def _url(self) -> str:
+        return self._creds.server + self._path  # read each time: a reload may move the server
+
     async def list(self) -> str:
         params = {"fieldSelector": self._selector}
         async with self._session.get(
-            self._url, params=params, headers=self._creds.headers(), ssl=self._creds.ssl_context
+            self._url, params=params, headers=self._creds.headers(), **self._creds.request_options()
         ) as resp:
             if resp.status != 200:
                 raise ApiError(resp.status, await _status_message(resp))
@@ -206,8 +224,8 @@ class _ConfigMapWatch:
             self._url,
             params=params,
             headers=self._creds.headers(),
-            ssl=self._creds.ssl_context,
             timeout=timeout,
+            **self._creds.request_options(),
         ) as resp:
             if resp.status == 410:
                 raise _Gone()

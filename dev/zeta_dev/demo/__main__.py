@@ -5,7 +5,7 @@ model servers (a 4B general model, a 7B coder, a 14B model), the operator and th
 ServiceAccount token bound to the shipped RBAC), applies the CRDs and the sample policy, and drives a mixed
 workload with a burst of code requests that overloads the coder. Ctrl-C or the end leaves nothing running.
 
-    python -m zeta_dev.demo            # about three minutes of workload
+    python -m zeta_dev.demo            # about three minutes of workload (longer on a slow machine)
     python -m zeta_dev.demo --quick    # test-sized
 """
 
@@ -43,6 +43,10 @@ from ..waiting import eventually
 from . import report, scenario
 from .view import LiveView
 
+OFFLOADED_BELOW = 0.5
+"""The burst is being offloaded once the preferred backend's weight for the burst class is below this."""
+RECOVERED_ABOVE = 0.8
+"""...and has recovered once it is back above this."""
 NAMESPACE = "zeta-system"  # where manifests/ puts the operator and the router
 SAMPLES = REPO_ROOT / "manifests" / "samples"
 FLEET = {  # sample backend -> simulated engine (size in billions, concurrent sequences)
@@ -136,6 +140,9 @@ def _with_fleet(cluster: Cluster, plan: scenario.Scenario, *, workdir: Path, out
         print(cluster.kubectl("get", "mb,rp", "-n", NAMESPACE).stdout, flush=True)
         step("starting the operator (ServiceAccount zeta-operator, manifests/operator/rbac.yaml)")
         operator = start_operator(cluster, NAMESPACE, workdir)
+        preferred = next(
+            c["preferred"][0] for c in policy["spec"]["classes"] if c["name"] == plan.burst_class
+        )
         try:
             configmap = policy["spec"]["routingTable"]["configMapName"]
             wait_for_table(cluster, configmap)
@@ -147,19 +154,29 @@ def _with_fleet(cluster: Cluster, plan: scenario.Scenario, *, workdir: Path, out
                 ) as router,
             ):
                 watch_prometheus_router(prom, f"127.0.0.1:{router.port}")
-                step(f"workload: {plan.warmup:.0f}s steady, {plan.burst:.0f}s burst of {plan.burst_class} "
-                     f"x{plan.burst_factor:g}, {plan.cooldown:.0f}s after")  # fmt: skip
-                view = LiveView(cluster, NAMESPACE, "demo", configmap, plan, live=live)
-                outcomes, timeline = asyncio.run(_drive(plan, router.url, view))
+                step(f"workload: {plan.warmup:.0f}s steady; a burst of {plan.burst_class} x{plan.burst_factor:g} "
+                     f"for at least {plan.burst:.0f}s, until it has been offloaded for {plan.hold:.0f}s; then "
+                     f"at least {plan.cooldown:.0f}s steady, until {preferred} has its share back")  # fmt: skip
+                view = LiveView(
+                    cluster, NAMESPACE, "demo", configmap, phase=lambda: phases.current, live=live
+                )
+
+                def share() -> float:
+                    seen = view.share(plan.burst_class, preferred)
+                    return float("nan") if seen is None else seen
+
+                phases = scenario.Phases(
+                    plan,
+                    offloading=lambda: share() < OFFLOADED_BELOW,
+                    recovered=lambda: share() > RECOVERED_ABOVE,
+                )
+                outcomes, timeline = asyncio.run(_drive(plan, phases, router.url, view))
                 _print_signals(cluster)
         finally:
             operator.process.stop()
         objectives = {c["name"]: parse_duration(c["latencyObjective"]) for c in policy["spec"]["classes"]}
-        preferred = next(
-            c["preferred"][0] for c in policy["spec"]["classes"] if c["name"] == plan.burst_class
-        )
         summary = report.summarize(
-            outcomes, timeline, objectives, burst_class=plan.burst_class, preferred=preferred
+            outcomes, timeline, objectives, burst_class=plan.burst_class, preferred=preferred, phases=phases
         )
         report.print_summary(summary)
         for path in report.write(out, summary, timeline, outcomes):
@@ -183,12 +200,14 @@ def watch_prometheus_router(prom: Prometheus, address: str) -> None:
     )
 
 
-async def _drive(plan: scenario.Scenario, url: str, view: LiveView) -> tuple[list[Any], report.Timeline]:
+async def _drive(
+    plan: scenario.Scenario, phases: scenario.Phases, url: str, view: LiveView
+) -> tuple[list[Any], report.Timeline]:
     from .workload import run as run_workload
 
     watcher = asyncio.create_task(view.run())
     try:
-        outcomes = await run_workload(plan, url)
+        outcomes = await run_workload(plan, phases, url)
     finally:
         view.stop()
         await watcher

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .scenario import Phases
 from .workload import Outcome
 
 
@@ -34,7 +35,7 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def summarize(outcomes: Sequence[Outcome], timeline: Timeline, objectives: dict[str, float], *,
-              burst_class: str, preferred: str) -> dict[str, Any]:  # fmt: skip
+              burst_class: str, preferred: str, phases: Phases) -> dict[str, Any]:  # fmt: skip
     by_class: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         by_class[o.task_class].append(o)
@@ -53,9 +54,14 @@ def summarize(outcomes: Sequence[Outcome], timeline: Timeline, objectives: dict[
         }
     burst = [o for o in outcomes if o.task_class == burst_class]
 
-    def offloaded(phase: str) -> float:
-        items = [o for o in burst if o.phase == phase and o.status == 200]
+    def offloaded(phase: str, *, since: float = 0.0) -> float:
+        items = [o for o in burst if o.phase == phase and o.status == 200 and o.sent_at >= since]
         return round(sum(1 for o in items if o.backend != preferred) / len(items), 3) if items else 0.0
+
+    reacted = phases.offload_seen
+    shares_by_phase = {p: offloaded(p) for p in ("before", "burst", "after")}
+    # the burst once the operator had reacted (how soon it reacts depends on the machine; what it does, not)
+    shares_by_phase["offloading"] = offloaded("burst", since=reacted) if reacted is not None else 0.0
 
     shares = [
         (s.t, w) for s in timeline.samples if (w := s.weights.get(burst_class, {}).get(preferred)) is not None
@@ -67,7 +73,12 @@ def summarize(outcomes: Sequence[Outcome], timeline: Timeline, objectives: dict[
         "decisions": dict(Counter(o.decision for o in outcomes)),
         "classes": classes,
         "burst_class": burst_class,
-        "offloaded_share": {p: offloaded(p) for p in ("before", "burst", "after")},
+        "offloaded_share": shares_by_phase,
+        "reaction_seconds": (
+            round(reacted - phases.burst_started, 1)
+            if reacted is not None and phases.burst_started is not None
+            else None
+        ),
         "preferred_weight": {
             "min": round(min(w for _, w in shares), 3) if shares else None,
             "final": round(shares[-1][1], 3) if shares else None,
@@ -86,7 +97,8 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"{c['backends']}")  # fmt: skip
     off = summary["offloaded_share"]
     print(f"{summary['burst_class']} served away from its preferred backend: before {off['before']:.0%}, "
-          f"during the burst {off['burst']:.0%}, after {off['after']:.0%}")  # fmt: skip
+          f"during the burst {off['burst']:.0%} (once offloading {off['offloading']:.0%}, the operator reacted "
+          f"after {summary['reaction_seconds']} s), after {off['after']:.0%}")  # fmt: skip
     pw = summary["preferred_weight"]
     print(
         f"preferred backend's weight for {summary['burst_class']}: lowest {pw['min']}, at the end {pw['final']}"

@@ -7,24 +7,30 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 
 from ..localcluster.cluster import Cluster
 from ..localcluster.fleet import list_objects, policy_status, read_table
 from .report import Sample, Timeline
-from .scenario import Scenario
 
 REFRESH = 2.0
 
 
 class LiveView:
-    def __init__(self, cluster: Cluster, namespace: str, policy: str, configmap: str, plan: Scenario, *,
-                 live: bool) -> None:  # fmt: skip
+    def __init__(self, cluster: Cluster, namespace: str, policy: str, configmap: str, *,
+                 phase: Callable[[], str], live: bool) -> None:  # fmt: skip
         self.cluster, self.namespace, self.policy, self.configmap = cluster, namespace, policy, configmap
-        self.plan = plan
+        self.phase = phase
         self.live = live and sys.stdout.isatty()
         self.timeline = Timeline()
         self._stopped = asyncio.Event()
         self._offloading: dict[str, bool] = {}
+
+    def share(self, task_class: str, backend: str) -> float | None:
+        """``backend``'s weight for ``task_class`` in the routing table, as last seen (None: not seen yet)."""
+        if not self.timeline.samples:
+            return None
+        return self.timeline.samples[-1].weights.get(task_class, {}).get(backend)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -64,7 +70,7 @@ class LiveView:
         return Sample(t, weights, loads, table.version if table else 0), decisions
 
     def _show(self, s: Sample, decisions: list[str]) -> None:
-        lines = [f"t={s.t:5.0f}s  phase={self.plan.phase(s.t):<6}  table v{s.table_version}"]
+        lines = [f"t={s.t:5.0f}s  phase={self.phase():<6}  table v{s.table_version}"]
         lines.append(
             "  load   "
             + "  ".join(f"{b}={'-' if v is None else f'{v:.2f}'}" for b, v in sorted(s.loads.items()))

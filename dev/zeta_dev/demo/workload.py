@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .scenario import ClassLoad, Scenario
+from .scenario import ClassLoad, Phases, Scenario, arrivals
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,16 @@ async def _one(session: aiohttp.ClientSession, url: str, load: ClassLoad, t: flo
         return Outcome(t, load.task_class, "", "", "error", 0, time.monotonic() - started, phase)
 
 
-async def run(scenario: Scenario, router_url: str, *, seed: int = 7) -> list[Outcome]:
-    """Send every arrival on time (open loop) and wait for all answers."""
+async def run(plan: Scenario, phases: Phases, router_url: str, *, seed: int = 7) -> list[Outcome]:
+    """Send every arrival on time (open loop) until the phases are done, and wait for all answers."""
     timeout = aiohttp.ClientTimeout(total=180)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         start = time.monotonic()
         tasks = []
-        for t, load in scenario.arrivals(seed):
+        for t, load, phase in arrivals(plan, phases, seed):
             delay = start + t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(session, router_url, load, t, scenario.phase(t))))
+            tasks.append(asyncio.create_task(_one(session, router_url, load, t, phase)))
         return list(await asyncio.gather(*tasks))

@@ -65,11 +65,16 @@ def start_router(
     wait_ready: bool = True,
     startup_timeout: float = 30.0,
     env: dict[str, str] | None = None,
+    drain_delay: float = 0.0,
 ) -> Iterator[RunningRouter]:
-    """Start a router on a free port; wait for /healthz (and /readyz unless ``wait_ready`` is False)."""
+    """Start a router on a free port; wait for /healthz (and /readyz unless ``wait_ready`` is False).
+
+    ``drain_delay`` is the router's --drain-delay: 0 by default, since no load balancer stands between the
+    harness and its routers and every stop would otherwise wait it out (``args`` may override it)."""
     directory = log_dir if log_dir is not None else Path(tempfile.mkdtemp(prefix="zeta-router-"))
     port = free_port()
     argv = [sys.executable, "-m", "zeta_operator.router", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--drain-delay", f"{drain_delay}s"]
     if table_file is not None:
         argv += ["--table-file", str(table_file)]
     if configmap is not None:

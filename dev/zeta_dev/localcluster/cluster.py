@@ -6,10 +6,12 @@ control plane or, with ``ZETA_TEST_KUBECONFIG=~/.kube/config``, on kind or a rea
 
 from __future__ import annotations
 
+import base64
 import copy
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import kubernetes
 import yaml
 
+from .. import waiting
 from .controlplane import REPO_ROOT, write_kubeconfig
 
 CRD_DIR = REPO_ROOT / "crds"
@@ -62,6 +65,71 @@ class Cluster:
         )
         answer = core.create_namespaced_service_account_token(name, namespace, request)
         return str(answer.status.token)  # type: ignore[union-attr]
+
+    def kubeconfig_for_client_certificate(
+        self, user: str, *, directory: Path, groups: Sequence[str] = (), seconds: int = 3600
+    ) -> Path:
+        """A kubeconfig that authenticates ``user`` with a client certificate (inline data, no token), issued
+        through the CertificateSigningRequest API (signer kubernetes.io/kube-apiserver-client), so it works on
+        kind and real clusters too. The admin approves the request; the controller manager signs it."""
+        subject = "/CN=" + user + "".join(f"/O={g}" for g in groups)
+        key, csr = directory / f"{user}.key", directory / f"{user}.csr"
+        subprocess.run(
+            ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+             "-keyout", str(key), "-out", str(csr)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        certificates = kubernetes.client.CertificatesV1Api(self.api_client())
+        name = f"{user}-{uuid.uuid4().hex[:8]}"
+        request = kubernetes.client.V1CertificateSigningRequest(
+            metadata=kubernetes.client.V1ObjectMeta(name=name),
+            spec=kubernetes.client.V1CertificateSigningRequestSpec(
+                request=base64.b64encode(csr.read_bytes()).decode(),
+                signer_name="kubernetes.io/kube-apiserver-client",
+                usages=["client auth"],
+                expiration_seconds=seconds,
+            ),
+        )
+        certificates.create_certificate_signing_request(request)
+        approval = certificates.read_certificate_signing_request(name)
+        approval.status = kubernetes.client.V1CertificateSigningRequestStatus(
+            conditions=[
+                kubernetes.client.V1CertificateSigningRequestCondition(
+                    type="Approved", status="True", reason="ZetaTest", message="approved by the test harness"
+                )
+            ]
+        )
+        certificates.replace_certificate_signing_request_approval(name, approval)
+
+        def signed() -> str | None:
+            status = certificates.read_certificate_signing_request(name).status
+            return str(status.certificate) if status is not None and status.certificate else None  # base64
+
+        issued = waiting.eventually(signed, timeout=60, what=f"the signed certificate of CSR {name}")
+        admin = self.api_client().configuration
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "c", "cluster": {"server": admin.host, "certificate-authority": admin.ssl_ca_cert}}
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": issued,
+                        "client-key-data": base64.b64encode(key.read_bytes()).decode(),
+                    },
+                }
+            ],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": user}}],
+            "current-context": "c",
+        }
+        path = directory / f"{user}-cert.kubeconfig"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        key.unlink()  # its only copy is now in the kubeconfig
+        return path
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True

@@ -30,8 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 ADMIN_USER = "zeta-admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-CONTROLLERS = "garbagecollector,namespace,serviceaccount"
-"""kube-controller-manager loops worth running without nodes: owned objects and namespaces are cleaned up."""
+CONTROLLERS = "garbagecollector,namespace,serviceaccount,csrsigning"
+"""kube-controller-manager loops worth running without nodes: owned objects and namespaces are cleaned up, and
+approved CertificateSigningRequests for client certificates are signed (tests authenticate with them)."""
 
 
 def control_plane_binaries(*, quiet: bool = False) -> Path:
@@ -119,6 +120,8 @@ class ControlPlane:
         pki.mkdir(parents=True)
         sa_key = pki / "sa.key"
         _make_rsa_key(sa_key)
+        client_ca, client_ca_key = pki / "client-ca.crt", pki / "client-ca.key"
+        _make_client_ca(client_ca, client_ca_key)
         token = secrets.token_urlsafe(32)
         tokens = pki / "tokens.csv"
         tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
@@ -136,6 +139,7 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--authorization-mode=RBAC",
                 f"--token-auth-file={tokens}",
+                f"--client-ca-file={client_ca}",  # client certificates the CSR signer below issues
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
@@ -169,6 +173,8 @@ class ControlPlane:
                     f"--secure-port={free_port()}",
                     f"--cert-dir={work / 'kcm-pki'}",
                     f"--root-ca-file={ca_file}",
+                    f"--cluster-signing-kube-apiserver-client-cert-file={client_ca}",
+                    f"--cluster-signing-kube-apiserver-client-key-file={client_ca_key}",
                 ],
                 log=logs / "kube-controller-manager.log",
             )
@@ -215,6 +221,20 @@ def _make_rsa_key(path: Path) -> None:
         )
     subprocess.run([openssl, "genrsa", "-out", str(path), "2048"], check=True, capture_output=True)
     path.chmod(0o600)
+
+
+def _make_client_ca(cert: Path, key: Path) -> None:
+    """The CA that signs client certificates (kubernetes.io/kube-apiserver-client CSRs) and that the apiserver
+    trusts for them."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StartupError("openssl is needed to make the client CA (apt-get install openssl)")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", "/CN=zeta-local-client-ca",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    key.chmod(0o600)
 
 
 def _get(url: str, *, token: str | None = None, ca_file: Path | None = None) -> int:
