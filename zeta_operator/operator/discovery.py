@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+from kubernetes.client import ApiException
 
 from ..api.backend import ModelBackendSpec
+from .ports import Unavailable
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -94,7 +96,7 @@ def _list(api: kubernetes.client.ApiClient, namespace: str, kind: str) -> list[M
 
 
 class NamespaceSnapshots:
-    """EndpointSlices and pods per namespace, listed at most once per `max_age` seconds however many policies ask
+    """`ports.EndpointSource` from LIST calls: EndpointSlices and pods per namespace, listed at most once per `max_age` seconds however many policies ask
     (every policy in a namespace shares one list call), and one list in flight per namespace at a time."""
 
     def __init__(self, api: kubernetes.client.ApiClient, *, max_age: float = 1.0) -> None:
@@ -108,7 +110,10 @@ class NamespaceSnapshots:
             cached = self._cache.get(key)
             if cached is not None and time.monotonic() - cached[0] < self.max_age:
                 return cached[1]
-            items = await asyncio.to_thread(_list, self.api, namespace, kind)
+            try:
+                items = await asyncio.to_thread(_list, self.api, namespace, kind)
+            except ApiException as e:
+                raise Unavailable(f"listing {kind} in {namespace}: {e.reason}", status=e.status) from e
             self._cache[key] = (time.monotonic(), items)
             return items
 

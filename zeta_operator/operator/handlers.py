@@ -17,6 +17,7 @@ import kubernetes
 from aiohttp import web
 
 from ..api.common import GROUP, VERSION, parse_duration
+from .adapters import kubernetes_ports
 from .controller import PolicyLoop
 from .discovery import NamespaceSnapshots
 from .metrics import OperatorMetrics, health_app
@@ -89,10 +90,8 @@ async def control_loop(
     loop = PolicyLoop(
         namespace=namespace,
         name=name,
-        api=memo.api,
+        ports=kubernetes_ports(memo.api, post_event=_post_event, endpoints=memo.snapshots),
         metrics=memo.metrics,
-        post_event=_post_event,
-        snapshots=memo.snapshots,
     )
     policy = f"{namespace}/{name}"
     try:
