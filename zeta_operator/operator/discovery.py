@@ -2,6 +2,11 @@
 
 A Service's EndpointSlices, ready pods matching a selector, or static URLs. Pod names are kept, because the
 CPU, memory and engine metrics of a real cluster are labelled by pod.
+
+`WatchedEndpoints` answers from what the operator's watches hold (kopf indices over Pods and EndpointSlices,
+kept current by one watch per kind, see handlers.py): a cycle costs no API request for discovery, however many
+policies and backends. `pod_summary` and `slice_summary` keep only what `resolve` reads, so the indices stay
+small. `NamespaceSnapshots` is the same port over LIST calls, for a caller without watches.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +65,42 @@ def _from_pods(pods: Sequence[Mapping[str, Any]], *, port: int, scheme: str) -> 
         ):
             found.append(Endpoint(f"{scheme}://{_host(status['podIP'])}:{port}", meta.get("name")))
     return sorted(found)
+
+
+def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What `resolve` reads of a Pod."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "labels": dict(meta.get("labels") or {}),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+        },
+        "status": {
+            "podIP": status.get("podIP"),
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+        },
+    }
+
+
+def slice_summary(endpoint_slice: Mapping[str, Any]) -> dict[str, Any]:
+    """What `resolve` reads of an EndpointSlice."""
+    return {
+        "metadata": {"labels": dict((endpoint_slice.get("metadata") or {}).get("labels") or {})},
+        "ports": [{"port": p.get("port")} for p in endpoint_slice.get("ports") or []],
+        "endpoints": [
+            {
+                "addresses": list(e.get("addresses") or []),
+                "conditions": dict(e.get("conditions") or {}),
+                "targetRef": {k: v for k, v in (e.get("targetRef") or {}).items() if k in ("kind", "name")},
+            }
+            for e in endpoint_slice.get("endpoints") or []
+        ],
+    }
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -125,4 +166,23 @@ class NamespaceSnapshots:
         wants_pods = any(s.endpoints.selector is not None for s in specs.values())
         slices = await self.items(namespace, "endpointslices") if wants_slices else []
         pods = await self.items(namespace, "pods") if wants_pods else []
+        return {name: resolve(spec, slices, pods) for name, spec in specs.items()}
+
+
+class WatchedEndpoints:
+    """`ports.EndpointSource` from watch-fed indices: namespace -> summaries of its Pods / EndpointSlices."""
+
+    def __init__(
+        self,
+        *,
+        pods: Mapping[str | None, Iterable[Mapping[str, Any]]],
+        slices: Mapping[str | None, Iterable[Mapping[str, Any]]],
+    ) -> None:
+        self.pods, self.slices = pods, slices
+
+    async def resolve_all(
+        self, namespace: str, specs: Mapping[str, ModelBackendSpec]
+    ) -> dict[str, list[Endpoint]]:
+        slices = list(self.slices.get(namespace, ()))
+        pods = list(self.pods.get(namespace, ()))
         return {name: resolve(spec, slices, pods) for name, spec in specs.items()}

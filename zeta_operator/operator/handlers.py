@@ -1,6 +1,7 @@
 """kopf glue: thin handlers that wire the watch streams to `PolicyLoop`.
 
-- every ModelBackend is kept in an in-memory index (no API call per cycle to list them);
+- every ModelBackend is kept in an in-memory index (no API call per cycle to list them), and so is every Pod and
+  EndpointSlice, in summary (`discovery.WatchedEndpoints`: endpoint discovery costs no API call per cycle);
 - every RoutingPolicy gets a daemon that runs its control cycle once per `spec.adaptation.interval`, reading
   the live spec and the live index each time, so edits take effect on the next cycle.
 """
@@ -19,7 +20,7 @@ from aiohttp import web
 from ..api.common import GROUP, VERSION, parse_duration
 from .adapters import kubernetes_ports
 from .controller import PolicyLoop
-from .discovery import NamespaceSnapshots
+from .discovery import WatchedEndpoints, pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
 
 log = logging.getLogger("zeta.operator")
@@ -52,7 +53,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.INFO
     memo.api = _client()
     memo.metrics = OperatorMetrics()
-    memo.snapshots = NamespaceSnapshots(memo.api)  # shared by every policy's loop
     runner = web.AppRunner(health_app(memo.metrics), access_log=None)
     await runner.setup()
     port = int(memo.get(HEALTH_PORT_KEY, 8080))
@@ -76,6 +76,18 @@ def backends_by_namespace(
                         "spec": dict(body.get("spec") or {})}}  # fmt: skip
 
 
+@kopf.index("v1", "pods")
+def pods_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, dict[str, Any]]:
+    return {namespace: pod_summary(body)}
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices")
+def endpointslices_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str | None, dict[str, Any]]:
+    return {namespace: slice_summary(body)}
+
+
 @kopf.daemon(GROUP, VERSION, "routingpolicies", cancellation_timeout=10.0)
 async def control_loop(
     stopped: kopf.DaemonStopped,
@@ -90,7 +102,13 @@ async def control_loop(
     loop = PolicyLoop(
         namespace=namespace,
         name=name,
-        ports=kubernetes_ports(memo.api, post_event=_post_event, endpoints=memo.snapshots),
+        ports=kubernetes_ports(
+            memo.api,
+            post_event=_post_event,
+            endpoints=WatchedEndpoints(
+                pods=kwargs["pods_by_namespace"], slices=kwargs["endpointslices_by_namespace"]
+            ),
+        ),
         metrics=memo.metrics,
     )
     policy = f"{namespace}/{name}"
