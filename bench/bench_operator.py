@@ -100,6 +100,8 @@ def api_requests(cluster: Cluster) -> dict[str, float]:
         key = f"{fields['verb']} {fields['resource']}" + (
             f"/{fields['subresource']}" if fields.get("subresource") else ""
         )
+        if not fields.get("code", "").startswith("2"):
+            key += f" ({fields.get('code')})"  # refused: a conflict from a stale view would show here
         out[key] = out.get(key, 0.0) + float(value)
     return out
 

@@ -19,7 +19,7 @@ from ..api.common import GROUP, VERSION, parse_duration
 from ..api.policy import RoutingPolicySpec
 from .discovery import NamespaceSnapshots
 from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
-from .ports import EndpointSource, Ports
+from .ports import EndpointSource, Ports, RouteStore
 from .routestore import ConfigMapRoutes
 
 log = logging.getLogger("zeta.operator")
@@ -74,13 +74,15 @@ def kubernetes_ports(
     *,
     post_event: EventPoster,
     endpoints: EndpointSource | None = None,
+    routes: RouteStore | None = None,
 ) -> Ports:
-    """The collaborators of one policy's loop. ``endpoints`` is shared by every loop (one list per namespace);
-    the metrics provider is per loop, since it follows that policy's Prometheus settings."""
+    """The collaborators of one policy's loop. The kopf handlers pass ``endpoints`` and ``routes`` fed by their
+    watches; without them, discovery LISTs (once a second per namespace) and tables are read with a GET per cycle.
+    The metrics provider is per loop, since it follows that policy's Prometheus settings."""
     return Ports(
         metrics=PrometheusMetrics(),
         endpoints=endpoints if endpoints is not None else NamespaceSnapshots(api),
-        routes=ConfigMapRoutes(api),
+        routes=routes if routes is not None else ConfigMapRoutes(api),
         status=KubernetesStatus(api, post_event),
         clock=time.time,
     )

@@ -1,7 +1,8 @@
 """kopf glue: thin handlers that wire the watch streams to `PolicyLoop`.
 
 - every ModelBackend is kept in an in-memory index (no API call per cycle to list them), and so is every Pod and
-  EndpointSlice, in summary (`discovery.WatchedEndpoints`: endpoint discovery costs no API call per cycle);
+  EndpointSlice, in summary (`discovery.WatchedEndpoints`), and every routing-table ConfigMap the operator manages
+  (`routestore.WatchedRoutes`): a cycle reads nothing from the API server, it only writes what changed;
 - every RoutingPolicy gets a daemon that runs its control cycle once per `spec.adaptation.interval`, reading
   the live spec and the live index each time, so edits take effect on the next cycle.
 """
@@ -22,6 +23,7 @@ from .adapters import kubernetes_ports
 from .controller import PolicyLoop
 from .discovery import WatchedEndpoints, pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
+from .routestore import MANAGED_BY, WatchedRoutes, configmap_summary
 
 log = logging.getLogger("zeta.operator")
 
@@ -88,6 +90,11 @@ def endpointslices_by_namespace(
     return {namespace: slice_summary(body)}
 
 
+@kopf.index("v1", "configmaps", labels=MANAGED_BY)
+def tables_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {f"{namespace}/{name}": configmap_summary(body)}
+
+
 @kopf.daemon(GROUP, VERSION, "routingpolicies", cancellation_timeout=10.0)
 async def control_loop(
     stopped: kopf.DaemonStopped,
@@ -108,6 +115,7 @@ async def control_loop(
             endpoints=WatchedEndpoints(
                 pods=kwargs["pods_by_namespace"], slices=kwargs["endpointslices_by_namespace"]
             ),
+            routes=WatchedRoutes(memo.api, kwargs["tables_by_name"]),
         ),
         metrics=memo.metrics,
     )

@@ -4,12 +4,18 @@ A table is written only when its content hash differs from the live one, read ba
 (status is not trusted). The ConfigMap is owned by its RoutingPolicy, so deleting the policy removes it. The
 controller's saved state (`savedstate`) travels in an annotation of the same ConfigMap, so a restarted operator
 finds it next to the weights it belongs to.
+
+`WatchedRoutes` reads the live table from the operator's watch of the ConfigMaps it manages (a kopf index of
+`configmap_summary`, see handlers.py) instead of a GET per cycle. A view that lags behind the API server is
+harmless: every write carries the resourceVersion it was based on, so a write from a stale view is refused (409)
+and the next cycle retries from a fresher one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiException
@@ -32,7 +38,20 @@ def read(api: kubernetes.client.ApiClient, namespace: str, name: str) -> LiveTab
         raise Unavailable(f"reading ConfigMap {namespace}/{name}: {e.reason}", status=e.status) from e
     version = cm.metadata.resource_version if cm.metadata else None
     saved = ((cm.metadata.annotations if cm.metadata else None) or {}).get(STATE_ANNOTATION)
-    text = (cm.data or {}).get(CONFIGMAP_KEY)
+    return _live((cm.data or {}).get(CONFIGMAP_KEY), version, saved)
+
+
+def configmap_summary(cm: Mapping[str, Any]) -> dict[str, Any]:
+    """What `WatchedRoutes` needs of a ConfigMap: its table text, resourceVersion and saved state."""
+    meta = cm.get("metadata") or {}
+    return {
+        "resourceVersion": meta.get("resourceVersion"),
+        "table": (cm.get("data") or {}).get(CONFIGMAP_KEY),
+        "savedState": (meta.get("annotations") or {}).get(STATE_ANNOTATION),
+    }
+
+
+def _live(text: str | None, version: str | None, saved: str | None) -> LiveTable:
     if text is None:
         return LiveTable(None, version, f"no {CONFIGMAP_KEY} key", saved)
     try:
@@ -106,3 +125,20 @@ class ConfigMapRoutes:
         await asyncio.to_thread(
             write, self.api, namespace, name, table, owner=owner, live=live, saved_state=saved_state
         )
+
+
+class WatchedRoutes(ConfigMapRoutes):
+    """`ports.RouteStore` that reads from a watch-fed index ("namespace/name" -> `configmap_summary`) and writes
+    like `ConfigMapRoutes`."""
+
+    def __init__(
+        self, api: kubernetes.client.ApiClient, index: Mapping[str, Iterable[Mapping[str, Any]]]
+    ) -> None:
+        super().__init__(api)
+        self.index = index
+
+    async def read(self, namespace: str, name: str) -> LiveTable:
+        found = next(iter(self.index.get(f"{namespace}/{name}", ())), None)
+        if found is None:
+            return LiveTable(None, None)
+        return _live(found.get("table"), found.get("resourceVersion"), found.get("savedState"))
