@@ -109,6 +109,7 @@ class InMemoryRouteStore:
     def __init__(self) -> None:
         self.stored: dict[tuple[str, str], StoredTable] = {}
         self.writes: list[tuple[str, int]] = []  # (name, table version) per successful write
+        self.refuse_writes = 0  # the next this-many writes fail as if from a stale view (409)
         self._revision = 0
 
     async def read(self, namespace: str, name: str) -> LiveTable:
@@ -128,6 +129,9 @@ class InMemoryRouteStore:
         saved_state: str | None,
     ) -> None:
         current = self.stored.get((namespace, name))
+        if self.refuse_writes:
+            self.refuse_writes -= 1
+            raise Unavailable(f"ConfigMap {namespace}/{name}: the object has been modified", status=409)
         if (str(current.revision) if current else None) != live.revision:
             raise Unavailable(f"ConfigMap {namespace}/{name} changed meanwhile", status=409)
         self._revision += 1
@@ -473,6 +477,21 @@ def test_a_steady_loop_saves_its_state_at_most_every_SAVE_EVERY_seconds() -> Non
     rig.metrics.down = True  # a flag changed: saved at once, not at the next heartbeat
     rig.decided()
     assert json.loads(rig.stored().saved_state or "{}")["state"]["lastGoodAt"] < rig.clock.now
+
+
+def test_a_refused_write_keeps_the_last_good_table_and_is_retried_next_cycle() -> None:
+    rig = Rig()
+    rig.metrics.loads = dict(QUIET)
+    rig.decided()
+    before = rig.table()
+    rig.metrics.loads["coder-7b"] = 1.5  # the weights move
+    rig.routes.refuse_writes = 1
+    rig.decided()
+    assert rig.table() == before
+    assert rig.status.statuses[("routingpolicies", "demo")]["table"]["version"] == before.version
+    rig.decided()
+    assert rig.table().version == before.version + 1
+    assert rig.status.statuses[("routingpolicies", "demo")]["table"]["version"] == before.version + 1
 
 
 def test_endpoint_discovery_failing_keeps_the_last_known_endpoints() -> None:
