@@ -1,4 +1,5 @@
-"""The production `ports`: Prometheus, the Kubernetes API and the wall clock, built in one place.
+"""The production `ports`: Prometheus, the Kubernetes API (watches to read, requests to write) and the wall
+clock, built in one place.
 
 Each adapter wraps what does the work (`measure`, `discovery`, `routestore`, the status subresource and kopf's
 events) without changing it; `kubernetes_ports` is the one factory the kopf handlers call.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import kubernetes
@@ -17,15 +18,18 @@ from kubernetes.client import ApiException
 
 from ..api.common import GROUP, VERSION, parse_duration
 from ..api.policy import RoutingPolicySpec
-from .discovery import NamespaceSnapshots
+from .discovery import WatchedEndpoints
 from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
-from .ports import EndpointSource, Ports, RouteStore
-from .routestore import ConfigMapRoutes
+from .ports import Ports
+from .routestore import WatchedRoutes
 
 log = logging.getLogger("zeta.operator")
 
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 """(object body, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
+
+Index = Mapping[Any, Iterable[Mapping[str, Any]]]
+"""A watch-fed index (a kopf.Index): key -> the summaries of the objects filed under it."""
 
 
 class PrometheusMetrics:
@@ -73,16 +77,17 @@ def kubernetes_ports(
     api: kubernetes.client.ApiClient,
     *,
     post_event: EventPoster,
-    endpoints: EndpointSource | None = None,
-    routes: RouteStore | None = None,
+    pods: Index,
+    slices: Index,
+    tables: Index,
 ) -> Ports:
-    """The collaborators of one policy's loop. The kopf handlers pass ``endpoints`` and ``routes`` fed by their
-    watches; without them, discovery LISTs (once a second per namespace) and tables are read with a GET per cycle.
-    The metrics provider is per loop, since it follows that policy's Prometheus settings."""
+    """The collaborators of one policy's loop. ``pods`` and ``slices`` are namespace -> `discovery.pod_summary` /
+    `discovery.slice_summary`, ``tables`` is "namespace/name" -> `routestore.configmap_summary`: a cycle reads
+    nothing from the API server. The metrics provider is per loop: it follows that policy's Prometheus settings."""
     return Ports(
         metrics=PrometheusMetrics(),
-        endpoints=endpoints if endpoints is not None else NamespaceSnapshots(api),
-        routes=routes if routes is not None else ConfigMapRoutes(api),
+        endpoints=WatchedEndpoints(pods=pods, slices=slices),
+        routes=WatchedRoutes(api, tables),
         status=KubernetesStatus(api, post_event),
         clock=time.time,
     )

@@ -6,23 +6,16 @@ CPU, memory and engine metrics of a real cluster are labelled by pod.
 `WatchedEndpoints` answers from what the operator's watches hold (kopf indices over Pods and EndpointSlices,
 kept current by one watch per kind, see handlers.py): a cycle costs no API request for discovery, however many
 policies and backends. `pod_summary` and `slice_summary` keep only what `resolve` reads, so the indices stay
-small. `NamespaceSnapshots` is the same port over LIST calls, for a caller without watches.
+small.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes
-from kubernetes.client import ApiException
-
 from ..api.backend import ModelBackendSpec
-from .ports import Unavailable
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -122,51 +115,6 @@ def resolve(
         own = [p for p in pods if all(_labels(p).get(k) == v for k, v in wanted)]
         return _from_pods(own, port=e.selector.port, scheme=e.scheme)
     return []
-
-
-def _list(api: kubernetes.client.ApiClient, namespace: str, kind: str) -> list[Mapping[str, Any]]:
-    """A list call read as plain JSON: several times cheaper than the client's model objects for big lists."""
-    raw: Any  # with _preload_content=False the client returns the HTTP response, not the typed list
-    if kind == "endpointslices":
-        raw = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-            namespace, _preload_content=False
-        )
-    else:
-        raw = kubernetes.client.CoreV1Api(api).list_namespaced_pod(namespace, _preload_content=False)
-    return list(json.loads(raw.data).get("items") or [])
-
-
-class NamespaceSnapshots:
-    """`ports.EndpointSource` from LIST calls: EndpointSlices and pods per namespace, listed at most once per `max_age` seconds however many policies ask
-    (every policy in a namespace shares one list call), and one list in flight per namespace at a time."""
-
-    def __init__(self, api: kubernetes.client.ApiClient, *, max_age: float = 1.0) -> None:
-        self.api, self.max_age = api, max_age
-        self._cache: dict[tuple[str, str], tuple[float, list[Mapping[str, Any]]]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-    async def items(self, namespace: str, kind: str) -> list[Mapping[str, Any]]:
-        key = (namespace, kind)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            cached = self._cache.get(key)
-            if cached is not None and time.monotonic() - cached[0] < self.max_age:
-                return cached[1]
-            try:
-                items = await asyncio.to_thread(_list, self.api, namespace, kind)
-            except ApiException as e:
-                raise Unavailable(f"listing {kind} in {namespace}: {e.reason}", status=e.status) from e
-            self._cache[key] = (time.monotonic(), items)
-            return items
-
-    async def resolve_all(
-        self, namespace: str, specs: Mapping[str, ModelBackendSpec]
-    ) -> dict[str, list[Endpoint]]:
-        """Every backend's endpoints from at most two list calls: EndpointSlices and pods."""
-        wants_slices = any(s.endpoints.service is not None for s in specs.values())
-        wants_pods = any(s.endpoints.selector is not None for s in specs.values())
-        slices = await self.items(namespace, "endpointslices") if wants_slices else []
-        pods = await self.items(namespace, "pods") if wants_pods else []
-        return {name: resolve(spec, slices, pods) for name, spec in specs.items()}
 
 
 class WatchedEndpoints:

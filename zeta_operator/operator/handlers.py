@@ -21,9 +21,9 @@ from aiohttp import web
 from ..api.common import GROUP, VERSION, parse_duration
 from .adapters import kubernetes_ports
 from .controller import PolicyLoop
-from .discovery import WatchedEndpoints, pod_summary, slice_summary
+from .discovery import pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
-from .routestore import MANAGED_BY, WatchedRoutes, configmap_summary
+from .routestore import MANAGED_BY, configmap_summary
 
 log = logging.getLogger("zeta.operator")
 
@@ -112,10 +112,9 @@ async def control_loop(
         ports=kubernetes_ports(
             memo.api,
             post_event=_post_event,
-            endpoints=WatchedEndpoints(
-                pods=kwargs["pods_by_namespace"], slices=kwargs["endpointslices_by_namespace"]
-            ),
-            routes=WatchedRoutes(memo.api, kwargs["tables_by_name"]),
+            pods=kwargs["pods_by_namespace"],  # kopf passes every index by its handler's name
+            slices=kwargs["endpointslices_by_namespace"],
+            tables=kwargs["tables_by_name"],
         ),
         metrics=memo.metrics,
     )

@@ -1,8 +1,8 @@
 """What `PolicyLoop` needs from the world, as narrow interfaces (the model is Flagger's ``providers.Interface``).
 
 - `MetricsProvider`: the policy's signals for its backends (Prometheus in production, `adapters.PrometheusMetrics`);
-- `EndpointSource`: each backend's ready endpoints (`discovery.NamespaceSnapshots`);
-- `RouteStore`: the live routing table and the controller's saved state, and writing both (`routestore.ConfigMapRoutes`);
+- `EndpointSource`: each backend's ready endpoints (`discovery.WatchedEndpoints`);
+- `RouteStore`: the live routing table and the controller's saved state, and writing both (`routestore.WatchedRoutes`);
 - `StatusWriter`: status subresources and Kubernetes Events (`adapters.KubernetesStatus`);
 - `Clock`: wall-clock seconds (``time.time``).
 
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..api.backend import ModelBackendSpec
 from ..api.policy import RoutingPolicySpec
 from ..api.table import RoutingTable
-
-if TYPE_CHECKING:  # discovery raises `Unavailable`, so it imports this module
-    from .discovery import Endpoint
-    from .measure import MeasuredBackend, Measurement
+from .discovery import Endpoint
+from .measure import MeasuredBackend, Measurement
 
 Clock = Callable[[], float]
 """Seconds since the epoch; the loop's only notion of time for decisions, timestamps and staleness."""

@@ -1,12 +1,12 @@
 """The route store: reads and writes routing tables in ConfigMaps. Nothing here decides anything.
 
-A table is written only when its content hash differs from the live one, read back from the API each cycle
+A table is written only when its content hash differs from the live one, as the API server's watch shows it
 (status is not trusted). The ConfigMap is owned by its RoutingPolicy, so deleting the policy removes it. The
 controller's saved state (`savedstate`) travels in an annotation of the same ConfigMap, so a restarted operator
 finds it next to the weights it belongs to.
 
 `WatchedRoutes` reads the live table from the operator's watch of the ConfigMaps it manages (a kopf index of
-`configmap_summary`, see handlers.py) instead of a GET per cycle. A view that lags behind the API server is
+`configmap_summary`, see handlers.py), not with a GET per cycle. A view that lags behind the API server is
 harmless: every write carries the resourceVersion it was based on, so a write from a stale view is refused (409)
 and the next cycle retries from a fresher one.
 """
@@ -26,19 +26,6 @@ from .ports import LiveTable, Unavailable
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "zeta-operator"}
 STATE_ANNOTATION = "zeta.dev/controller-state"
-
-
-def read(api: kubernetes.client.ApiClient, namespace: str, name: str) -> LiveTable:
-    core = kubernetes.client.CoreV1Api(api)
-    try:
-        cm = core.read_namespaced_config_map(name, namespace)
-    except ApiException as e:
-        if e.status == 404:
-            return LiveTable(None, None)
-        raise Unavailable(f"reading ConfigMap {namespace}/{name}: {e.reason}", status=e.status) from e
-    version = cm.metadata.resource_version if cm.metadata else None
-    saved = ((cm.metadata.annotations if cm.metadata else None) or {}).get(STATE_ANNOTATION)
-    return _live((cm.data or {}).get(CONFIGMAP_KEY), version, saved)
 
 
 def configmap_summary(cm: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,14 +90,20 @@ def write(
         raise Unavailable(f"writing ConfigMap {namespace}/{name}: {e.reason}", status=e.status) from e
 
 
-class ConfigMapRoutes:
-    """`ports.RouteStore` over ConfigMaps, with the synchronous client on worker threads."""
+class WatchedRoutes:
+    """`ports.RouteStore` that reads from a watch-fed index ("namespace/name" -> `configmap_summary`) and writes
+    with the synchronous client on a worker thread."""
 
-    def __init__(self, api: kubernetes.client.ApiClient) -> None:
-        self.api = api
+    def __init__(
+        self, api: kubernetes.client.ApiClient, index: Mapping[str, Iterable[Mapping[str, Any]]]
+    ) -> None:
+        self.api, self.index = api, index
 
     async def read(self, namespace: str, name: str) -> LiveTable:
-        return await asyncio.to_thread(read, self.api, namespace, name)
+        found = next(iter(self.index.get(f"{namespace}/{name}", ())), None)
+        if found is None:
+            return LiveTable(None, None)
+        return _live(found.get("table"), found.get("resourceVersion"), found.get("savedState"))
 
     async def write(
         self,
@@ -125,20 +118,3 @@ class ConfigMapRoutes:
         await asyncio.to_thread(
             write, self.api, namespace, name, table, owner=owner, live=live, saved_state=saved_state
         )
-
-
-class WatchedRoutes(ConfigMapRoutes):
-    """`ports.RouteStore` that reads from a watch-fed index ("namespace/name" -> `configmap_summary`) and writes
-    like `ConfigMapRoutes`."""
-
-    def __init__(
-        self, api: kubernetes.client.ApiClient, index: Mapping[str, Iterable[Mapping[str, Any]]]
-    ) -> None:
-        super().__init__(api)
-        self.index = index
-
-    async def read(self, namespace: str, name: str) -> LiveTable:
-        found = next(iter(self.index.get(f"{namespace}/{name}", ())), None)
-        if found is None:
-            return LiveTable(None, None)
-        return _live(found.get("table"), found.get("resourceVersion"), found.get("savedState"))
