@@ -1,8 +1,9 @@
 """One operator at scale on the real apiserver and a real Prometheus: 200 backends across 20 policies.
 
 Measured side by side in one run: the same operator process first with 1 policy of 10 backends (the baseline),
-then with all 20 policies of 10 backends each. Reported: PromQL queries per control interval, cycle wall time
-(mean per policy cycle, from the operator's own histogram), operator RSS, table writes. Backends are selector
+then with all 20 policies of 10 backends each. Reported: PromQL queries per control interval, Kubernetes API
+requests per policy cycle (from the API server's own `apiserver_request_total`, watches left out, by resource and
+verb), cycle wall time (mean per policy cycle, from the operator's own histogram), operator RSS, table writes. Backends are selector
 backends over Pod objects (Ready at 127.0.0.1, no kubelet); 20 of them have a live simulator behind them, the rest
 answer no data, which costs the operator the same queries.
 
@@ -83,6 +84,28 @@ def policy(name: str, label: str, members: list[str], prometheus: str) -> dict[s
     }
 
 
+OPERATOR_RESOURCES = {"pods", "endpointslices", "configmaps", "routingpolicies", "modelbackends", "events"}
+"""What the operator reads and writes; nothing else touches them in the bench namespace while it measures."""
+
+
+def api_requests(cluster: Cluster) -> dict[str, float]:
+    """Requests the API server has answered so far, by "VERB resource[/subresource]" (watches left out: one
+    long-lived watch is not a per-cycle cost)."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, float] = {}
+    for labels, value in re.findall(r"^apiserver_request_total{([^}]*)} ([0-9.e+]+)$", text, re.M):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("resource") not in OPERATOR_RESOURCES or fields.get("verb") in ("WATCH", "CONNECT"):
+            continue
+        key = f"{fields['verb']} {fields['resource']}" + (
+            f"/{fields['subresource']}" if fields.get("subresource") else ""
+        )
+        if not fields.get("code", "").startswith("2"):
+            key += f" ({fields.get('code')})"  # refused: a conflict from a stale view would show here
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def scrape(op: OperatorProcess) -> dict[str, float]:
     text = op.metrics()
 
@@ -113,13 +136,19 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def measure(op: OperatorProcess, seconds: float, interval: float) -> dict[str, float]:
+def measure(cluster: Cluster, op: OperatorProcess, seconds: float, interval: float) -> dict[str, Any]:
     time.sleep(2 * interval)  # let the first cycles (table creation) pass
-    before = scrape(op)
+    before, api_before = scrape(op), api_requests(cluster)
     time.sleep(seconds)
-    after = scrape(op)
+    after, api_after = scrape(op), api_requests(cluster)
     delta = {k: after[k] - before[k] for k in after}
+    cycles = max(delta["cycles"], 1)
+    api = {
+        k: (v - api_before.get(k, 0.0)) / cycles for k, v in api_after.items() if v > api_before.get(k, 0.0)
+    }
     return {
+        "api_per_cycle": sum(api.values()),
+        "api_by_kind": dict(sorted(api.items(), key=lambda kv: -kv[1])),
         "queries_per_interval": delta["queries"] / (seconds / interval),
         "cycles": delta["cycles"],
         "mean_cycle_ms": 1000 * delta["cycle_seconds"] / max(delta["cycles"], 1),
@@ -159,10 +188,10 @@ def main() -> None:
                 try:
                     name, label, members = groups[0]
                     cluster.apply([policy(name, label, members, prom.url)], namespace=NS)
-                    baseline = measure(op, args.seconds, interval)
+                    baseline = measure(cluster, op, args.seconds, interval)
                     require_ready(cluster, [name])
                     cluster.apply([policy(n, lb, m, prom.url) for n, lb, m in groups[1:]], namespace=NS)
-                    scaled = measure(op, args.seconds, interval)
+                    scaled = measure(cluster, op, args.seconds, interval)
                     require_ready(cluster, [g[0] for g in groups])
                 finally:
                     op.process.stop()
@@ -171,21 +200,24 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, baseline: dict[str, float], scaled: dict[str, float]) -> None:
+def report(args: argparse.Namespace, baseline: dict[str, Any], scaled: dict[str, Any]) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())  # fmt: skip
     n = args.policies * args.backends_per_policy
     print(
         f"machine: {platform.node()}, {cpu}, python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
-    print(f"| setup | PromQL queries per interval | mean cycle per policy | cycles in {args.seconds:.0f}s | "
-          "table writes | operator RSS |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| setup | PromQL queries per interval | API requests per policy cycle | mean cycle per policy | "
+          f"cycles in {args.seconds:.0f}s | table writes | operator RSS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     rows = [(f"1 policy, {args.backends_per_policy} backends (baseline)", baseline),
             (f"{args.policies} policies, {n} backends", scaled)]  # fmt: skip
     for label, r in rows:
-        print(f"| {label} | {r['queries_per_interval']:.1f} | {r['mean_cycle_ms']:.1f} ms | {r['cycles']:.0f} | "
-              f"{r['writes']:.0f} | {r['rss_mib']:.0f} MiB |")  # fmt: skip
+        print(f"| {label} | {r['queries_per_interval']:.1f} | {r['api_per_cycle']:.2f} | {r['mean_cycle_ms']:.1f} ms | "
+              f"{r['cycles']:.0f} | {r['writes']:.0f} | {r['rss_mib']:.0f} MiB |")  # fmt: skip
+    for label, r in rows:
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in r["api_by_kind"].items())
+        print(f"API requests per policy cycle, {label}: {kinds}")
     print(
         f"ratios (scaled / baseline): queries {scaled['queries_per_interval'] / baseline['queries_per_interval']:.1f}x, "
         f"cycle time {scaled['mean_cycle_ms'] / baseline['mean_cycle_ms']:.2f}x, RSS {scaled['rss_mib'] / baseline['rss_mib']:.2f}x"

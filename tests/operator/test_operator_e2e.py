@@ -8,12 +8,13 @@ its RoutingPolicy and ConfigMap. The Prometheus outage test runs last and restor
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from zeta_dev.localcluster.prometheus import Prometheus
 from zeta_dev.waiting import eventually
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.api.table import RoutingTable
+from zeta_operator.operator.routestore import STATE_ANNOTATION
 
 BACKENDS = {  # name -> (size, max concurrent sequences, tasks, complexity ceiling)
     "general-4b": (4, 8, ["chat", "summarize", "code"], 2),
@@ -350,20 +352,82 @@ def test_slow_prometheus_does_not_stall_the_loop(fleet: Fleet) -> None:
         assert 'zeta_operator_query_errors_total{kind="timeout"}' in metrics
 
 
-def test_operator_restart_rebuilds_state_without_a_rewrite_storm(fleet: Fleet) -> None:
-    cm = _apply_policy(fleet, "restart")
-    eventually(
-        lambda: _weights(fleet, cm, "code-simple").get("coder-7b", 0) > 0.8, timeout=60, what="steady table"
+def _cycles(operator: OperatorProcess, policy: str) -> int:
+    """Control cycles this operator process has completed for ``policy`` (from its own /metrics)."""
+    found = re.search(
+        rf'zeta_operator_cycles_total{{policy="{re.escape(policy)}",result="ok"}} ([0-9.e+]+)',
+        operator.metrics(),
     )
-    time.sleep(3)
-    before = _table(fleet, cm)
-    assert before is not None
-    fleet.operator.process.stop()
-    fleet.operator = start_operator(fleet.cluster, fleet.namespace, fleet.workdir)
-    time.sleep(6)  # six intervals of the restarted operator
-    after = _table(fleet, cm)
-    assert after is not None and after.version <= before.version + 1
-    assert after.classes[1].weights == pytest.approx(before.classes[1].weights, abs=0.05)
+    return int(float(found.group(1))) if found else 0
+
+
+def _saved_state(fleet: Fleet, configmap: str) -> dict[str, Any]:
+    cm = kubernetes.client.CoreV1Api(fleet.cluster.api_client()).read_namespaced_config_map(
+        configmap, fleet.namespace
+    )
+    return dict(json.loads((cm.metadata.annotations or {}).get(STATE_ANNOTATION, "{}")))
+
+
+def _version_held_for(
+    fleet: Fleet, configmap: str, policy: str, cycles: int
+) -> Callable[[], RoutingTable | None]:
+    """A check that answers the table once its version has not changed while the operator ran ``cycles``."""
+    first: dict[int, int] = {}  # version -> operator cycles when it was first seen
+
+    def check() -> RoutingTable | None:
+        done = _cycles(fleet.operator, policy)
+        table = _table(fleet, configmap)
+        if table is None:
+            return None
+        seen = first.setdefault(table.version, done)
+        return table if done - seen >= cycles else None
+
+    return check
+
+
+def test_operator_killed_mid_offload_resumes_it_without_a_rewrite_storm(fleet: Fleet) -> None:
+    cm = _apply_policy(fleet, "killed")
+    policy = f"{fleet.namespace}/killed"
+    eventually(lambda: _weights(fleet, cm, "code-simple").get("coder-7b", 0) > 0.8, timeout=60, what="table")
+
+    def flagged(reason: str) -> int:
+        return sum(e["reason"] == reason for e in events(fleet.cluster, fleet.namespace) if "killed" in
+                   e["object"] or e["object"] == "coder-7b")  # fmt: skip
+
+    with Load(fleet.sims["coder-7b"], concurrency=14):
+        eventually(
+            lambda: _saved_state(fleet, cm).get("state", {}).get("offloading", {}).get("code-simple"),
+            timeout=90,
+            what="an offload of code-simple, saved",
+        )
+        # At its bound under a constant overload: the table stops changing while the operator keeps cycling.
+        before = eventually(
+            _version_held_for(fleet, cm, policy, cycles=5), timeout=120, what="a steady offload"
+        )
+        assert next(c for c in before.classes if c.name == "code-simple").weights["coder-7b"] < 0.5
+        saved = _saved_state(fleet, cm)
+        assert saved["version"] == 1 and "coder-7b" in saved["state"]["overloaded"]
+        overloaded, started = flagged("BackendOverloaded"), flagged("OffloadStarted")
+        assert overloaded >= 1 and started >= 1
+
+        fleet.operator.process.kill()
+        fleet.operator = start_operator(fleet.cluster, fleet.namespace, fleet.workdir)
+        eventually(
+            lambda: _cycles(fleet.operator, policy) >= 8, timeout=60, what="eight cycles after restart"
+        )
+        after = _table(fleet, cm)
+        code_simple = next(
+            c
+            for c in policy_status(fleet.cluster, fleet.namespace, "killed")["classes"]
+            if c["name"] == "code-simple"
+        )
+        assert code_simple["offloading"] is True
+
+    assert after is not None and after.version == before.version, "the restarted operator rewrote the table"
+    assert [c.weights for c in after.classes] == [c.weights for c in before.classes]
+    # It remembered that coder-7b is overloaded and code-simple offloading: no second round of events.
+    assert (flagged("BackendOverloaded"), flagged("OffloadStarted")) == (overloaded, started)
+    assert "(saved state)" in fleet.operator.process.log_tail(400)
 
 
 def test_prometheus_outage_holds_then_falls_back_then_recovers(fleet: Fleet) -> None:

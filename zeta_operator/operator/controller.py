@@ -1,34 +1,34 @@
 """One control cycle of one RoutingPolicy: discover, measure, decide, write the table, report.
 
-The decision itself is `weights.decide` (pure); this module only gathers its inputs and carries out its result.
-Anything that cannot be measured or reached degrades to "hold what we had": the last good routing table is never
-replaced by an empty or invalid one.
+The decision itself is `weights.decide` (pure); this module only gathers its inputs and carries out its result,
+through the narrow interfaces of `ports` (production ones from `adapters.kubernetes_ports`, in-memory ones in the
+tests). Anything that cannot be measured or reached degrades to "hold what we had": the last good routing table
+is never replaced by an empty or invalid one. The controller's memory is saved next to the table (`savedstate`),
+so a restarted operator continues where the last one stopped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes
 import pydantic
-from kubernetes.client import ApiException
 
 from ..api.backend import ModelBackendSpec, ModelBackendStatus, Signal
-from ..api.common import GROUP, VERSION, parse_duration
+from ..api.common import parse_duration
 from ..api.policy import ClassWeights, RoutingPolicySpec, RoutingPolicyStatus, TableRef
 from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
-from . import discovery, routestore
+from . import savedstate
 from .conditions import condition, merge
 from .discovery import Endpoint
-from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
+from .measure import MeasuredBackend, Measurement
 from .metrics import OperatorMetrics
+from .ports import LiveTable, Ports, Unavailable
 from .validation import validate
 from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
 
@@ -36,9 +36,6 @@ log = logging.getLogger("zeta.operator")
 
 STATUS_HEARTBEAT = 30.0
 """Seconds after which an unchanged status is written anyway, so its timestamps show the loop is alive."""
-
-EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
-"""(object body, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
 
 
 def rfc3339(ts: float) -> str:
@@ -82,27 +79,16 @@ def select_backends(
 class PolicyLoop:
     """The controller of one RoutingPolicy; holds what must survive between cycles."""
 
-    def __init__(
-        self,
-        *,
-        namespace: str,
-        name: str,
-        api: kubernetes.client.ApiClient,
-        metrics: OperatorMetrics,
-        post_event: EventPoster,
-        snapshots: discovery.NamespaceSnapshots | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.snapshots = snapshots or discovery.NamespaceSnapshots(api)
+    def __init__(self, *, namespace: str, name: str, ports: Ports, metrics: OperatorMetrics) -> None:
         self.namespace, self.name = namespace, name
-        self.api, self.metrics, self.post_event, self.clock = api, metrics, post_event, clock
+        self.ports, self.metrics = ports, metrics
+        self.clock, self.post_event = ports.clock, ports.status.post_event
         self.state: ControllerState | None = None
         self.ready_since: dict[str, float] = {}
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.problems: tuple[str, ...] = ()
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
-        self._source: PrometheusSource | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
         ] = {}  # (plural, name) -> (coarse status, when)
@@ -132,18 +118,16 @@ class PolicyLoop:
         now = self.clock()
         generation = body.get("metadata", {}).get("generation")
         policy, backends, problems = self._parse(body, backend_bodies)
-        live = await asyncio.to_thread(routestore.read, self.api, self.namespace, self._configmap(body))
+        live = await self.ports.routes.read(self.namespace, self._configmap(body))
         if self.state is None and live.table is not None:
-            self._restore(live.table, now)
+            self._restore(live, live.table, now)
         if problems or policy is None:
             await self._report_invalid(body, problems, generation=generation, now=now, live=live)
             return None
         self._clear_invalid(body)
 
         await self._discover(backends)
-        source = self._prometheus(policy)
-        measured = await measure_async(
-            source,
+        measured = await self.ports.metrics.measure(
             policy,
             namespace=self.namespace,
             backends=[
@@ -190,25 +174,40 @@ class PolicyLoop:
         problems += validate(policy, {b.name: b.spec for b in backends})
         return policy, backends, problems
 
-    def _restore(self, table: RoutingTable, now: float) -> None:
-        """After a restart: continue from the live table instead of recomputing from scratch (no rewrite storm)."""
-        self.state = ControllerState.from_table_weights({c.name: dict(c.weights) for c in table.classes}, now)
+    def _restore(self, live: LiveTable, table: RoutingTable, now: float) -> None:
+        """After a restart: continue from the saved state and the live table's weights instead of recomputing
+        from scratch (no rewrite storm, no repeated events); without a usable saved state, from the weights."""
+        weights = {c.name: dict(c.weights) for c in table.classes}
+        saved = None
+        if live.saved_state is not None:
+            try:
+                saved = savedstate.decode(live.saved_state)
+            except savedstate.Unreadable as problem:
+                log.warning(
+                    "%s/%s: saved controller state ignored (%s); rebuilding it from the table's weights",
+                    self.namespace, self.name, problem,
+                )  # fmt: skip
+        if saved is None:
+            self.state = ControllerState.from_table_weights(weights, now)
+        else:
+            self.state = savedstate.resume(saved, weights, now)
         for b in table.backends:
             for e in b.endpoints:
                 since = _epoch(e.ready_since)
                 if since is not None:
                     self.ready_since.setdefault(e.url, since)
-        log.info("restored state of %s/%s from table version %d", self.namespace, self.name, table.version)
+        log.info(
+            "restored state of %s/%s from table version %d (%s)", self.namespace, self.name, table.version,
+            "saved state" if saved is not None else "weights only",
+        )  # fmt: skip
 
     async def _discover(self, backends: list[SelectedBackend]) -> None:
         now = self.clock()
         try:
-            found = await self.snapshots.resolve_all(self.namespace, {b.name: b.spec for b in backends})
-        except ApiException as e:
+            found = await self.ports.endpoints.resolve_all(self.namespace, {b.name: b.spec for b in backends})
+        except Unavailable as e:
             # Could not look: keep what we knew rather than declaring the backends gone.
-            log.warning(
-                "endpoint discovery in %s failed (%s); keeping the last known", self.namespace, e.status
-            )
+            log.warning("endpoint discovery in %s failed (%s); keeping the last known", self.namespace, e)
             found = {b.name: self.endpoints.get(b.name, []) for b in backends}
         for b in backends:
             b.endpoints = found[b.name]
@@ -221,13 +220,6 @@ class PolicyLoop:
                 del self.ready_since[
                     url
                 ]  # it may come back later: that is a new endpoint, with a new blackout
-
-    def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
-        timeout = parse_duration(policy.prometheus.timeout)
-        src = self._source
-        if src is None or src.address != policy.prometheus.address or src.timeout != timeout:
-            src = self._source = PrometheusSource(policy.prometheus.address, timeout=timeout)
-        return src
 
     def _input(self, b: SelectedBackend, measured: Measurement) -> BackendInput:
         since = [self.ready_since[e.url] for e in b.endpoints if e.url in self.ready_since]
@@ -303,40 +295,56 @@ class PolicyLoop:
         )
 
     async def _write_if_changed(
-        self, body: Mapping[str, Any], table: RoutingTable, live: routestore.LiveTable, now: float
+        self, body: Mapping[str, Any], table: RoutingTable, live: LiveTable, now: float
     ) -> TableRef | None:
+        """Write the table when its content changed, with the controller's state; an unchanged table is
+        rewritten (same version, same content) only when the state is due for saving (`savedstate.due`)."""
         name = self._configmap(body)
         if not any(c.weights for c in table.classes):
             log.warning(
                 "%s/%s: no class has a reachable backend; keeping the live table", self.namespace, self.name
             )
             return _ref(name, live.table)
+        assert self.state is not None, "called after decide"
+        saved = savedstate.encode(self.state)
+        if saved is None:
+            log.warning("%s/%s: controller state too large to save", self.namespace, self.name)
         digest = table.content_hash()
         if live.table is not None and live.table.hash == digest:
+            if saved is not None and savedstate.due(live.saved_state, self.state, now):
+                await self._store(body, live.table, live, saved)
             return _ref(name, live.table)
         version = (live.table.version if live.table else 0) + 1
         sealed = table.sealed(version=version, generated_at=rfc3339(now))
-        owner = {"name": self.name, "uid": body["metadata"]["uid"]}
-        try:
-            await asyncio.to_thread(
-                routestore.write, self.api, self.namespace, name, sealed, owner=owner, live=live
-            )
-        except ApiException as e:
-            log.warning(
-                "writing table %s/%s failed (%s %s); retrying next cycle",
-                self.namespace,
-                name,
-                e.status,
-                e.reason,
-            )
+        if not await self._store(body, sealed, live, saved):
             return _ref(name, live.table)
         self.metrics.table_written(self.namespace, self.name, version)
         return TableRef(config_map=name, version=version, hash=digest)
 
+    async def _store(
+        self, body: Mapping[str, Any], table: RoutingTable, live: LiveTable, saved: str | None
+    ) -> bool:
+        name = self._configmap(body)
+        owner = {"name": self.name, "uid": str(body["metadata"]["uid"])}
+        try:
+            await self.ports.routes.write(
+                self.namespace, name, table, owner=owner, live=live, saved_state=saved
+            )
+        except Unavailable as e:
+            log.warning("writing table %s/%s failed (%s); retrying next cycle", self.namespace, name, e)
+            return False
+        return True
+
     # ---------------------------------------------------------------- reporting
 
     async def _report_invalid(
-        self, body: Mapping[str, Any], problems: list[str], *, generation: int | None, now: float, live: Any
+        self,
+        body: Mapping[str, Any],
+        problems: list[str],
+        *,
+        generation: int | None,
+        now: float,
+        live: LiveTable,
     ) -> None:
         message = "; ".join(problems)[:4000]
         if tuple(problems) != self.problems:
@@ -489,15 +497,7 @@ class PolicyLoop:
         self.post_event(target, "Warning" if e.warning else "Normal", e.reason, e.message)
 
     async def _patch_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
-        api = kubernetes.client.CustomObjectsApi(self.api)
-        try:
-            await asyncio.to_thread(
-                api.patch_namespaced_custom_object_status,
-                GROUP, VERSION, self.namespace, plural, name, {"status": status},
-            )  # fmt: skip
-        except ApiException as e:
-            if e.status != 404:  # deleted meanwhile: nothing to report on
-                log.warning("status patch of %s/%s failed: %s %s", plural, name, e.status, e.reason)
+        await self.ports.status.patch_status(plural, self.namespace, name, status)
 
 
 def _coarse(value: Any) -> Any:

@@ -1,6 +1,8 @@
 """kopf glue: thin handlers that wire the watch streams to `PolicyLoop`.
 
-- every ModelBackend is kept in an in-memory index (no API call per cycle to list them);
+- every ModelBackend is kept in an in-memory index (no API call per cycle to list them), and so is every Pod and
+  EndpointSlice, in summary (`discovery.WatchedEndpoints`), and every routing-table ConfigMap the operator manages
+  (`routestore.WatchedRoutes`): a cycle reads nothing from the API server, it only writes what changed;
 - every RoutingPolicy gets a daemon that runs its control cycle once per `spec.adaptation.interval`, reading
   the live spec and the live index each time, so edits take effect on the next cycle.
 """
@@ -17,9 +19,11 @@ import kubernetes
 from aiohttp import web
 
 from ..api.common import GROUP, VERSION, parse_duration
+from .adapters import kubernetes_ports
 from .controller import PolicyLoop
-from .discovery import NamespaceSnapshots
+from .discovery import pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
+from .routestore import MANAGED_BY, configmap_summary
 
 log = logging.getLogger("zeta.operator")
 
@@ -51,7 +55,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.INFO
     memo.api = _client()
     memo.metrics = OperatorMetrics()
-    memo.snapshots = NamespaceSnapshots(memo.api)  # shared by every policy's loop
     runner = web.AppRunner(health_app(memo.metrics), access_log=None)
     await runner.setup()
     port = int(memo.get(HEALTH_PORT_KEY, 8080))
@@ -73,6 +76,23 @@ def backends_by_namespace(
 ) -> dict[str | None, dict[str, Any]]:
     return {namespace: {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
                         "spec": dict(body.get("spec") or {})}}  # fmt: skip
+
+
+@kopf.index("v1", "pods")
+def pods_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, dict[str, Any]]:
+    return {namespace: pod_summary(body)}
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices")
+def endpointslices_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str | None, dict[str, Any]]:
+    return {namespace: slice_summary(body)}
+
+
+@kopf.index("v1", "configmaps", labels=MANAGED_BY)
+def tables_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {f"{namespace}/{name}": configmap_summary(body)}
 
 
 CYCLE_FINISH_SECONDS = 30.0
@@ -98,10 +118,14 @@ async def control_loop(
     loop = PolicyLoop(
         namespace=namespace,
         name=name,
-        api=memo.api,
+        ports=kubernetes_ports(
+            memo.api,
+            post_event=_post_event,
+            pods=kwargs["pods_by_namespace"],  # kopf passes every index by its handler's name
+            slices=kwargs["endpointslices_by_namespace"],
+            tables=kwargs["tables_by_name"],
+        ),
         metrics=memo.metrics,
-        post_event=_post_event,
-        snapshots=memo.snapshots,
     )
     policy = f"{namespace}/{name}"
     try:

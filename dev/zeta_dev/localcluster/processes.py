@@ -95,6 +95,12 @@ class ManagedProcess:
         except OSError:
             return "(no log)"
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once: a crash, with no chance to clean up or save anything."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
         if self.popen.poll() is None:
