@@ -22,17 +22,30 @@ from kubernetes.client import ApiException
 
 from ..api.backend import ModelBackendSpec, ModelBackendStatus, Signal
 from ..api.common import GROUP, VERSION, parse_duration
-from ..api.policy import ClassWeights, RoutingPolicySpec, RoutingPolicyStatus, TableRef
+from ..api.policy import (
+    ClassWeights,
+    PrometheusConnection,
+    RoutingPolicySpec,
+    RoutingPolicyStatus,
+    TableRef,
+)
 from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
-from . import discovery, routestore
+from . import credentials, discovery, routestore
 from .conditions import condition, merge
 from .discovery import Endpoint
-from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
+from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async, unmeasured
 from .metrics import OperatorMetrics
 from .validation import validate
 from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
 
 log = logging.getLogger("zeta.operator")
+
+METRICS_REASONS = {
+    "credentials": "CredentialsUnavailable",
+    "tls": "PrometheusTLSFailed",
+    "auth": "PrometheusAuthFailed",
+}
+"""MetricsAvailable=False reasons by failure kind; any other failure is PrometheusUnavailable."""
 
 STATUS_HEARTBEAT = 30.0
 """Seconds after which an unchanged status is written anyway, so its timestamps show the loop is alive."""
@@ -103,6 +116,7 @@ class PolicyLoop:
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
         self._source: PrometheusSource | None = None
+        self.tls_mode: str | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
         ] = {}  # (plural, name) -> (coarse status, when)
@@ -141,12 +155,10 @@ class PolicyLoop:
         self._clear_invalid(body)
 
         await self._discover(backends)
-        source = self._prometheus(policy)
-        measured = await measure_async(
-            source,
+        measured = await self._measure(
+            body,
             policy,
-            namespace=self.namespace,
-            backends=[
+            [
                 MeasuredBackend(
                     name=b.name,
                     pods=tuple(sorted({e.pod for e in b.endpoints if e.pod})),
@@ -222,12 +234,44 @@ class PolicyLoop:
                     url
                 ]  # it may come back later: that is a new endpoint, with a new blackout
 
-    def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
-        timeout = parse_duration(policy.prometheus.timeout)
+    async def _measure(
+        self, body: Mapping[str, Any], policy: RoutingPolicySpec, backends: list[MeasuredBackend]
+    ) -> Measurement:
+        try:
+            source = await self._prometheus(policy)
+        except credentials.CredentialsError as e:
+            # Never fall back to asking without credentials: report what is missing, hold the weights.
+            return unmeasured(policy, backends=backends, kind="credentials", message=str(e))
+        self._note_tls(body, source)
+        return await measure_async(source, policy, namespace=self.namespace, backends=backends)
+
+    async def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
+        """The source for the policy's Prometheus, rebuilt when its address, timeout, CA or credentials change."""
+        settings = policy.prometheus
+        tls, auth = await asyncio.to_thread(credentials.resolve, self.api, self.namespace, settings)
+        timeout = parse_duration(settings.timeout)
         src = self._source
-        if src is None or src.address != policy.prometheus.address or src.timeout != timeout:
-            src = self._source = PrometheusSource(policy.prometheus.address, timeout=timeout)
+        if src is None or (src.address, src.timeout, src.tls, src.auth) != (
+            settings.address,
+            timeout,
+            tls,
+            auth,
+        ):
+            if src is not None:
+                src.close()
+            src = self._source = PrometheusSource(settings.address, timeout=timeout, tls=tls, auth=auth)
         return src
+
+    def _note_tls(self, body: Mapping[str, Any], source: PrometheusSource) -> None:
+        """Certificate checks turned off is said once, loudly, each time it is turned on."""
+        if source.tls_mode == "InsecureSkipVerify" and self.tls_mode != "InsecureSkipVerify":
+            message = (
+                f"TLS certificate verification of {source.address} is off "
+                "(spec.prometheus.tls.insecureSkipVerify): anyone on the path can impersonate Prometheus"
+            )
+            self.post_event(body, "Warning", "InsecureSkipVerify", message)
+            log.warning("%s/%s: %s", self.namespace, self.name, message)
+        self.tls_mode = source.tls_mode
 
     def _input(self, b: SelectedBackend, measured: Measurement) -> BackendInput:
         since = [self.ready_since[e.url] for e in b.endpoints if e.url in self.ready_since]
@@ -412,7 +456,7 @@ class PolicyLoop:
         degraded_msg = (
             "static preferences: measurements older than the staleness limit"
             if decision.stale
-            else ("holding the last good weights" if degraded else "")
+            else (f"holding the last good weights: {metrics_msg}" if degraded else "")
         )
         ready = table_ref is not None
         conditions = [
@@ -420,7 +464,8 @@ class PolicyLoop:
                       f"routing table version {table_ref.version}" if table_ref else "no routing table yet",
                       now=stamp, generation=generation),
             condition("MetricsAvailable", decision.metrics_available,
-                      "Measured" if decision.metrics_available else "PrometheusUnavailable", metrics_msg,
+                      "Measured" if decision.metrics_available else
+                      METRICS_REASONS.get(measured.failure_kind or "", "PrometheusUnavailable"), metrics_msg,
                       now=stamp, generation=generation),
             condition("Degraded", degraded, "StaticFallback" if decision.stale else ("HoldingWeights" if degraded else
                       "AsDesigned"), degraded_msg, now=stamp, generation=generation),
@@ -442,6 +487,7 @@ class PolicyLoop:
             observed_generation=generation,
             last_updated=stamp,
             conditions=merge(previous.conditions, conditions),
+            prometheus=_connection(policy),
         )
         await self._patch_if_changed("routingpolicies", self.name, status.to_wire(), now)
         for b in backends:
@@ -520,6 +566,17 @@ def _status(body: Mapping[str, Any]) -> RoutingPolicyStatus:
         return RoutingPolicyStatus.model_validate(body.get("status") or {})
     except pydantic.ValidationError:
         return RoutingPolicyStatus()
+
+
+def _connection(policy: RoutingPolicySpec) -> PrometheusConnection:
+    settings = policy.prometheus
+    tls = (
+        "Plaintext"
+        if not settings.address.lower().startswith("https://")
+        else ("InsecureSkipVerify" if settings.tls.insecure_skip_verify else "Verified")
+    )
+    auth = "BasicAuth" if settings.basic_auth else ("BearerToken" if settings.bearer_token else "None")
+    return PrometheusConnection(tls=tls, auth=auth)
 
 
 def _ref(name: str, table: RoutingTable | None) -> TableRef | None:
