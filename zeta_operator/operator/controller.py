@@ -117,6 +117,7 @@ class PolicyLoop:
         self.last_cycle_at: float | None = None
         self._source: PrometheusSource | None = None
         self.tls_mode: str | None = None
+        self.metrics_problem: str | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
         ] = {}  # (plural, name) -> (coarse status, when)
@@ -435,15 +436,20 @@ class PolicyLoop:
         stamp = rfc3339(now)
         for event in decision.events:
             self._post_weight_event(body, backends, event)
-        if self.metrics_ok is not None and self.metrics_ok != decision.metrics_available:
-            if decision.metrics_available:
-                self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
-            else:
-                detail = measured.unreachable or "no usable reading"
-                self.post_event(
-                    body, "Warning", "MetricsUnavailable", f"{detail}; holding the last good weights"
-                )
+        problem = None if decision.metrics_available else (measured.unreachable or "no usable reading")
+        refused = (
+            measured.failure_kind in METRICS_REASONS
+        )  # a password, certificate or Secret: say each change
+        if decision.metrics_available and self.metrics_ok is False:
+            self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
+            log.info("%s/%s: Prometheus answers again", self.namespace, self.name)
+        elif problem is not None and (self.metrics_ok or (refused and problem != self.metrics_problem)):
+            self.post_event(
+                body, "Warning", "MetricsUnavailable", f"{problem}; holding the last good weights"
+            )
+            log.warning("%s/%s: %s; holding the last good weights", self.namespace, self.name, problem)
         self.metrics_ok = decision.metrics_available
+        self.metrics_problem = problem
         for c in policy.classes:
             for backend, share in decision.weights.get(c.name, {}).items():
                 self.metrics.weight(self.namespace, self.name, c.name, backend, share)
