@@ -8,7 +8,10 @@ shipped RBAC (get on Secrets, nothing more), and never appear in its log, its st
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,6 +140,44 @@ def test_insecure_skip_verify_reads_and_says_so(secure_prom: Prometheus) -> None
     assert m.errors == {} and m.signals["a"]["requestRate"].value == 3.0
     assert PrometheusSource(secure_prom.url, timeout=1, tls=tls).tls_mode == "InsecureSkipVerify"
     assert PrometheusSource(secure_prom.url, timeout=1).tls_mode == "Verified"
+
+
+@contextlib.contextmanager
+def fake_token_checking_proxy(token: str) -> Iterator[str]:
+    """Prometheus checks no bearer tokens itself (a proxy in front of it does, e.g. kube-rbac-proxy, which does
+    not run here): this fake stands in for that proxy, answering an empty vector to the right token only."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("Authorization") == f"Bearer {token}"
+            body = (
+                b'{"status":"success","data":{"resultType":"vector","result":[]}}' if ok else b"Unauthorized"
+            )
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bearer_token_is_sent_as_authorization() -> None:
+    with fake_token_checking_proxy("t0ken") as url:
+        for token, failure in (("t0ken", None), ("other", "auth")):
+            source = PrometheusSource(url, timeout=10, auth=ClientAuth(bearer_token=token))
+            m = measure(source, _spec(), namespace="n", backends=[MeasuredBackend("a", ("a-0",))])
+            source.close()
+            assert m.failure_kind == failure and m.queries == 8
 
 
 def test_credentials_never_show_in_a_repr() -> None:
