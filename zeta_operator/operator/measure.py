@@ -134,20 +134,21 @@ class PrometheusSource:
         self.tls = tls or ClientTLS()
         self.auth = auth or ClientAuth()
         headers = {"Authorization": f"Bearer {self.auth.bearer_token}"} if self.auth.bearer_token else None
+        session = requests.Session()
+        # requests takes a CA bundle as a file path; without one it verifies against the system's CAs.
+        session.verify = _ca_file(self.tls.ca_pem) if self.tls.ca_pem else not self.tls.insecure_skip_verify
+        if self.tls.insecure_skip_verify:
+            # Said once in status and by an Event (the operator's job), not by urllib3 on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         # No retries: a slow or dead Prometheus must cost one deadline per cycle, not several.
         self._client = PrometheusConnect(
             url=address,
-            disable_ssl=self.tls.insecure_skip_verify,
             retry=Retry(total=0, read=False),
             timeout=timeout,
             headers=headers,
             auth=self.auth.basic,
+            session=session,
         )
-        if self.tls.insecure_skip_verify:
-            # Said once in status and by an Event (the operator's job), not by urllib3 on every request.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        if self.tls.ca_pem is not None:
-            self._client._session.verify = _ca_file(self.tls.ca_pem)  # requests wants a path, not PEM text
         self._pool = concurrent.futures.ThreadPoolExecutor(
             MAX_PARALLEL_QUERIES, thread_name_prefix="prometheus"
         )
