@@ -479,6 +479,24 @@ def test_operator_reads_through_tls_and_basic_auth_then_reports_each_failure(set
     )
     assert "verification of " + s.prometheus.url + " is off" in warning[0]["message"]
 
+    # Credentials over plain http: said too (this server speaks only https, so it also answers nothing useful).
+    s.cluster.apply(
+        [_policy(s.prometheus.url.replace("https://", "http://"), **BASIC_AUTH)], namespace=s.namespace
+    )
+    eventually(
+        lambda: (
+            policy_status(s.cluster, s.namespace, "secure").get("prometheus", {}).get("tls") == "Plaintext"
+        ),
+        timeout=60,
+        what="Plaintext in status",
+    )
+    plaintext = eventually(
+        lambda: [e for e in events(s.cluster, s.namespace) if e["reason"] == "PlaintextCredentials"],
+        timeout=60,
+        what="a PlaintextCredentials Event",
+    )
+    assert plaintext[0]["message"].startswith("BasicAuth credentials go to http://")
+
     # Each refusal was also said by a Warning Event, with its reason.
     said = [e["message"] for e in events(s.cluster, s.namespace) if e["reason"] == "MetricsUnavailable"]
     for refusal in ("rejected the credentials", "not trusted", "has no key pw"):

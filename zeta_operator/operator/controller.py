@@ -116,7 +116,7 @@ class PolicyLoop:
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
         self._source: PrometheusSource | None = None
-        self.tls_mode: str | None = None
+        self.transport_warning: str | None = None
         self.metrics_problem: str | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
@@ -243,7 +243,7 @@ class PolicyLoop:
         except credentials.CredentialsError as e:
             # Never fall back to asking without credentials: report what is missing, hold the weights.
             return unmeasured(policy, backends=backends, kind="credentials", message=str(e))
-        self._note_tls(body, source)
+        self._note_transport(body, source)
         return await measure_async(source, policy, namespace=self.namespace, backends=backends)
 
     async def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
@@ -263,16 +263,24 @@ class PolicyLoop:
             src = self._source = PrometheusSource(settings.address, timeout=timeout, tls=tls, auth=auth)
         return src
 
-    def _note_tls(self, body: Mapping[str, Any], source: PrometheusSource) -> None:
-        """Certificate checks turned off is said once, loudly, each time it is turned on."""
-        if source.tls_mode == "InsecureSkipVerify" and self.tls_mode != "InsecureSkipVerify":
-            message = (
+    def _note_transport(self, body: Mapping[str, Any], source: PrometheusSource) -> None:
+        """An unverified certificate, or credentials over plain http, is said once, loudly, when it starts."""
+        warning: tuple[str, str] | None = None
+        if source.tls_mode == "InsecureSkipVerify":
+            warning = (
+                "InsecureSkipVerify",
                 f"TLS certificate verification of {source.address} is off "
-                "(spec.prometheus.tls.insecureSkipVerify): anyone on the path can impersonate Prometheus"
+                "(spec.prometheus.tls.insecureSkipVerify): anyone on the path can impersonate Prometheus",
             )
-            self.post_event(body, "Warning", "InsecureSkipVerify", message)
-            log.warning("%s/%s: %s", self.namespace, self.name, message)
-        self.tls_mode = source.tls_mode
+        elif source.tls_mode == "Plaintext" and source.auth.kind != "None":
+            warning = (
+                "PlaintextCredentials",
+                f"{source.auth.kind} credentials go to {source.address} over plain http: use an https address",
+            )
+        if warning is not None and warning[0] != self.transport_warning:
+            self.post_event(body, "Warning", *warning)
+            log.warning("%s/%s: %s", self.namespace, self.name, warning[1])
+        self.transport_warning = warning[0] if warning else None
 
     def _input(self, b: SelectedBackend, measured: Measurement) -> BackendInput:
         since = [self.ready_since[e.url] for e in b.endpoints if e.url in self.ready_since]
