@@ -33,7 +33,14 @@ from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, T
 from . import credentials, discovery, routestore
 from .conditions import condition, merge
 from .discovery import Endpoint
-from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async, unmeasured
+from .measure import (
+    MeasuredBackend,
+    Measurement,
+    PrometheusSource,
+    measure_async,
+    tls_mode,
+    unmeasured,
+)
 from .metrics import OperatorMetrics
 from .validation import validate
 from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
@@ -252,12 +259,8 @@ class PolicyLoop:
         tls, auth = await asyncio.to_thread(credentials.resolve, self.api, self.namespace, settings)
         timeout = parse_duration(settings.timeout)
         src = self._source
-        if src is None or (src.address, src.timeout, src.tls, src.auth) != (
-            settings.address,
-            timeout,
-            tls,
-            auth,
-        ):
+        wanted = (settings.address, timeout, tls, auth)
+        if src is None or (src.address, src.timeout, src.tls, src.auth) != wanted:
             if src is not None:
                 src.close()
             src = self._source = PrometheusSource(settings.address, timeout=timeout, tls=tls, auth=auth)
@@ -445,9 +448,8 @@ class PolicyLoop:
         for event in decision.events:
             self._post_weight_event(body, backends, event)
         problem = None if decision.metrics_available else (measured.unreachable or "no usable reading")
-        refused = (
-            measured.failure_kind in METRICS_REASONS
-        )  # a password, certificate or Secret: say each change
+        # A refused password, certificate or Secret is said each time it changes; an outage once.
+        refused = measured.failure_kind in METRICS_REASONS
         if decision.metrics_available and self.metrics_ok is False:
             self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
             log.info("%s/%s: Prometheus answers again", self.namespace, self.name)
@@ -584,13 +586,8 @@ def _status(body: Mapping[str, Any]) -> RoutingPolicyStatus:
 
 def _connection(policy: RoutingPolicySpec) -> PrometheusConnection:
     settings = policy.prometheus
-    tls = (
-        "Plaintext"
-        if not settings.address.lower().startswith("https://")
-        else ("InsecureSkipVerify" if settings.tls.insecure_skip_verify else "Verified")
-    )
     auth = "BasicAuth" if settings.basic_auth else ("BearerToken" if settings.bearer_token else "None")
-    return PrometheusConnection(tls=tls, auth=auth)
+    return PrometheusConnection(tls=tls_mode(settings.address, settings.tls.insecure_skip_verify), auth=auth)
 
 
 def _ref(name: str, table: RoutingTable | None) -> TableRef | None:

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import requests
 import urllib3
@@ -112,6 +113,16 @@ class ClientAuth:
         return "BasicAuth" if self.basic else ("BearerToken" if self.bearer_token else "None")
 
 
+TLSMode = Literal["Verified", "InsecureSkipVerify", "Plaintext"]
+
+
+def tls_mode(address: str, insecure_skip_verify: bool) -> TLSMode:
+    """What status reports: https verified, https unverified, or plain http."""
+    if not address.lower().startswith("https://"):
+        return "Plaintext"
+    return "InsecureSkipVerify" if insecure_skip_verify else "Verified"
+
+
 MAX_PARALLEL_QUERIES = 8
 """Queries in flight at once per Prometheus; within requests' connection pool (10), so connections are reused."""
 
@@ -154,11 +165,8 @@ class PrometheusSource:
         )
 
     @property
-    def tls_mode(self) -> str:
-        """Verified, InsecureSkipVerify or Plaintext: what status reports."""
-        if not self.address.lower().startswith("https://"):
-            return "Plaintext"
-        return "InsecureSkipVerify" if self.tls.insecure_skip_verify else "Verified"
+    def tls_mode(self) -> TLSMode:
+        return tls_mode(self.address, self.tls.insecure_skip_verify)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
