@@ -57,6 +57,25 @@ def test_samples_apply_and_show_in_kubectl_get(crds: Cluster, namespace: str) ->
     assert spec.queue.max_wait == "10s"
 
 
+def test_prometheus_tls_and_credentials_apply_and_stay_as_written(crds: Cluster, namespace: str) -> None:
+    doc = sample("routingpolicy")
+    doc["spec"]["prometheus"] = {
+        "address": "https://prometheus.monitoring.svc:9090",
+        "tls": {"ca": {"secret": {"name": "prometheus-ca", "key": "ca.crt"}}},
+        "basicAuth": {"username": {"name": "prom-auth", "key": "username"},
+                      "password": {"name": "prom-auth", "key": "password"}},
+    }  # fmt: skip
+    crds.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    got = yaml.safe_load(crds.kubectl("get", "-n", namespace, "rp", "demo", "-o", "yaml").stdout)["spec"]
+    spec = RoutingPolicySpec.model_validate(got).prometheus
+    assert got["prometheus"]["tls"] == {**doc["spec"]["prometheus"]["tls"], "insecureSkipVerify": False}
+    assert spec.basic_auth is not None and spec.basic_auth.password.key == "password"
+    assert spec.bearer_token is None
+    # Left out, the TLS settings default to verifying against the system's CAs; no CA is invented.
+    defaults = RoutingPolicySpec.model_validate(sample("routingpolicy")["spec"]).prometheus.tls
+    assert defaults.ca is None and defaults.insecure_skip_verify is False
+
+
 def test_models_accept_every_sample() -> None:
     for path in sorted(SAMPLES.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
@@ -143,6 +162,22 @@ INVALID: list[tuple[str, str, Callable[[Doc], None], list[str]]] = [
     ("rp-priority-range", "routingpolicy", _set("spec.classes.0.priority", 10), ["spec.classes[0].priority"]),
     ("rp-prometheus-address", "routingpolicy", _set("spec.prometheus", {"address": "prometheus:9090"}),
      ["spec.prometheus.address"]),
+    ("rp-prometheus-userinfo", "routingpolicy", _set("spec.prometheus.address", "https://u:pw@prometheus:9090"),
+     ["spec.prometheus.address"]),
+    ("rp-prometheus-ca-and-insecure", "routingpolicy",
+     _set("spec.prometheus.tls", {"ca": {"configMap": {"name": "ca", "key": "ca.crt"}}, "insecureSkipVerify": True}),
+     ["spec.prometheus.tls", "set ca or insecureSkipVerify, not both"]),
+    ("rp-prometheus-ca-two-sources", "routingpolicy",
+     _set("spec.prometheus.tls", {"ca": {"configMap": {"name": "ca", "key": "k"}, "secret": {"name": "ca", "key": "k"}}}),
+     ["spec.prometheus.tls.ca", "set exactly one of configMap or secret"]),
+    ("rp-prometheus-ca-no-source", "routingpolicy", _set("spec.prometheus.tls", {"ca": {}}),
+     ["spec.prometheus.tls.ca", "set exactly one of configMap or secret"]),
+    ("rp-prometheus-two-auths", "routingpolicy",
+     _set("spec.prometheus", {"bearerToken": {"name": "t", "key": "token"},
+                              "basicAuth": {"username": {"name": "a", "key": "u"}, "password": {"name": "a", "key": "p"}}}),
+     ["spec.prometheus", "set basicAuth or bearerToken, not both"]),
+    ("rp-prometheus-secret-key", "routingpolicy", _set("spec.prometheus.bearerToken", {"name": "t", "key": "a/b"}),
+     ["spec.prometheus.bearerToken.key"]),
     ("rp-no-routing-table", "routingpolicy", _set("spec.routingTable", None), ["spec.routingTable", "Required"]),
     ("rp-too-many-classes", "routingpolicy",
      lambda d: d["spec"].update(classes=[{**d["spec"]["classes"][0], "name": f"c{i}"} for i in range(33)]),
@@ -212,6 +247,7 @@ FULL_POLICY_STATUS = RoutingPolicyStatus.model_validate(
             {"type": "MetricsAvailable", "status": "False", "reason": "PrometheusUnreachable",
              "message": "connection refused", "lastTransitionTime": "2026-11-26T10:00:00Z"}
         ],
+        "prometheus": {"tls": "Verified", "auth": "BasicAuth"},
     }
 )  # fmt: skip
 

@@ -187,6 +187,11 @@ def test_operator_clusterrole_allows_its_job_and_nothing_more(
             "zeta-routes-x", namespace, {"metadata": {"name": "zeta-routes-x"}, "data": {"t": "2"}}
         )
         core.list_namespaced_pod(namespace)
+        # A Secret a RoutingPolicy names (Prometheus credentials or CA), read by name.
+        kubernetes.client.CoreV1Api(crds.api_client()).create_namespaced_secret(
+            namespace, {"metadata": {"name": "prom-auth"}, "stringData": {"password": "x"}}
+        )
+        assert core.read_namespaced_secret("prom-auth", namespace).data == {"password": "eA=="}
         core.create_namespaced_event(
             namespace,
             {
@@ -201,8 +206,18 @@ def test_operator_clusterrole_allows_its_job_and_nothing_more(
 
         # Not its job.
         _forbidden("delete a namespace", lambda: core.delete_namespace(namespace), who)
-        _forbidden("read Secrets", lambda: core.list_namespaced_secret(namespace), who)
-        _forbidden("read Secrets cluster-wide", lambda: core.list_secret_for_all_namespaces(), who)
+        _forbidden("list Secrets", lambda: core.list_namespaced_secret(namespace), who)
+        _forbidden("list Secrets cluster-wide", lambda: core.list_secret_for_all_namespaces(), who)
+        _forbidden(
+            "watch Secrets",
+            lambda: core.list_namespaced_secret(namespace, watch=True, timeout_seconds=1),
+            who,
+        )
+        _forbidden(
+            "change a Secret",
+            lambda: core.patch_namespaced_secret("prom-auth", namespace, {"stringData": {"password": "y"}}),
+            who,
+        )
         _forbidden(
             "delete a ConfigMap", lambda: core.delete_namespaced_config_map("zeta-routes-x", namespace), who
         )

@@ -4,6 +4,7 @@ it is not. Queries are built with label_replace so each case is exact without wa
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,13 @@ from zeta_dev.localcluster.processes import free_port
 from zeta_dev.localcluster.prometheus import Prometheus
 from zeta_operator.api.backend import SignalQueries
 from zeta_operator.api.policy import RoutingPolicySpec
-from zeta_operator.operator.measure import MeasuredBackend, PrometheusSource, measure
+from zeta_operator.operator.measure import (
+    MAX_PARALLEL_QUERIES,
+    MeasuredBackend,
+    PrometheusSource,
+    measure,
+    promql_duration,
+)
 from zeta_operator.operator.promql import (
     DEFAULT_QUERIES,
     ENGINE_QUERIES,
@@ -93,41 +100,54 @@ def test_bad_promql_is_an_http_error(prom: Prometheus) -> None:
     assert m.errors.get("http") == 1
 
 
-def test_refused_connection_costs_one_attempt_per_cycle() -> None:
+def test_refused_connection_is_reported_never_a_number() -> None:
     m = measure(
         PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=1),
         policy(),
         namespace="n",
         backends=BACKENDS,
     )
-    assert m.queries == 1 and m.errors["connection"] == 1 and m.unreachable
-    assert all(r.state == "error" for sig in m.signals.values() for r in sig.values())
+    assert m.queries == 8 and m.errors == {"connection": 8}
+    assert m.failure_kind == "connection" and m.unreachable and "cannot reach" in m.unreachable
+    assert all(r.state == "error" and r.value is None for sig in m.signals.values() for r in sig.values())
 
 
-def test_silent_server_times_out_once_per_cycle() -> None:
+def test_silent_server_times_out_under_one_deadline() -> None:
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(16)
         url = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
         m = measure(PrometheusSource(url, timeout=0.5), policy(), namespace="n", backends=BACKENDS)
-        attempts = _pending_connections(blackhole)
-    signals = 8  # the default queries, one per signal (see the batching test below)
-    assert m.queries == 1 and m.errors == {"timeout": 1, "skipped": signals - 1}
-    assert attempts == 1  # one timeout, not one per signal
-    assert m.unreachable
+    assert m.errors == {"timeout": 8} and m.failure_kind == "timeout"
+    assert m.unreachable == f"no answer from {url} within 0.5s"
 
 
-def _pending_connections(listener: socket.socket) -> int:
-    """Connections waiting in the listen backlog (each query that was attempted left one)."""
-    listener.setblocking(False)
-    count = 0
-    while True:
-        try:
-            connection, _ = listener.accept()
-        except BlockingIOError:
-            return count
-        connection.close()
-        count += 1
+def test_a_cycles_queries_are_in_flight_at_the_same_time() -> None:
+    """A server that answers nothing until it holds every query's connection at once: one after another, the
+    first query would wait alone until the deadline and the rest would never start."""
+    expected = min(8, MAX_PARALLEL_QUERIES)
+    held: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(60)
+
+        def hold_then_drop() -> None:
+            try:
+                while len(held) < expected:
+                    held.append(server.accept()[0])
+            except OSError:
+                pass
+            for conn in held:
+                conn.close()  # every query gets a dropped connection at once
+
+        thread = threading.Thread(target=hold_then_drop)
+        thread.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        m = measure(PrometheusSource(url, timeout=60), policy(), namespace="n", backends=BACKENDS)
+        thread.join()
+    assert len(held) == expected
+    assert m.errors == {"connection": 8}
 
 
 def test_queries_are_batched_per_signal_not_per_backend(prom: Prometheus) -> None:
@@ -161,3 +181,24 @@ def test_fractional_timeouts_are_sent_in_a_form_prometheus_accepts(prom: Prometh
         backends=BACKENDS[:1],
     )
     assert m.signals["a"]["cpu"] == Reading(0.3, "ok") and not m.errors
+
+
+def test_windows_render_as_promql_durations_below_a_second_too() -> None:
+    assert [promql_duration(x) for x in (0.5, 1.5, 30, 60, 0.0001)] == [
+        "500ms",
+        "1500ms",
+        "30s",
+        "60s",
+        "1ms",
+    ]
+
+
+def test_a_sub_second_window_is_a_valid_range_for_prometheus(prom: Prometheus) -> None:
+    """The default templates with a 500ms window: Prometheus parses every one (no data here, no error); a
+    window rendered as [0s] would be rejected."""
+    spec = policy().model_copy(
+        update={"prometheus": policy().prometheus.model_copy(update={"window": "500ms"})}
+    )
+    m = measure(PrometheusSource(prom.url, timeout=5), spec, namespace="n", backends=BACKENDS)
+    assert m.queries == 8 and m.errors == {}
+    assert all(r.state == "no-data" for sig in m.signals.values() for r in sig.values())

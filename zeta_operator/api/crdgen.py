@@ -60,7 +60,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         elif key == "exclusiveMaximum":
             out["maximum"], out["exclusiveMaximum"] = value, True
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)  # shared lists would be written as YAML anchors and aliases
     if out.get("type") == "integer" and "format" not in out:
         out["format"] = "int64"
     if duration:
@@ -100,9 +100,10 @@ def _property(sub: dict[str, Any], defs: dict[str, Any], *, required: bool) -> d
         schema["description"] = description
     if default is not None:
         schema["default"] = default
-    elif not required and schema.get("type") == "object" and _all_optional(schema):
+    elif "default" not in sub and not required and schema.get("type") == "object" and _all_optional(schema):
         # An object whose every field is optional defaults to its fields' defaults, so the API server fills
-        # in (and shows) every effective setting, and CEL rules on it always see both sides.
+        # in (and shows) every effective setting, and CEL rules on it always see both sides. An object that
+        # is optional itself (``X | None = None``) stays absent until set.
         schema["default"] = _defaults_of(schema)
     return _ordered(schema)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -104,16 +104,97 @@ class ClassifierSettings(Model):
     )
 
 
+SecretName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+"""A DNS-1123 subdomain: the name of a Secret or ConfigMap."""
+
+DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+"""A key in a Secret's or ConfigMap's data."""
+
+
+class KeyRef(Model):
+    """One key of a Secret or ConfigMap in the policy's own namespace (never another namespace's)."""
+
+    name: SecretName
+    key: DataKey
+
+
+class CABundle(Model):
+    """PEM certificates that sign Prometheus's serving certificate: from a ConfigMap or a Secret."""
+
+    model_config = cel_rules(
+        ("has(self.configMap) != has(self.secret)", "set exactly one of configMap or secret")
+    )
+
+    config_map: KeyRef | None = None
+    secret: KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CABundle:  # mirrors the CEL rule above
+        if (self.config_map is None) == (self.secret is None):
+            raise ValueError("set exactly one of configMap or secret")
+        return self
+
+
+class PrometheusTLS(Model):
+    """How an https address is verified. By default against the system's trusted CAs."""
+
+    model_config = cel_rules(
+        (
+            "!(has(self.ca) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",
+            "set ca or insecureSkipVerify, not both",
+        )
+    )
+
+    ca: CABundle | None = Field(default=None, description="Trust only these CAs (instead of the system's).")
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Do not verify the server's certificate (reported in status and by a Warning Event).",
+    )
+
+    @model_validator(mode="after")
+    def _not_both(self) -> PrometheusTLS:  # mirrors the CEL rule above
+        if self.ca is not None and self.insecure_skip_verify:
+            raise ValueError("set ca or insecureSkipVerify, not both")
+        return self
+
+
+class BasicAuth(Model):
+    """HTTP basic auth; both keys are read from Secrets in the policy's namespace."""
+
+    username: KeyRef
+    password: KeyRef
+
+
 class PrometheusSettings(Model):
     """Where and how the operator reads measurements."""
 
-    address: str = Field(
-        default="http://prometheus.monitoring.svc:9090", pattern=r"^https?://\S+$", max_length=512
+    model_config = cel_rules(
+        ("!(has(self.basicAuth) && has(self.bearerToken))", "set basicAuth or bearerToken, not both")
     )
-    timeout: Duration = "2s"
+
+    address: str = Field(
+        default="http://prometheus.monitoring.svc:9090",
+        pattern=r"^https?://[^/@\s]+(/\S*)?$",
+        max_length=512,
+        description="Base URL; credentials belong in basicAuth or bearerToken, never in the address.",
+    )
+    timeout: Duration = Field(
+        default="2s", description="Deadline for all of a cycle's queries together (they run concurrently)."
+    )
     window: Duration = Field(default="1m", description="Range for rate() and quantiles: {window}.")
     latency_quantile: Fraction = Field(default=0.95, description="Quantile for the latency signal.")
     queries: SignalQueries = Field(default_factory=SignalQueries)
+    tls: PrometheusTLS = Field(default_factory=PrometheusTLS)
+    basic_auth: BasicAuth | None = None
+    bearer_token: KeyRef | None = Field(
+        default=None, description="A Secret key holding a token sent as `Authorization: Bearer`."
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusSettings:  # mirrors the CEL rule above
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("set basicAuth or bearerToken, not both")
+        return self
 
 
 class Thresholds(Model):
@@ -234,6 +315,15 @@ class TableRef(Model):
     hash: str = Field(max_length=128)
 
 
+class PrometheusConnection(Model):
+    """How the operator reached Prometheus in the last cycle."""
+
+    tls: Literal["Verified", "InsecureSkipVerify", "Plaintext"] = Field(
+        description="Verified: https with certificate checks; InsecureSkipVerify: https without; Plaintext: http."
+    )
+    auth: Literal["None", "BasicAuth", "BearerToken"] = "None"
+
+
 class RoutingPolicyStatus(Model):
     """Observed state of a RoutingPolicy, written by the operator."""
 
@@ -244,3 +334,4 @@ class RoutingPolicyStatus(Model):
     observed_generation: int | None = Field(default=None, ge=0)
     last_updated: str | None = Field(default=None, max_length=64)
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    prometheus: PrometheusConnection | None = None

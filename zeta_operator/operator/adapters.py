@@ -18,8 +18,9 @@ from kubernetes.client import ApiException
 
 from ..api.common import GROUP, VERSION, parse_duration
 from ..api.policy import RoutingPolicySpec
+from . import credentials
 from .discovery import WatchedEndpoints
-from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async
+from .measure import MeasuredBackend, Measurement, PrometheusSource, measure_async, unmeasured
 from .ports import Ports
 from .routestore import WatchedRoutes
 
@@ -33,22 +34,35 @@ Index = Mapping[Any, Iterable[Mapping[str, Any]]]
 
 
 class PrometheusMetrics:
-    """`ports.MetricsProvider` over `measure`: one `PrometheusSource` per policy address and timeout, kept while
-    they stay the same (its HTTP connections are reused from cycle to cycle)."""
+    """`ports.MetricsProvider` over `measure`: one `PrometheusSource` per policy, rebuilt when its address,
+    timeout, CA or credentials change (its HTTP connections are reused from cycle to cycle otherwise).
 
-    def __init__(self) -> None:
+    The CA and credentials are read from the referenced ConfigMap and Secrets every cycle, so a rotated password
+    takes effect on the next one; when they cannot be read, the cycle is unmeasured (never asked without them)."""
+
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self._api = api
         self._source: PrometheusSource | None = None
 
     async def measure(
         self, policy: RoutingPolicySpec, *, namespace: str, backends: Sequence[MeasuredBackend]
     ) -> Measurement:
-        return await measure_async(self._prometheus(policy), policy, namespace=namespace, backends=backends)
+        try:
+            source = await self._prometheus(policy, namespace)
+        except credentials.CredentialsError as e:
+            return unmeasured(policy, backends=backends, kind="credentials", message=str(e))
+        return await measure_async(source, policy, namespace=namespace, backends=backends)
 
-    def _prometheus(self, policy: RoutingPolicySpec) -> PrometheusSource:
-        timeout = parse_duration(policy.prometheus.timeout)
+    async def _prometheus(self, policy: RoutingPolicySpec, namespace: str) -> PrometheusSource:
+        settings = policy.prometheus
+        tls, auth = await asyncio.to_thread(credentials.resolve, self._api, namespace, settings)
+        timeout = parse_duration(settings.timeout)
         src = self._source
-        if src is None or src.address != policy.prometheus.address or src.timeout != timeout:
-            src = self._source = PrometheusSource(policy.prometheus.address, timeout=timeout)
+        wanted = (settings.address, timeout, tls, auth)
+        if src is None or (src.address, src.timeout, src.tls, src.auth) != wanted:
+            if src is not None:
+                src.close()
+            src = self._source = PrometheusSource(settings.address, timeout=timeout, tls=tls, auth=auth)
         return src
 
 
@@ -85,7 +99,7 @@ def kubernetes_ports(
     `discovery.slice_summary`, ``tables`` is "namespace/name" -> `routestore.configmap_summary`: a cycle reads
     nothing from the API server. The metrics provider is per loop: it follows that policy's Prometheus settings."""
     return Ports(
-        metrics=PrometheusMetrics(),
+        metrics=PrometheusMetrics(api),
         endpoints=WatchedEndpoints(pods=pods, slices=slices),
         routes=WatchedRoutes(api, tables),
         status=KubernetesStatus(api, post_event),

@@ -21,18 +21,25 @@ import pydantic
 
 from ..api.backend import ModelBackendSpec, ModelBackendStatus, Signal
 from ..api.common import parse_duration
-from ..api.policy import ClassWeights, RoutingPolicySpec, RoutingPolicyStatus, TableRef
+from ..api.policy import ClassWeights, PrometheusConnection, RoutingPolicySpec, RoutingPolicyStatus, TableRef
 from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from . import savedstate
 from .conditions import condition, merge
 from .discovery import Endpoint
-from .measure import MeasuredBackend, Measurement
+from .measure import MeasuredBackend, Measurement, tls_mode
 from .metrics import OperatorMetrics
 from .ports import LiveTable, Ports, Unavailable
 from .validation import validate
 from .weights import BackendInput, ControllerState, Decision, Reading, WeightEvent, decide
 
 log = logging.getLogger("zeta.operator")
+
+METRICS_REASONS = {
+    "credentials": "CredentialsUnavailable",
+    "tls": "PrometheusTLSFailed",
+    "auth": "PrometheusAuthFailed",
+}
+"""MetricsAvailable=False reasons by failure kind; any other failure is PrometheusUnavailable."""
 
 STATUS_HEARTBEAT = 30.0
 """Seconds after which an unchanged status is written anyway, so its timestamps show the loop is alive."""
@@ -89,6 +96,8 @@ class PolicyLoop:
         self.problems: tuple[str, ...] = ()
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
+        self.transport_warning: str | None = None
+        self.metrics_problem: str | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
         ] = {}  # (plural, name) -> (coarse status, when)
@@ -127,6 +136,7 @@ class PolicyLoop:
         self._clear_invalid(body)
 
         await self._discover(backends)
+        self._note_transport(body, policy)
         measured = await self.ports.metrics.measure(
             policy,
             namespace=self.namespace,
@@ -220,6 +230,26 @@ class PolicyLoop:
                 del self.ready_since[
                     url
                 ]  # it may come back later: that is a new endpoint, with a new blackout
+
+    def _note_transport(self, body: Mapping[str, Any], policy: RoutingPolicySpec) -> None:
+        """An unverified certificate, or credentials over plain http, is said once, loudly, when it starts."""
+        connection, address = _connection(policy), policy.prometheus.address
+        warning: tuple[str, str] | None = None
+        if connection.tls == "InsecureSkipVerify":
+            warning = (
+                "InsecureSkipVerify",
+                f"TLS certificate verification of {address} is off "
+                "(spec.prometheus.tls.insecureSkipVerify): anyone on the path can impersonate Prometheus",
+            )
+        elif connection.tls == "Plaintext" and connection.auth != "None":
+            warning = (
+                "PlaintextCredentials",
+                f"{connection.auth} credentials go to {address} over plain http: use an https address",
+            )
+        if warning is not None and warning[0] != self.transport_warning:
+            self.post_event(body, "Warning", *warning)
+            log.warning("%s/%s: %s", self.namespace, self.name, warning[1])
+        self.transport_warning = warning[0] if warning else None
 
     def _input(self, b: SelectedBackend, measured: Measurement) -> BackendInput:
         since = [self.ready_since[e.url] for e in b.endpoints if e.url in self.ready_since]
@@ -399,15 +429,19 @@ class PolicyLoop:
         stamp = rfc3339(now)
         for event in decision.events:
             self._post_weight_event(body, backends, event)
-        if self.metrics_ok is not None and self.metrics_ok != decision.metrics_available:
-            if decision.metrics_available:
-                self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
-            else:
-                detail = measured.unreachable or "no usable reading"
-                self.post_event(
-                    body, "Warning", "MetricsUnavailable", f"{detail}; holding the last good weights"
-                )
+        problem = None if decision.metrics_available else (measured.unreachable or "no usable reading")
+        # A refused password, certificate or Secret is said each time it changes; an outage once.
+        refused = measured.failure_kind in METRICS_REASONS
+        if decision.metrics_available and self.metrics_ok is False:
+            self.post_event(body, "Normal", "MetricsRecovered", "Prometheus answers again")
+            log.info("%s/%s: Prometheus answers again", self.namespace, self.name)
+        elif problem is not None and (self.metrics_ok or (refused and problem != self.metrics_problem)):
+            self.post_event(
+                body, "Warning", "MetricsUnavailable", f"{problem}; holding the last good weights"
+            )
+            log.warning("%s/%s: %s; holding the last good weights", self.namespace, self.name, problem)
         self.metrics_ok = decision.metrics_available
+        self.metrics_problem = problem
         self.metrics.weights(
             self.namespace, self.name, {c.name: decision.weights.get(c.name, {}) for c in policy.classes}
         )
@@ -420,7 +454,7 @@ class PolicyLoop:
         degraded_msg = (
             "static preferences: measurements older than the staleness limit"
             if decision.stale
-            else ("holding the last good weights" if degraded else "")
+            else (f"holding the last good weights: {metrics_msg}" if degraded else "")
         )
         ready = table_ref is not None
         conditions = [
@@ -428,7 +462,8 @@ class PolicyLoop:
                       f"routing table version {table_ref.version}" if table_ref else "no routing table yet",
                       now=stamp, generation=generation),
             condition("MetricsAvailable", decision.metrics_available,
-                      "Measured" if decision.metrics_available else "PrometheusUnavailable", metrics_msg,
+                      "Measured" if decision.metrics_available else
+                      METRICS_REASONS.get(measured.failure_kind or "", "PrometheusUnavailable"), metrics_msg,
                       now=stamp, generation=generation),
             condition("Degraded", degraded, "StaticFallback" if decision.stale else ("HoldingWeights" if degraded else
                       "AsDesigned"), degraded_msg, now=stamp, generation=generation),
@@ -450,6 +485,7 @@ class PolicyLoop:
             observed_generation=generation,
             last_updated=stamp,
             conditions=merge(previous.conditions, conditions),
+            prometheus=_connection(policy),
         )
         await self._patch_if_changed("routingpolicies", self.name, status.to_wire(), now)
         for b in backends:
@@ -520,6 +556,12 @@ def _status(body: Mapping[str, Any]) -> RoutingPolicyStatus:
         return RoutingPolicyStatus.model_validate(body.get("status") or {})
     except pydantic.ValidationError:
         return RoutingPolicyStatus()
+
+
+def _connection(policy: RoutingPolicySpec) -> PrometheusConnection:
+    settings = policy.prometheus
+    auth = "BasicAuth" if settings.basic_auth else ("BearerToken" if settings.bearer_token else "None")
+    return PrometheusConnection(tls=tls_mode(settings.address, settings.tls.insecure_skip_verify), auth=auth)
 
 
 def _ref(name: str, table: RoutingTable | None) -> TableRef | None:

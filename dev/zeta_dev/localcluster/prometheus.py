@@ -2,24 +2,31 @@
 
 Targets are given through file-based service discovery, with the labels a Kubernetes scrape config would
 attach (namespace, pod, container, backend), so the operator's default queries work unchanged.
+
+With `WebSecurity` it serves https with basic auth, as a locked-down production Prometheus does (its
+``--web.config.file``: ``tls_server_config`` and bcrypt-hashed ``basic_auth_users``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from .certs import ServingCert
 from .controlplane import REPO_ROOT
 from .processes import ManagedProcess, free_port, wait_until
 
@@ -38,6 +45,36 @@ def prometheus_binary() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+@dataclass(frozen=True)
+class WebSecurity:
+    """TLS with ``serving`` (which ``ca_file`` signed) and basic auth for ``users`` (name -> password)."""
+
+    serving: ServingCert
+    ca_file: Path
+    users: Mapping[str, str] = field(repr=False)
+
+    def web_config(self) -> dict[str, object]:
+        import bcrypt  # a development dependency, needed only here
+
+        hashed = {
+            u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode() for u, p in self.users.items()
+        }
+        return {
+            "tls_server_config": {
+                "cert_file": str(self.serving.cert_file),
+                "key_file": str(self.serving.key_file),
+            },
+            "basic_auth_users": hashed,
+        }
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def authorization(self) -> str:
+        user, password = next(iter(self.users.items()))
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 @dataclass
 class Prometheus:
     """A running Prometheus; `set_targets` changes what it scrapes within about one second."""
@@ -47,10 +84,13 @@ class Prometheus:
     process: ManagedProcess | None
     scrape_interval: str
     argv: list[str]
+    web: WebSecurity | None = None
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, *, scrape_interval: str = "1s", startup_timeout: float = 60.0) -> Iterator[Prometheus]:
+    def running(
+        cls, *, scrape_interval: str = "1s", startup_timeout: float = 60.0, web: WebSecurity | None = None
+    ) -> Iterator[Prometheus]:
         work = Path(tempfile.mkdtemp(prefix="zeta-prom-"))
         prom: Prometheus | None = None
         try:
@@ -77,8 +117,12 @@ class Prometheus:
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=warn",
             ]
-            prom = cls(url=f"http://127.0.0.1:{port}", workdir=work, process=None, scrape_interval=scrape_interval,
-                       argv=argv)  # fmt: skip
+            if web is not None:
+                (work / "web.yml").write_text(yaml.safe_dump(web.web_config()))
+                argv.append(f"--web.config.file={work / 'web.yml'}")
+            scheme = "https" if web is not None else "http"
+            prom = cls(url=f"{scheme}://127.0.0.1:{port}", workdir=work, process=None,
+                       scrape_interval=scrape_interval, argv=argv, web=web)  # fmt: skip
             prom.start(timeout=startup_timeout)
             yield prom
         finally:
@@ -97,14 +141,14 @@ class Prometheus:
     def query(self, promql: str) -> list[dict[str, object]]:
         """Instant query; the raw result list (for tests)."""
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with self._open(url, timeout=5) as response:
             body = json.load(response)
         return list(body["data"]["result"])
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Start the server (again, after `stop`: same port, same data) and wait until it is ready."""
         self.process = ManagedProcess("prometheus", self.argv, log=self.workdir / "prometheus.log")
-        ready = lambda: _status(f"{self.url}/-/ready") == 200  # noqa: E731
+        ready = lambda: self._open(f"{self.url}/-/ready", timeout=2).status == 200  # noqa: E731
         wait_until(ready, timeout=timeout, what="Prometheus /-/ready", process=self.process)
 
     def stop(self) -> None:
@@ -112,7 +156,9 @@ class Prometheus:
         if self.process is not None:
             self.process.stop()
 
-
-def _status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return int(response.status)
+    def _open(self, url: str, *, timeout: float) -> Any:
+        """GET as a trusted client: verifying the server's certificate and logging in, when it asks for that."""
+        if self.web is None:
+            return urllib.request.urlopen(url, timeout=timeout)
+        request = urllib.request.Request(url, headers={"Authorization": self.web.authorization()})
+        return urllib.request.urlopen(request, timeout=timeout, context=self.web.ssl_context())
