@@ -1,0 +1,86 @@
+"""Rules 2-4: which readings count, a backend's load (worst signal against its threshold), smoothing, states."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ...api.common import BackendState, parse_duration
+from ...api.policy import RoutingPolicySpec
+from .model import BackendInput, ControllerState, Reading, _Knobs
+
+
+def backend_load(backend: BackendInput, policy: RoutingPolicySpec) -> float | None:
+    """Worst normalised signal (1.0 = at its threshold), or None when no reading counts (rules 2 and 3)."""
+    t = policy.thresholds
+    limits: dict[str, float] = {
+        "cpu": t.cpu,
+        "memory": t.memory,
+        "queueDepth": t.queue_depth,
+        "kvCache": t.kv_cache,
+        "errorRate": t.error_rate,
+        "running": float(backend.max_concurrency),
+    }
+    ratios: list[float] = []
+    for signal, limit in limits.items():
+        reading = backend.signals.get(signal)
+        value = _counted(reading) if reading is not None else None
+        if value is not None:
+            ratios.append(_ratio(value, limit))
+    for task_class in policy.classes:
+        reading = backend.latency.get(task_class.name)
+        value = _counted(reading) if reading is not None else None
+        if value is not None:
+            ratios.append(_ratio(value, parse_duration(task_class.latency_objective) * t.latency))
+    return max(ratios) if ratios else None
+
+
+def _counted(reading: Reading) -> float | None:
+    if reading.state != "ok" or reading.value is None:
+        return None
+    try:
+        value = float(reading.value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _ratio(value: float, limit: float) -> float:
+    if limit <= 0:
+        # A zero threshold (schema allows it for fractions) means "any use is full load".
+        return 0.0 if value == 0 else 1e6
+    return min(value / limit, 1e6)
+
+
+def _smooth(
+    raw: Mapping[str, float | None], prev: ControllerState, knobs: _Knobs, now: float, elapsed: float
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    # Per-interval smoothing, applied for the fraction of an interval that passed.
+    alpha = 1.0 - (1.0 - knobs.smoothing) ** elapsed if elapsed < 1.0 else knobs.smoothing
+    loads: dict[str, float | None] = {}
+    measured_at: dict[str, float] = {}
+    for name, load in raw.items():
+        held = prev.loads.get(name)
+        seen = prev.measured_at.get(name)
+        if held is None or seen is None or not math.isfinite(held) or now - seen > knobs.stale_after:
+            held, seen = None, None
+        if load is not None:
+            loads[name] = load if held is None else alpha * load + (1.0 - alpha) * held
+            measured_at[name] = now
+        else:
+            loads[name] = held
+            if seen is not None:
+                measured_at[name] = seen
+    return loads, measured_at
+
+
+def _state(backend: BackendInput, load: float | None, knobs: _Knobs) -> BackendState:
+    if backend.ready_endpoints <= 0:
+        return "Unavailable"
+    if load is None:
+        return "Unknown"
+    if load >= knobs.high:
+        return "Overloaded"
+    if load >= knobs.low:
+        return "Saturated"
+    return "Healthy"
