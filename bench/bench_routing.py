@@ -23,7 +23,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench.routing import des, metrics, report, scenario
+from bench.routing import des, metrics, prompts, report, scenario
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,13 +58,16 @@ def run_scenario(
         from bench.routing import real
 
         runs = real.run_all(sc, strategies, litellm_workers=litellm_workers)
-    oracle, _ = scenario.oracle_goodput(sc, [(r.sent_at, r.task_class) for r in runs[0].records])
+    arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
+    oracle, _ = scenario.oracle_goodput(sc, arrived)
+    oracle_quality, _ = scenario.oracle_goodput(sc, arrived, weighted=True)
     summaries = [metrics.summarize(sc, r) for r in runs]
     out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
     if sc.description:
         out += [sc.description, ""]
+    out += [classifier_line(summaries, len(runs[0].records)), ""]
     out += [
-        report.table(sc, summaries, oracle),
+        report.table(sc, summaries, oracle, oracle_quality),
         "",
         "p50/p95/p99 latency in seconds (SLO attainment) per class:",
         "",
@@ -81,6 +84,16 @@ def run_scenario(
             rel = os.path.relpath(png, REPO / "docs")
             out += [f"![{sc.name} ({mode})]({rel})", ""]
     return "\n".join(out)
+
+
+def classifier_line(summaries: list[metrics.Summary], sent: int) -> str:
+    """How the router's classifier did on the prompts this run sent (the same for every strategy that
+    classifies through the router: the DES strategies all do; shown for the first of them)."""
+    s = next((s for s in summaries if s.strategy in des.STRATEGIES), summaries[0])
+    return (
+        f"The router's classifier put {s.misrouted} of the {sent} requests into another class than their true "
+        f"one, {s.down_spilled} of them true complex requests (complexity >= 3) into a simple class."
+    )
 
 
 TOLERANCE = 0.15
@@ -131,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--corpus", type=Path, help="labelled corpus directory (default: dev/corpus, or ZETA_BENCH_CORPUS)"
+    )
+    parser.add_argument(
+        "--routers", type=int, help="router replicas (default: the scenario's, 2 unless it says)"
+    )
+    parser.add_argument(
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
     args = parser.parse_args(argv)
@@ -142,10 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}.",
         "",
     ]
+    prompt_set = prompts.load_heldout_prompts(args.corpus)
+    header.insert(2, f"Prompts: {prompt_set.source}.")
     print("\n".join(header), flush=True)
     parts = list(header)
     for name in names:
         sc = scenario.load(name)
+        if args.routers is not None:
+            sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
+        sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)
             continue
