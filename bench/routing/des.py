@@ -100,11 +100,18 @@ class _Request:
     cls: Classification | None = None
 
 
-def router_classification(snapshot: TableSnapshot, prompt: Prompt, *, max_tokens: int) -> Classification:
+def label_headers(prompt: Prompt) -> dict[str, str]:
+    """The true labels as the sample policy's classifier headers (the --label-headers diagnostic only)."""
+    return {"X-Zeta-Task": prompt.task, "X-Zeta-Complexity": str(prompt.complexity)}
+
+
+def router_classification(
+    snapshot: TableSnapshot, prompt: Prompt, *, max_tokens: int, headers: dict[str, str] | None = None
+) -> Classification:
     """What the router decides for this request body (proxy._serve: parse, then the table's classifier; no
-    class headers). The one seam to follow when the router's classification changes."""
+    class headers unless given). The one seam to follow when the router's classification changes."""
     parsed = parse_request(prompt.raw(max_tokens=max_tokens), "chat")
-    return snapshot.classifier.classify({}, parsed.model, parsed.prompt)
+    return snapshot.classifier.classify(headers or {}, parsed.model, parsed.prompt)
 
 
 class Simulation:
@@ -263,7 +270,10 @@ class Simulation:
         req = _Request(record, shape, len(self.records), prompt, router)
         cls = self.classified.get(prompt.id)
         if cls is None:  # the table's classifier settings never change during a run: classify a text once
-            cls = router_classification(self.snapshot, prompt, max_tokens=shape.output_tokens)
+            headers = label_headers(prompt) if self.sc.label_headers else None
+            cls = router_classification(
+                self.snapshot, prompt, max_tokens=shape.output_tokens, headers=headers
+            )
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls
         route = self.routes[cls.task_class.name]

@@ -161,6 +161,9 @@ class Scenario:
     """ModelBackend group -> task type -> tier -> answer quality (bench/routing/quality.py)."""
     prompts: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     """class -> held-out prompts of that true class (bench/routing/prompts.py); empty: not loaded yet."""
+    label_headers: bool = False
+    """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
+    complexity), so the router's classification is always right: routing measured apart from the classifier."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
