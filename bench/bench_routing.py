@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus", type=Path, help="labelled corpus directory (default: dev/corpus, or ZETA_BENCH_CORPUS)"
     )
     parser.add_argument(
+        "--duration", type=float, help="compress every scenario to this many seconds (all times scale alike)"
+    )
+    parser.add_argument(
         "--label-headers",
         action="store_true",
         help="diagnostic: requests also carry their true labels as headers (routing apart from the classifier)",
@@ -226,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         sc = scenario.load(name)
         if args.routers is not None:
             sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
+        if args.duration is not None and not args.smoke:
+            sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
         sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
