@@ -87,7 +87,10 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
         max_wait_seconds=parse_duration(policy.queue.max_wait),
         aging_seconds=parse_duration(policy.queue.aging),
     )
-    return RoutingTable(policy="bench/fixed", queue=queue, backends=backends, classes=classes)
+    return RoutingTable(
+        policy="bench/fixed", queue=queue, backends=backends, classes=classes,
+        classifier=policy.classifier, default_class=policy.default_class,
+    )  # fmt: skip
 
 
 STRATEGIES = ("static", "round-robin", "least-request", "zeta", *litellm_proxy.STRATEGIES)
