@@ -8,6 +8,12 @@ What runs is the real code wherever it is pure:
   in-flight and ejection bookkeeping is `router.endpoints.EndpointTracker`, its priority queue is
   `router.queue.WaitQueue`, mirrored the way `router.admission.Admission` uses them (a freed slot goes to the
   best waiter that may use it; max wait, then 429);
+- each request carries a held-out labelled prompt and is classified by the router's own code
+  (`router_classification`: `parse_request` and the table's `Classifier`), then filtered by the classified
+  complexity; it is scored by its true labels;
+- the router runs as ``scenario.routers`` replicas, each with its own tracker, queue and picker (a request goes
+  to one at random, as a Service spreads connections); they share the routing table;
+- external load (``scenario.externals``) is submitted straight to an engine, past every router;
 - Zeta's operator is `operator.weights.decide` every control interval, on the readings Prometheus would hold:
   engine gauges (waiting, running, KV use) sampled every scrape interval and the router's latency and error
   rate over the query window, as of the last scrape (so the data is as late as in the real loop), and the
