@@ -282,7 +282,7 @@ async def drive(
         spread = random.Random(f"routers:{sc.seed}")  # a Service spreads connections over the replicas
         start = time.monotonic()
         background = [asyncio.create_task(_faults(sc, sims, start, not_ready))]
-        background += [asyncio.create_task(_external(session, sc, sims, start))]
+        external = asyncio.create_task(_external(session, sc, sims, start))
         if sample is not None:
             background.append(asyncio.create_task(_sampler(sample, start, sc.duration + 10)))
         tasks = []
@@ -293,6 +293,9 @@ async def drive(
             url = spread.choice(urls)
             tasks.append(asyncio.create_task(_one(session, url, shape, prompt, t, sc.label_headers, litellm)))
         records = list(await asyncio.gather(*tasks))
+        sent, answered = await external
+        if sent and answered < sent:  # the scenario's external load did not happen as written: say so loudly
+            raise RuntimeError(f"external load: only {answered} of {sent} direct requests were answered 200")
         for b in background:
             b.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -336,27 +339,33 @@ async def _one(
 
 async def _external(
     session: aiohttp.ClientSession, sc: Scenario, sims: dict[str, RunningSim], start: float
-) -> None:
-    """The scenario's external load: straight to the simulator, past every router; answers are not scored."""
-    pending: list[asyncio.Task[None]] = []
+) -> tuple[int, int]:
+    """The scenario's external load: straight to the simulator (its own model name), past every router;
+    answers are not scored. Returns (sent, answered 200)."""
+    models = _models()
 
-    async def call(url: str, prompt_tokens: int, output_tokens: int) -> None:
+    async def call(backend: str, prompt_tokens: int, output_tokens: int) -> bool:
         body = {
-            "model": "batch",
+            "model": models[backend],
             "messages": [{"role": "user", "content": "x" * (4 * prompt_tokens)}],
             "max_tokens": output_tokens,
         }
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.post(f"{url}/v1/chat/completions", json=body) as r:
+        try:
+            async with session.post(f"{sims[backend].url}/v1/chat/completions", json=body) as r:
                 await r.read()
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
-    plan = sorted((t, x) for x in sc.externals for t in x.arrivals(sc.seed))
+    pending: list[asyncio.Task[bool]] = []
+    plan = sorted(((t, x) for x in sc.externals for t in x.arrivals(sc.seed)), key=lambda p: p[0])
     for at, x in plan:
         delay = start + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        pending.append(asyncio.create_task(call(sims[x.backend].url, x.prompt_tokens, x.output_tokens)))
-    await asyncio.gather(*pending, return_exceptions=True)
+        pending.append(asyncio.create_task(call(x.backend, x.prompt_tokens, x.output_tokens)))
+    answered = await asyncio.gather(*pending)
+    return len(pending), sum(answered)
 
 
 async def _sampler(sample: Callable[[float], Awaitable[None]], start: float, until: float) -> None:
