@@ -7,9 +7,10 @@ task type or complexity (the fleet owner's declaration in the ModelBackend) scor
 capability violation. A scenario may override any cell (``quality: {backend: {task: {simple: q, complex: q}}}``).
 
 The defaults are public benchmark scores of the models the sample ModelBackends name, as fractions. Which
-benchmark stands for which cell, and where it is published, is in `SOURCES` (and docs/benchmarks.md). They were
-taken from those reports as published, not re-measured here; no single benchmark covers chat or summaries, so
-those cells use instruction following (IFEval) as the proxy. They rank backends; they are not accuracies on
+benchmark stands for which cell, and where it is published, is in `SOURCES` (and docs/benchmarks.md). The
+figures are as recalled from those reports and were not re-checked against them (verify before quoting); no
+single benchmark covers chat or summaries, so those cells use instruction following (IFEval) as the proxy;
+cells marked as assumptions in `SOURCES` are exactly that. They rank backends; they are not accuracies on
 these prompts.
 """
 
