@@ -34,13 +34,13 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
-from zeta_operator.router import balancer
+from zeta_operator.router import balancer, proxy
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.classify import Classification
 from zeta_operator.router.endpoints import EndpointTracker
@@ -109,6 +109,17 @@ class _Request:
 def label_headers(prompt: Prompt) -> dict[str, str]:
     """The true labels as the sample policy's classifier headers (the --label-headers diagnostic only)."""
     return {"X-Zeta-Task": prompt.task, "X-Zeta-Complexity": str(prompt.complexity)}
+
+
+def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable) -> Eligible:
+    """proxy._serve's capability filter for a classified request: with the router's confidence gating
+    (``Forwarder._eligible``: never spill down on doubt) where the router has it, else the classified
+    complexity alone."""
+    gate = getattr(proxy.Forwarder, "_eligible", None)
+    if gate is not None:
+        confidence = getattr(table.classifier, "offload_confidence", None)
+        return gate(route, cls, confidence)  # type: ignore[no-any-return,unused-ignore]
+    return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
 
 def router_classification(
@@ -260,7 +271,7 @@ class Simulation:
         for c in table.classes:
             route = ClassRoute.build(c, table.backends)
             if static:  # preferred only: no unweighted last resort
-                route = ClassRoute(route.task_class, route.weighted, (), route.top_weight)
+                route = replace(route, unweighted=())
             self.routes[c.name] = route
         if record:
             self.weights.append((self.now, {c.name: dict(c.weights) for c in table.classes}))
@@ -282,8 +293,7 @@ class Simulation:
             )
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls
-        route = self.routes[cls.task_class.name]
-        req.eligible = route.eligible(complexity=cls.complexity, tokens=cls.tokens)
+        req.eligible = router_eligible(self.routes[cls.task_class.name], cls, self.snapshot.table)
         if not req.eligible:
             self._finish(req, "rejected")
             return
