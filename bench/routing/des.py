@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import functools
 import heapq
+import importlib
+import inspect
 import itertools
 import math
 import random
@@ -109,6 +111,16 @@ class _Request:
 def label_headers(prompt: Prompt) -> dict[str, str]:
     """The true labels as the sample policy's classifier headers (the --label-headers diagnostic only)."""
     return {"X-Zeta-Task": prompt.task, "X-Zeta-Complexity": str(prompt.complexity)}
+
+
+def router_snapshot(table: RoutingTable) -> TableSnapshot:
+    """The snapshot a router process builds from ``table``, with the classifier it would load: the shipped
+    learned model where the router has one (``TableSnapshot.build(table, model=...)``), else the rules."""
+    build: Any = TableSnapshot.build
+    if "model" in inspect.signature(build).parameters:
+        learned = importlib.import_module("zeta_operator.router.model")
+        return build(table, model=learned.shipped())  # type: ignore[no-any-return,unused-ignore]
+    return build(table)  # type: ignore[no-any-return,unused-ignore]
 
 
 def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable) -> Eligible:
@@ -198,7 +210,7 @@ class Simulation:
         self._schedule_faults()
         self._schedule_externals()
         initial = self._initial_table()
-        self.snapshot = TableSnapshot.build(initial)
+        self.snapshot = router_snapshot(initial)
         self._install(initial, record=self.strategy == "zeta")
         if self.strategy == "zeta":
             t = QUERY_OFFSET_S
