@@ -23,7 +23,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench.routing import des, metrics, report, scenario
+from bench.routing import des, metrics, prompts, report, scenario
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,7 @@ def run_scenario(
     img: Path | None,
     seed: int,
     litellm_workers: int = 1,
+    repeats: int = 1,
 ) -> str:
     if mode == "des":
         unknown = [s for s in strategies if s not in des.STRATEGIES]
@@ -58,13 +59,16 @@ def run_scenario(
         from bench.routing import real
 
         runs = real.run_all(sc, strategies, litellm_workers=litellm_workers)
-    oracle, _ = scenario.oracle_goodput(sc, [(r.sent_at, r.task_class) for r in runs[0].records])
+    arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
+    oracle, _ = scenario.oracle_goodput(sc, arrived)
+    oracle_quality, _ = scenario.oracle_goodput(sc, arrived, weighted=True)
     summaries = [metrics.summarize(sc, r) for r in runs]
     out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
     if sc.description:
         out += [sc.description, ""]
+    out += [classifier_line(summaries, len(runs[0].records)), ""]
     out += [
-        report.table(sc, summaries, oracle),
+        report.table(sc, summaries, oracle, oracle_quality),
         "",
         "p50/p95/p99 latency in seconds (SLO attainment) per class:",
         "",
@@ -72,6 +76,8 @@ def run_scenario(
     out += [report.class_table(sc, summaries), ""]
     if mode == "real" and any(s.strategy in des.STRATEGIES for s in summaries):
         out += [validation(sc, summaries, seed=seed), ""]
+    if mode == "des" and repeats > 1:
+        out += [repeated(sc, strategies, seed=seed, repeats=repeats), ""]
     notes = [n for r in runs for n in r.notes]
     wall = ", ".join(f"{r.strategy} {r.wall_seconds:.1f}s" for r in runs)
     out += [f"Wall time per strategy: {wall}."] + [f"- {n}" for n in notes] + [""]
@@ -81,6 +87,62 @@ def run_scenario(
             rel = os.path.relpath(png, REPO / "docs")
             out += [f"![{sc.name} ({mode})]({rel})", ""]
     return "\n".join(out)
+
+
+def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats: int) -> str:
+    """The same scenario with ``repeats`` arrival seeds (arrival times and which prompt each request carries):
+    the mean and the range of the headline ratios, so one lucky draw cannot make a result."""
+    rows: dict[str, list[metrics.Summary]] = {s: [] for s in strategies}
+    oracle_q: list[float] = []
+    for k in range(repeats):
+        sc_k = scenario.Scenario(**{**sc.__dict__, "seed": sc.seed + 1000 * k})
+        runs = [des.simulate(sc_k, s, seed=seed) for s in strategies]
+        arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
+        oracle_q.append(scenario.oracle_goodput(sc_k, arrived, weighted=True)[0])
+        for r in runs:
+            rows[r.strategy].append(metrics.summarize(sc_k, r))
+
+    def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+        values = [v for v in values if v == v]  # drop NaN
+        if not values:
+            return "—"
+        mean = sum(values) / len(values)
+        return f"{fmt.format(mean)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+    def ratio(a: str, b: str, field: str) -> list[float]:
+        if b not in rows:
+            return []
+        pairs = zip(rows[a], rows[b], strict=True)
+        return [getattr(x, field) / getattr(y, field) for x, y in pairs if getattr(y, field)]
+
+    lines = [
+        f"Over {repeats} arrival seeds (mean, min-max; the table above is the first):",
+        "",
+        "| strategy | quality goodput | vs oracle | vs static | vs least-req | cost / good answer vs least-req "
+        "| true cap. violations | goodput req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, sums in rows.items():
+        lines.append(
+            f"| {name} | {spread([s.quality_goodput for s in sums])} "
+            f"| {spread([s.quality_goodput / o for s, o in zip(sums, oracle_q, strict=True)], '{:.0%}')} "
+            f"| {spread(ratio(name, 'static', 'quality_goodput'))} "
+            f"| {spread(ratio(name, 'least-request', 'quality_goodput'))} "
+            f"| {spread(ratio(name, 'least-request', 'cost_per_good'))} "
+            f"| {spread([float(s.violations) for s in sums], '{:.0f}')} | {spread([s.goodput for s in sums])} |"
+        )
+    lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | |")
+    return "\n".join(lines)
+
+
+def classifier_line(summaries: list[metrics.Summary], sent: int) -> str:
+    """How the router's classifier did on the prompts this run sent (the same for every strategy that
+    classifies through the router: the DES strategies all do; shown for the first of them)."""
+    s = next((s for s in summaries if s.strategy in des.STRATEGIES), summaries[0])
+    return (
+        f"The router's classifier put {s.misrouted} of the {sent} requests into another class than their true "
+        f"one, {s.down_spilled} of them true complex requests (complexity >= 3) into a simple class."
+    )
 
 
 TOLERANCE = 0.15
@@ -131,6 +193,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--corpus", type=Path, help="labelled corpus directory (default: dev/corpus, or ZETA_BENCH_CORPUS)"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="compress every scenario to this many seconds (all times scale alike)"
+    )
+    parser.add_argument(
+        "--label-headers",
+        action="store_true",
+        help="diagnostic: requests also carry their true labels as headers (routing apart from the classifier)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"
+    )
+    parser.add_argument(
+        "--routers", type=int, help="router replicas (default: the scenario's, 2 unless it says)"
+    )
+    parser.add_argument(
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
     args = parser.parse_args(argv)
@@ -142,10 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}.",
         "",
     ]
+    prompt_set = prompts.load_heldout_prompts(args.corpus)
+    header.insert(2, f"Prompts: {prompt_set.source}.")
     print("\n".join(header), flush=True)
     parts = list(header)
     for name in names:
         sc = scenario.load(name)
+        if args.routers is not None:
+            sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
+        if args.duration is not None and not args.smoke:
+            sc = scenario.shrink(sc, duration=args.duration)
+        if args.label_headers:
+            sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+        sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)
             continue
@@ -154,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.shrink(sc, duration=20.0 if sc.rate < 100 else 3.0)
         text = run_scenario(sc, mode=mode, strategies=strategies, seed=args.seed,
                             img=None if (args.no_plots or args.smoke) else args.img,
-                            litellm_workers=args.litellm_workers)  # fmt: skip
+                            litellm_workers=args.litellm_workers, repeats=1 if args.smoke else args.repeats)  # fmt: skip
         print(text, flush=True)
         parts.append(text)
     if args.out:

@@ -8,6 +8,12 @@ What runs is the real code wherever it is pure:
   in-flight and ejection bookkeeping is `router.endpoints.EndpointTracker`, its priority queue is
   `router.queue.WaitQueue`, mirrored the way `router.admission.Admission` uses them (a freed slot goes to the
   best waiter that may use it; max wait, then 429);
+- each request carries a held-out labelled prompt and is classified by the router's own code
+  (`router_classification`: `parse_request` and the table's `Classifier`), then filtered by the classified
+  complexity; it is scored by its true labels;
+- the router runs as ``scenario.routers`` replicas, each with its own tracker, queue and picker (a request goes
+  to one at random, as a Service spreads connections); they share the routing table;
+- external load (``scenario.externals``) is submitted straight to an engine, past every router;
 - Zeta's operator is `operator.weights.decide` every control interval, on the readings Prometheus would hold:
   engine gauges (waiting, running, KV use) sampled every scrape interval and the router's latency and error
   rate over the query window, as of the last scrape (so the data is as late as in the real loop), and the
@@ -22,27 +28,34 @@ from __future__ import annotations
 
 import functools
 import heapq
+import importlib
+import inspect
 import itertools
 import math
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
-from zeta_operator.router import balancer
+from zeta_operator.router import balancer, proxy
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
+from zeta_operator.router.classify import Classification
 from zeta_operator.router.endpoints import EndpointTracker
+from zeta_operator.router.payload import parse_request
 from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
 from zeta_operator.router.settings import Ejection
+from zeta_operator.router.snapshot import TableSnapshot
 from zeta_sim.scheduler import Scheduler, Sequence
 
+from . import prompts as prompt_sets
+from .prompts import Prompt
 from .records import RequestRecord, RunResult
-from .scenario import ClassShape, Scenario, capable
+from .scenario import ClassShape, Scenario
 
 STRATEGIES = ("static", "round-robin", "least-request", "zeta")
 
@@ -72,15 +85,62 @@ class _Engine:
 
 
 @dataclass(eq=False)
+class _Router:
+    """One router replica: its own in-flight counts and ejections, queue and round-robin position."""
+
+    tracker: EndpointTracker
+    queue: WaitQueue[_Request]
+    picker: Callable[[Eligible, frozenset[str]], Choice | None]
+
+
+@dataclass(eq=False)
 class _Request:
     record: RequestRecord
     shape: ClassShape
     number: int
+    prompt: Prompt
+    router: _Router
     eligible: Eligible | None = None
     choice: Choice | None = None
     seq: Sequence | None = None
     tried: set[str] = field(default_factory=set)
     waiter: Waiter[_Request] | None = None
+    cls: Classification | None = None
+
+
+def label_headers(prompt: Prompt) -> dict[str, str]:
+    """The true labels as the sample policy's classifier headers (the --label-headers diagnostic only)."""
+    return {"X-Zeta-Task": prompt.task, "X-Zeta-Complexity": str(prompt.complexity)}
+
+
+def router_snapshot(table: RoutingTable) -> TableSnapshot:
+    """The snapshot a router process builds from ``table``, with the classifier it would load: the shipped
+    learned model where the router has one (``TableSnapshot.build(table, model=...)``), else the rules."""
+    build: Any = TableSnapshot.build
+    if "model" in inspect.signature(build).parameters:
+        learned = importlib.import_module("zeta_operator.router.model")
+        return build(table, model=learned.shipped())  # type: ignore[no-any-return,unused-ignore]
+    return build(table)  # type: ignore[no-any-return,unused-ignore]
+
+
+def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable) -> Eligible:
+    """proxy._serve's capability filter for a classified request: with the router's confidence gating
+    (``Forwarder._eligible``: never spill down on doubt) where the router has it, else the classified
+    complexity alone."""
+    gate = getattr(proxy.Forwarder, "_eligible", None)
+    if gate is not None:
+        confidence = getattr(table.classifier, "offload_confidence", None)
+        return gate(route, cls, confidence)  # type: ignore[no-any-return,unused-ignore]
+    return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
+
+
+def router_classification(
+    snapshot: TableSnapshot, prompt: Prompt, *, max_tokens: int, headers: dict[str, str] | None = None
+) -> Classification:
+    """What the router decides for this request body (proxy._serve: parse, then the table's classifier; no
+    class headers unless given). The one seam to follow when the router's classification changes."""
+    parsed = parse_request(prompt.raw(max_tokens=max_tokens), "chat")
+    return snapshot.classifier.classify(headers or {}, parsed.model, parsed.prompt)
 
 
 class Simulation:
@@ -93,8 +153,7 @@ class Simulation:
         self.rng = random.Random(f"des:{scenario.seed}:{strategy}:{seed}")
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._counter = itertools.count()
-        self.tracker = EndpointTracker(Ejection(), clock=lambda: self.now)
-        self.queue: WaitQueue[_Request] = WaitQueue()
+        self.routers = [self._router(i) for i in range(scenario.routers)]
         policy = scenario.policy
         self.queue_settings = TableQueue(
             max_size=policy.queue.max_size,
@@ -113,15 +172,9 @@ class Simulation:
         self.records: list[RequestRecord] = []
         self.weights: list[tuple[float, dict[str, dict[str, float]]]] = []
         self.violations = 0
+        self.routing_violations = 0
         self.routes: dict[str, ClassRoute] = {}
-        self.picker: Callable[[Eligible, frozenset[str]], Choice | None]
-        if strategy == "round-robin":
-            rr = balancer.RoundRobin()
-            self.picker = lambda e, x: rr(e, self.tracker, self.rng, x)
-        elif strategy == "least-request":
-            self.picker = lambda e, x: balancer.least_request(e, self.tracker, self.rng, x)
-        else:
-            self.picker = lambda e, x: balancer.choose(e, self.tracker, self.rng, exclude=x)
+        self.classified: dict[str, Classification] = {}
         # Zeta's operator state and the readings Prometheus holds.
         self.state: ControllerState | None = None
         self.scraped: dict[str, tuple[int, int, float]] = {}
@@ -130,6 +183,19 @@ class Simulation:
         self.completions: deque[tuple[float, str, str, float, bool]] = deque()
         self.quantile = policy.prometheus.latency_quantile
 
+    def _router(self, index: int) -> _Router:
+        tracker = EndpointTracker(Ejection(), clock=lambda: self.now)
+        rng = random.Random(f"des:{self.sc.seed}:{self.strategy}:{index}:{self.rng.random()}")
+        picker: Callable[[Eligible, frozenset[str]], Choice | None]
+        if self.strategy == "round-robin":
+            rr = balancer.RoundRobin()
+            picker = lambda e, x: rr(e, tracker, rng, x)  # noqa: E731
+        elif self.strategy == "least-request":
+            picker = lambda e, x: balancer.least_request(e, tracker, rng, x)  # noqa: E731
+        else:
+            picker = lambda e, x: balancer.choose(e, tracker, rng, exclude=x)  # noqa: E731
+        return _Router(tracker, WaitQueue(), picker)
+
     # -- the event loop -------------------------------------------------------------------------------------
 
     def at(self, t: float, action: Callable[[], None]) -> None:
@@ -137,10 +203,15 @@ class Simulation:
 
     def run(self, *, drain: float = 60.0) -> RunResult:
         started = time.perf_counter()
-        for t, shape in self.sc.arrivals():
-            self.at(t, functools.partial(self._arrive, t, shape))
+        arrivals = self.sc.arrivals()
+        chosen = prompt_sets.assign([(t, c.name) for t, c in arrivals], self.sc.prompts, seed=self.sc.seed)
+        for (t, shape), prompt in zip(arrivals, chosen, strict=True):
+            self.at(t, functools.partial(self._arrive, t, shape, prompt))
         self._schedule_faults()
-        self._install(self._initial_table(), record=self.strategy == "zeta")
+        self._schedule_externals()
+        initial = self._initial_table()
+        self.snapshot = router_snapshot(initial)
+        self._install(initial, record=self.strategy == "zeta")
         if self.strategy == "zeta":
             t = QUERY_OFFSET_S
             while t < self.sc.duration + drain:
@@ -165,6 +236,7 @@ class Simulation:
             if r.status == "error" and r.latency == 0.0 and not r.backend:
                 r.latency = end - r.sent_at  # never answered within the drain
         result = RunResult(self.sc.name, self.strategy, "des", self.records, self.weights, self.violations)
+        result.routing_violations = self.routing_violations
         result.wall_seconds = time.perf_counter() - started
         return result
 
@@ -191,7 +263,10 @@ class Simulation:
             )
             for c in policy.classes
         ]  # fmt: skip
-        return RoutingTable(policy="bench/des", queue=self.queue_settings, backends=backends, classes=classes)
+        return RoutingTable(
+            policy="bench/des", queue=self.queue_settings, backends=backends, classes=classes,
+            classifier=policy.classifier, default_class=policy.default_class,
+        )  # fmt: skip
 
     def _initial_table(self) -> RoutingTable:
         policy = self.sc.policy
@@ -208,7 +283,7 @@ class Simulation:
         for c in table.classes:
             route = ClassRoute.build(c, table.backends)
             if static:  # preferred only: no unweighted last resort
-                route = ClassRoute(route.task_class, route.weighted, (), route.top_weight)
+                route = replace(route, unweighted=())
             self.routes[c.name] = route
         if record:
             self.weights.append((self.now, {c.name: dict(c.weights) for c in table.classes}))
@@ -216,25 +291,31 @@ class Simulation:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    def _arrive(self, t: float, shape: ClassShape) -> None:
-        record = RequestRecord(sent_at=t, task_class=shape.name, complexity=shape.complexity)
+    def _arrive(self, t: float, shape: ClassShape, prompt: Prompt) -> None:
+        router = self.routers[self.rng.randrange(len(self.routers))]  # the Service picks a replica
+        record = RequestRecord(sent_at=t, task_class=shape.name, complexity=prompt.complexity)
+        record.task, record.prompt_id = prompt.task, prompt.id
         self.records.append(record)
-        req = _Request(record, shape, len(self.records))
-        route = self.routes[shape.name]
-        req.eligible = route.eligible(
-            complexity=shape.complexity, tokens=shape.prompt_tokens + shape.output_tokens
-        )
+        req = _Request(record, shape, len(self.records), prompt, router)
+        cls = self.classified.get(prompt.id)
+        if cls is None:  # the table's classifier settings never change during a run: classify a text once
+            headers = label_headers(prompt) if self.sc.label_headers else None
+            cls = router_classification(
+                self.snapshot, prompt, max_tokens=shape.output_tokens, headers=headers
+            )
+            self.classified[prompt.id] = cls
+        record.routed_class, req.cls = cls.task_class.name, cls
+        req.eligible = router_eligible(self.routes[cls.task_class.name], cls, self.snapshot.table)
         if not req.eligible:
             self._finish(req, "rejected")
             return
-        choice = self.picker(req.eligible, frozenset())
+        choice = router.picker(req.eligible, frozenset())
         if choice is not None:
             self._dispatch(req, choice)
             return
-        task_class = next(c for c in self.sc.policy.classes if c.name == shape.name)
-        waiter = Waiter(task_class.priority, shape.complexity, self.now, req.eligible.endpoint_urls(), req)
+        waiter = Waiter(cls.priority, cls.complexity, self.now, req.eligible.endpoint_urls(), req)
         try:
-            self.queue.push(waiter, max_size=self.queue_settings.max_size)
+            router.queue.push(waiter, max_size=self.queue_settings.max_size)
         except QueueFull:
             self._finish(req, "rejected")
             return
@@ -243,12 +324,12 @@ class Simulation:
 
     def _deadline(self, req: _Request) -> None:
         if req.waiter is not None and req.waiter.queued:
-            self.queue.remove(req.waiter)
+            req.router.queue.remove(req.waiter)
             self._finish(req, "rejected")
 
     def _dispatch(self, req: _Request, choice: Choice) -> None:
         url = choice.endpoint.url
-        self.tracker.acquire(url)
+        req.router.tracker.acquire(url)
         req.choice = choice
         req.tried.add(url)
         engine = self.engines[url]
@@ -257,7 +338,7 @@ class Simulation:
             return
         shape = req.shape
         req.seq = engine.scheduler.submit(
-            prompt_tokens=shape.prompt_tokens, output_tokens=shape.output_tokens, stream=False, now=self.now,
+            prompt_tokens=req.prompt.tokens, output_tokens=shape.output_tokens, stream=False, now=self.now,
             extra_s=engine.extra_s, on_news=lambda: engine.news.append(req),
         )  # fmt: skip
         engine.inflight[req.number] = req
@@ -266,13 +347,15 @@ class Simulation:
     def _failed_attempt(self, req: _Request) -> None:
         assert req.choice is not None and req.eligible is not None
         url = req.choice.endpoint.url
-        self.tracker.record_failure(url, peers=req.eligible.endpoint_urls())
-        self._release(url)
-        self._observe(req.choice.backend.name, req.shape.name, self.now - req.record.sent_at, ok=False)
+        req.router.tracker.record_failure(url, peers=req.eligible.endpoint_urls())
+        self._release(req.router, url)
+        self._observe(
+            req.choice.backend.name, req.record.routed_class, self.now - req.record.sent_at, ok=False
+        )
         req.choice, req.seq = None, None
         retry = None
         if req.record.retries < RETRIES:
-            retry = self.picker(req.eligible, frozenset(req.tried))
+            retry = req.router.picker(req.eligible, frozenset(req.tried))
         if retry is None:
             self._finish(req, "error")
             return
@@ -295,11 +378,11 @@ class Simulation:
             if req.seq is not None and req.seq.done and req.choice is not None:
                 choice = req.choice
                 engine.inflight.pop(req.number, None)
-                self.tracker.record_success(choice.endpoint.url)
+                req.router.tracker.record_success(choice.endpoint.url)
                 self._finish(req, "ok", backend=choice.backend.name)
-                self._observe(choice.backend.name, req.shape.name, req.record.latency, ok=True)
+                self._observe(choice.backend.name, req.record.routed_class, req.record.latency, ok=True)
                 req.choice = None
-                self._release(choice.endpoint.url)
+                self._release(req.router, choice.endpoint.url)
         self._wake(engine)
 
     def _finish(self, req: _Request, status: Any, *, backend: str = "") -> None:
@@ -309,33 +392,43 @@ class Simulation:
         r.backend = backend
         if backend:
             group = self.groups[backend]
-            if not capable(group, req.shape):
-                self.violations += 1
+            r.cost = group.cost
+            r.quality = self.sc.answer_quality(backend, req.prompt.task, req.prompt.complexity)
+            if req.prompt.task not in group.tasks or req.prompt.complexity > group.max_complexity:
+                self.violations += 1  # a true capability violation: judged by the prompt's true labels
+            cls = req.cls
+            if cls is not None and (
+                cls.task_type not in group.tasks or cls.complexity > group.max_complexity
+            ):
+                self.routing_violations += 1  # the router broke its own classification (must never happen)
 
-    def _release(self, url: str) -> None:
-        self.tracker.release(url)
-        while self.queue:  # Admission._offer: the freed slot goes to the best waiter that may use it
-            waiter = self.queue.best(
+    def _release(self, router: _Router, url: str) -> None:
+        router.tracker.release(url)
+        while router.queue:  # Admission._offer: the freed slot goes to the best waiter that may use it
+            waiter = router.queue.best(
                 now=self.now, aging_seconds=self.queue_settings.aging_seconds, endpoint=url
             )
             if waiter is None:
                 return
             assert waiter.payload.eligible is not None
-            choice = self.picker(waiter.payload.eligible, frozenset())
+            choice = router.picker(waiter.payload.eligible, frozenset())
             if choice is None:
                 return
-            self.queue.remove(waiter)
+            router.queue.remove(waiter)
             self._dispatch(waiter.payload, choice)
 
     def _offer_all(self) -> None:
-        if not self.queue:
-            return
-        for waiter in self.queue.in_order(now=self.now, aging_seconds=self.queue_settings.aging_seconds):
-            assert waiter.payload.eligible is not None
-            choice = self.picker(waiter.payload.eligible, frozenset())
-            if choice is not None:
-                self.queue.remove(waiter)
-                self._dispatch(waiter.payload, choice)
+        for router in self.routers:
+            if not router.queue:
+                continue
+            for waiter in router.queue.in_order(
+                now=self.now, aging_seconds=self.queue_settings.aging_seconds
+            ):
+                assert waiter.payload.eligible is not None
+                choice = router.picker(waiter.payload.eligible, frozenset())
+                if choice is not None:
+                    router.queue.remove(waiter)
+                    self._dispatch(waiter.payload, choice)
 
     # -- faults ---------------------------------------------------------------------------------------------
 
@@ -349,6 +442,27 @@ class Simulation:
                 self.at(f.start, functools.partial(_set_extra, engine, f.extra_latency_ms / 1000))
                 if math.isfinite(f.duration):
                     self.at(f.start + f.duration, functools.partial(_set_extra, engine, 0.0))
+
+    def _schedule_externals(self) -> None:
+        """Requests straight to a backend's endpoints (round robin, as a Service would spread them)."""
+        for x in self.sc.externals:
+            engines = self.by_backend[x.backend]
+            for i, t in enumerate(x.arrivals(self.sc.seed)):
+                self.at(
+                    t,
+                    functools.partial(
+                        self._external, engines[i % len(engines)], x.prompt_tokens, x.output_tokens
+                    ),
+                )
+
+    def _external(self, engine: _Engine, prompt_tokens: int, output_tokens: int) -> None:
+        if not engine.alive:
+            return
+        engine.scheduler.submit(
+            prompt_tokens=prompt_tokens, output_tokens=output_tokens, stream=False, now=self.now,
+            extra_s=engine.extra_s,
+        )  # fmt: skip
+        self._wake(engine)
 
     def _crash(self, engine: _Engine) -> None:
         engine.scheduler.advance(self.now)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .records import RequestRecord, RunResult
-from .scenario import Scenario, oracle
+from .scenario import Scenario, external_busy, oracle
 
 STABLE_STD = 0.05
 """Weight standard deviation under steady load above which we call it oscillation."""
@@ -28,6 +28,16 @@ class Summary:
     rejected: int
     errors: int
     violations: int
+    """True capability violations: answered by a backend below the prompt's true complexity or without its
+    true task type."""
+    quality_goodput: float = 0.0
+    """Sum of answer quality over the requests completed within objective, per second."""
+    cost_per_good: float = math.nan
+    """Total ``spec.cost`` of every answered request over the number completed within objective."""
+    misrouted: int = 0
+    """Requests the router's classifier put in another class than their true one."""
+    down_spilled: int = 0
+    """True complex requests (complexity >= 3) classified into a simple class (max complexity <= 2)."""
     per_class: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     """class -> (p50, p95, p99, SLO attainment); latencies of answered requests."""
     reaction: float | None = None
@@ -61,6 +71,10 @@ def summarize(sc: Scenario, run: RunResult) -> Summary:
         rejected=sum(1 for r in recs if r.status == "rejected"),
         errors=sum(1 for r in recs if r.status == "error"),
         violations=run.violations,
+        quality_goodput=sum(r.quality for r in recs if good(r, sc)) / sc.duration,
+        cost_per_good=sum(r.cost for r in recs if r.status == "ok") / n_good if n_good else math.nan,
+        misrouted=sum(1 for r in recs if r.routed_class and r.routed_class != r.task_class),
+        down_spilled=sum(1 for r in recs if r.complexity >= 3 and r.routed_class in _simple_classes(sc)),
     )
     for c in sc.classes:
         mine = [r for r in recs if r.task_class == c.name]
@@ -76,11 +90,19 @@ def summarize(sc: Scenario, run: RunResult) -> Summary:
     return s
 
 
+def _simple_classes(sc: Scenario) -> set[str]:
+    return {c.name for c in sc.policy.classes if c.complexity.max <= 2}
+
+
 def event_window(sc: Scenario) -> tuple[float, float, set[str]] | None:
     """(start, end, affected classes) of the scenario's first burst or fault; None for steady scenarios."""
     if sc.bursts:
         b = sc.bursts[0]
         return b.start, b.start + b.duration, {b.task_class}
+    if sc.externals:
+        x = sc.externals[0]
+        affected = {c.name for c in sc.policy.classes if x.backend in c.preferred}
+        return x.start, min(sc.duration, x.start + x.duration), affected
     if sc.faults:
         f = sc.faults[0]
         end = min(sc.duration, f.start + f.duration)
@@ -95,7 +117,7 @@ def classes_with_capacity(sc: Scenario, start: float, end: float) -> set[str]:
     rates = {c.name: sc.class_rate(c.name, mid) for c in sc.classes}
     extra = {f.backend: f.extra_latency_ms / 1000 for f in sc.faults if not f.crash and f.active(mid)}
     down = {f.backend: 1 for f in sc.faults if f.crash and mid >= f.start}
-    split = oracle(sc, rates, extra_latency=extra, down=down)
+    split = oracle(sc, rates, extra_latency=extra, down=down, busy=external_busy(sc, mid))
     return {c for c, r in rates.items() if r <= 0 or split.served[c] >= 0.99 * r}
 
 

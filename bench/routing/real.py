@@ -11,6 +11,10 @@
 
 Only the demo fleet (one 4B, one 7B coder, one 14B) runs here; faults go through the simulator's /admin/faults,
 and a crashed backend's pod is marked NotReady ``notready_after`` seconds later (the kubelet's part).
+
+Requests carry held-out labelled prompts and no class headers: the router classifies them. The Zeta router and
+the baselines run as ``scenario.routers`` processes (2 by default, as the chart deploys them), each request to
+one of them at random; external load goes straight to a simulator, past every router.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 import shutil
 import tempfile
 import time
@@ -33,8 +38,10 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 
 from . import litellm_proxy
+from .des import label_headers
+from .prompts import Prompt, assign
 from .records import RequestRecord, RunResult
-from .scenario import ClassShape, Scenario, capable
+from .scenario import ClassShape, Scenario
 
 DRAIN_S = 60.0
 
@@ -80,7 +87,10 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
         max_wait_seconds=parse_duration(policy.queue.max_wait),
         aging_seconds=parse_duration(policy.queue.aging),
     )
-    return RoutingTable(policy="bench/fixed", queue=queue, backends=backends, classes=classes)
+    return RoutingTable(
+        policy="bench/fixed", queue=queue, backends=backends, classes=classes,
+        classifier=policy.classifier, default_class=policy.default_class,
+    )  # fmt: skip
 
 
 STRATEGIES = ("static", "round-robin", "least-request", "zeta", *litellm_proxy.STRATEGIES)
@@ -120,11 +130,17 @@ def run_fixed(sc: Scenario, strategy: str) -> RunResult:
         table_file = work / "table.json"
         table = _fixed_table(sc, sims, strategy)
         table_file.write_text(table.sealed(version=1, generated_at="").to_json())
-        args = ["--seed", "1", "--log-level", "warning"]
+        args = ["--log-level", "warning"]
         if strategy in ("round-robin", "least-request"):
             args += ["--strategy", strategy]
-        with start_router(table_file=table_file, args=args, log_dir=work) as router:
-            records = asyncio.run(drive(sc, router.url, sims))
+        with contextlib.ExitStack() as routers:
+            urls = [
+                routers.enter_context(
+                    start_router(table_file=table_file, args=["--seed", str(i + 1), *args], log_dir=work)
+                ).url
+                for i in range(sc.routers)
+            ]
+            records = asyncio.run(drive(sc, urls, sims))
     return _result(sc, strategy, records, [])
 
 
@@ -139,7 +155,7 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
         ) as proxy:
             cpu0 = cpu_seconds(descendants(proxy.process.pid))
             t0 = time.monotonic()
-            records = asyncio.run(drive(sc, proxy.url, sims, litellm=True))
+            records = asyncio.run(drive(sc, [proxy.url], sims, litellm=True))
             cpu = cpu_seconds(descendants(proxy.process.pid)) - cpu0
             wall = time.monotonic() - t0
     result = _result(sc, strategy, records, [])
@@ -162,7 +178,6 @@ def run_zeta(sc: Scenario) -> RunResult:
         demo_policy,
         router_identity,
         wait_for_table,
-        watch_prometheus_router,
     )
     from zeta_dev.localcluster.cluster import Cluster
     from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
@@ -197,11 +212,21 @@ def run_zeta(sc: Scenario) -> RunResult:
             try:
                 configmap = policy["spec"]["routingTable"]["configMapName"]
                 wait_for_table(cluster, configmap)
-                with router_identity(cluster, work) as kubeconfig, start_router(
-                    configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
-                    args=["--seed", "1", "--log-level", "warning"],
-                ) as router:  # fmt: skip
-                    watch_prometheus_router(prom, f"127.0.0.1:{router.port}")
+                with router_identity(cluster, work) as kubeconfig, contextlib.ExitStack() as stack:
+                    routers = [
+                        stack.enter_context(start_router(
+                            configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
+                            args=["--seed", str(i + 1), "--log-level", "warning"],
+                        ))
+                        for i in range(sc.routers)
+                    ]  # fmt: skip
+                    prom.set_targets(
+                        "router",
+                        {
+                            f"127.0.0.1:{r.port}": {"namespace": NAMESPACE, "pod": f"zeta-router-{i}", "container": "router"}
+                            for i, r in enumerate(routers)
+                        },
+                    )  # fmt: skip
 
                     async def sample(t: float) -> None:
                         table = await asyncio.to_thread(read_table, cluster, NAMESPACE, configmap)
@@ -213,7 +238,8 @@ def run_zeta(sc: Scenario) -> RunResult:
                     def not_ready(backend: str) -> None:
                         set_pod_ready(cluster, NAMESPACE, f"{backend}-0", False)
 
-                    records = asyncio.run(drive(sc, router.url, sims, sample=sample, not_ready=not_ready))
+                    urls = [r.url for r in routers]
+                    records = asyncio.run(drive(sc, urls, sims, sample=sample, not_ready=not_ready))
             finally:
                 operator.process.stop()
     return _result(sc, "zeta", records, weights)
@@ -226,19 +252,22 @@ def _result(
     weights: list[tuple[float, dict[str, dict[str, float]]]],
 ) -> RunResult:
     groups = sc.backends()
-    shapes = {c.name: c for c in sc.classes}
     models = {m: n for n, m in _models().items()}
     violations = 0
     for r in records:
         r.backend = models.get(r.backend, r.backend)
-        if r.status == "ok" and r.backend in groups and not capable(groups[r.backend], shapes[r.task_class]):
-            violations += 1
+        if r.status == "ok" and r.backend in groups:
+            group = groups[r.backend]
+            r.cost = group.cost
+            r.quality = sc.answer_quality(r.backend, r.task, r.complexity)
+            if r.task not in group.tasks or r.complexity > group.max_complexity:
+                violations += 1  # true labels
     return RunResult(sc.name, strategy, "real", records, weights, violations)
 
 
 async def drive(
     sc: Scenario,
-    url: str,
+    urls: list[str],
     sims: dict[str, RunningSim],
     *,
     sample: Callable[[float], Awaitable[None]] | None = None,
@@ -247,21 +276,26 @@ async def drive(
 ) -> list[RequestRecord]:
     """Send every arrival on time (open loop), inject the faults on schedule, wait for every answer."""
     timeout = aiohttp.ClientTimeout(total=sc.duration + DRAIN_S)
-    task_types = {c.name: c.task_type for c in sc.policy.classes}
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        arrivals = sc.arrivals()
+        chosen = assign([(t, c.name) for t, c in arrivals], sc.prompts, seed=sc.seed)
+        spread = random.Random(f"routers:{sc.seed}")  # a Service spreads connections over the replicas
         start = time.monotonic()
         background = [asyncio.create_task(_faults(sc, sims, start, not_ready))]
+        external = asyncio.create_task(_external(session, sc, sims, start))
         if sample is not None:
             background.append(asyncio.create_task(_sampler(sample, start, sc.duration + 10)))
         tasks = []
-        for t, shape in sc.arrivals():
+        for (t, shape), prompt in zip(arrivals, chosen, strict=True):
             delay = start + t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(
-                asyncio.create_task(_one(session, url, shape, task_types[shape.name], t, start, litellm))
-            )
+            url = spread.choice(urls)
+            tasks.append(asyncio.create_task(_one(session, url, shape, prompt, t, sc.label_headers, litellm)))
         records = list(await asyncio.gather(*tasks))
+        sent, answered = await external
+        if sent and answered < sent:  # the scenario's external load did not happen as written: say so loudly
+            raise RuntimeError(f"external load: only {answered} of {sent} direct requests were answered 200")
         for b in background:
             b.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -272,37 +306,66 @@ async def _one(
     session: aiohttp.ClientSession,
     url: str,
     shape: ClassShape,
-    task: str,
+    prompt: Prompt,
     t: float,
-    start: float,
+    with_labels: bool,
     litellm: bool = False,
 ) -> RequestRecord:
-    """One request; through LiteLLM the class is the model group (``model=<class>``)."""
-    record = RequestRecord(sent_at=t, task_class=shape.name, complexity=shape.complexity)
-    body = {
-        "model": shape.name if litellm else "zeta",
-        "messages": [
-            {"role": "user", "content": ("lorem ipsum " * shape.prompt_tokens)[: 4 * shape.prompt_tokens]}
-        ],
-        "max_tokens": shape.output_tokens,
-    }
-    headers = {"X-Zeta-Task": task, "X-Zeta-Complexity": str(shape.complexity)}
+    """One request carrying a held-out prompt and no class headers (the router classifies it); through LiteLLM
+    the true class is the model group (``model=<class>``), which LiteLLM cannot work out for itself."""
+    record = RequestRecord(sent_at=t, task_class=shape.name, complexity=prompt.complexity)
+    record.task, record.prompt_id = prompt.task, prompt.id
+    body = prompt.body(max_tokens=shape.output_tokens, model=shape.name if litellm else "zeta")
+    headers = label_headers(prompt) if with_labels else {}
     sent = time.monotonic()
     try:
         async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
             await r.read()
             if litellm:
                 record.backend = litellm_proxy.backend_of(r.headers.get("x-litellm-model-id", ""))
+                record.routed_class = shape.name
                 with contextlib.suppress(TypeError, ValueError):
                     record.overhead_ms = float(r.headers.get("x-litellm-overhead-duration-ms", ""))
             else:
                 record.backend = r.headers.get("X-Zeta-Backend", "")
+                record.routed_class = r.headers.get("X-Zeta-Task-Class", "")
             record.retries = int(r.headers.get("X-Zeta-Retries", "0"))
             record.status = "ok" if r.status == 200 else ("rejected" if r.status in (429, 503) else "error")
     except (aiohttp.ClientError, TimeoutError):
         record.status = "error"
     record.latency = time.monotonic() - sent
     return record
+
+
+async def _external(
+    session: aiohttp.ClientSession, sc: Scenario, sims: dict[str, RunningSim], start: float
+) -> tuple[int, int]:
+    """The scenario's external load: straight to the simulator (its own model name), past every router;
+    answers are not scored. Returns (sent, answered 200)."""
+    models = _models()
+
+    async def call(backend: str, prompt_tokens: int, output_tokens: int) -> bool:
+        body = {
+            "model": models[backend],
+            "messages": [{"role": "user", "content": "x" * (4 * prompt_tokens)}],
+            "max_tokens": output_tokens,
+        }
+        try:
+            async with session.post(f"{sims[backend].url}/v1/chat/completions", json=body) as r:
+                await r.read()
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    pending: list[asyncio.Task[bool]] = []
+    plan = sorted(((t, x) for x in sc.externals for t in x.arrivals(sc.seed)), key=lambda p: p[0])
+    for at, x in plan:
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.create_task(call(x.backend, x.prompt_tokens, x.output_tokens)))
+    answered = await asyncio.gather(*pending)
+    return len(pending), sum(answered)
 
 
 async def _sampler(sample: Callable[[float], Awaitable[None]], start: float, until: float) -> None:

@@ -21,14 +21,18 @@ def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return fmt.format(v)
 
 
-def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float) -> str:
+def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float, oracle_quality: float) -> str:
+    """Quality-weighted goodput first (the score), then cost per good answer, true capability violations and the
+    old goodput column, against static, least-request and the oracle's bounds (same arrivals)."""
     by = {s.strategy: s for s in summaries}
-    ref = {name: by[name].goodput for name in ("static", "least-request") if name in by}
+    ref_q = {name: by[name].quality_goodput for name in ("static", "least-request") if name in by}
+    ref_cost = by["least-request"].cost_per_good if "least-request" in by else None
     head = (
-        "| strategy | goodput req/s | vs oracle | vs static | vs least-req | SLO | rejected | errors "
-        "| cap. violations | reaction s (intervals) | weight std (steady) | worst p95/objective |"
+        "| strategy | quality goodput | vs oracle | vs static | vs least-req | cost / good answer | vs least-req "
+        "| true cap. violations | goodput req/s | vs oracle | SLO | rejected | errors | reaction s (intervals) "
+        "| worst p95/objective |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 15]
     for s in summaries:
         worst = max(
             (p95 / sc.objective(c) for c, (_, p95, _, _) in s.per_class.items() if not math.isnan(p95)),
@@ -40,17 +44,22 @@ def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float) -> 
             else ("never" if math.isinf(s.reaction) else f"{s.reaction:.1f} ({s.reaction / sc.interval:.1f})")
         )
         lines.append(
-            f"| {s.strategy} | {s.goodput:.2f} | {s.goodput / oracle_goodput:.0%} "
-            f"| {_ratio(s.goodput, ref.get('static'))} | {_ratio(s.goodput, ref.get('least-request'))} "
-            f"| {s.slo:.1%} | {s.rejected} | {s.errors} | {s.violations} | {react} | {_f(s.stability, '{:.3f}')} "
-            f"| {_f(worst)} |"
+            f"| {s.strategy} | {s.quality_goodput:.2f} | {_share(s.quality_goodput, oracle_quality)} "
+            f"| {_ratio(s.quality_goodput, ref_q.get('static'))} | {_ratio(s.quality_goodput, ref_q.get('least-request'))} "
+            f"| {_f(s.cost_per_good)} | {_ratio(s.cost_per_good, ref_cost)} | {s.violations} "
+            f"| {s.goodput:.2f} | {_share(s.goodput, oracle_goodput)} | {s.slo:.1%} | {s.rejected} | {s.errors} "
+            f"| {react} | {_f(worst)} |"
         )
     lines.append(
-        f"| oracle (LP bound) | {oracle_goodput:.2f} | 100% | {_ratio(oracle_goodput, ref.get('static'))} "
-        f"| {_ratio(oracle_goodput, ref.get('least-request'))} | {oracle_goodput / summaries[0].offered:.1%} "
-        "| — | — | 0 | — | — | — |"
+        f"| oracle (LP bound) | {oracle_quality:.2f} | 100% | {_ratio(oracle_quality, ref_q.get('static'))} "
+        f"| {_ratio(oracle_quality, ref_q.get('least-request'))} | — | — | 0 | {oracle_goodput:.2f} | 100% "
+        f"| {oracle_goodput / summaries[0].offered:.1%} | — | — | — | — |"
     )
     return "\n".join(lines)
+
+
+def _share(v: float, ref: float) -> str:
+    return f"{v / ref:.0%}" if ref else "—"
 
 
 def class_table(sc: Scenario, summaries: Sequence[Summary]) -> str:
@@ -69,7 +78,7 @@ def class_table(sc: Scenario, summaries: Sequence[Summary]) -> str:
 
 
 def _ratio(v: float, ref: float | None) -> str:
-    return "—" if not ref else f"{v / ref:.2f}x"
+    return "—" if not ref or math.isnan(ref) or math.isnan(v) else f"{v / ref:.2f}x"
 
 
 def plot(path: Path, sc: Scenario, runs: Sequence[RunResult]) -> Path | None:

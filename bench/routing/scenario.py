@@ -9,7 +9,14 @@ A scenario file says what happens; this module turns it into exact numbers:
 - **load**: the steady arrival rate as a fraction of the fleet's capacity (found by the oracle's linear
   program for the class mix), or absolute ``rate`` in requests per second. Arrivals are Poisson per class.
 - **bursts**: a class's rate multiplied by ``factor`` for a while (thinning keeps the process Poisson).
-- **faults**: ``extra_latency_ms`` on one backend for a while (slow backend), or ``crash`` of one backend.
+- **faults**: ``extra_latency_ms`` on one backend for a while (slow backend, a co-tenant), or ``crash`` of one
+  backend.
+- **external**: load on a backend that does not pass through the router (a batch job calling its Service
+  directly): requests per second for a while, with their prompt and output tokens; they occupy the engine, are
+  not scored, and only what the engines report (Prometheus) shows them.
+- **routers**: router replicas (2 by default, as the chart deploys it); each has only its own in-flight counts
+  and queue, and every client request goes to one of them at random (a Service spreads connections).
+- **quality**: overrides of the answer-quality table (bench/routing/quality.py).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.policy import RoutingPolicySpec
 from zeta_sim.latency import LatencyModel
 
-from . import lp
+from . import lp, quality
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +56,8 @@ class BackendGroup:
     replicas: int = 1
     headroom: int = 2
     """The router's per-endpoint cap is max_seqs + headroom (as in the demo): a little engine queue."""
+    cost: float = 1.0
+    """``ModelBackend.spec.cost`` (relative cost per request): the sample manifests' value by default."""
 
     def members(self) -> list[str]:
         return [self.name] if self.replicas == 1 else [f"{self.name}-{i}" for i in range(self.replicas)]
@@ -100,6 +109,31 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class External:
+    """Requests sent straight to a backend's Service (spread over its endpoints), bypassing every router."""
+
+    backend: str
+    start: float
+    duration: float
+    rate: float
+    prompt_tokens: int = 200
+    output_tokens: int = 200
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.start + self.duration
+
+    def arrivals(self, seed: int) -> list[float]:
+        rng = random.Random(f"external:{seed}:{self.backend}:{self.start}")
+        times: list[float] = []
+        t = self.start
+        while True:
+            t += rng.expovariate(self.rate)
+            if t >= self.start + self.duration:
+                return times
+            times.append(t)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -120,6 +154,16 @@ class Scenario:
     steady_after: float = 20.0
     """Seconds after which a burst-free scenario counts as steady (for the stability metric)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    externals: tuple[External, ...] = ()
+    routers: int = 2
+    """Router replicas, each with its own in-flight view and queue."""
+    quality: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=quality.table)
+    """ModelBackend group -> task type -> tier -> answer quality (bench/routing/quality.py)."""
+    prompts: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    """class -> held-out prompts of that true class (bench/routing/prompts.py); empty: not loaded yet."""
+    label_headers: bool = False
+    """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
+    complexity), so the router's classification is always right: routing measured apart from the classifier."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
@@ -175,6 +219,8 @@ class Scenario:
             points += [b.start, b.start + b.duration]
         for f in self.faults:
             points += [f.start] + ([f.start + f.duration] if math.isfinite(f.duration) else [])
+        for x in self.externals:
+            points += [x.start, x.start + x.duration]
         return [p for p in points if p < self.duration]
 
     def describe(self) -> str:
@@ -182,8 +228,18 @@ class Scenario:
         return (
             f"{self.name}: {self.duration:.0f}s, {load}{self.rate:.1f} req/s steady (capacity "
             f"{self.capacity:.1f} req/s), {sum(g.replicas for g in self.groups)} backends / "
-            f"{sum(g.replicas * g.endpoints for g in self.groups)} endpoints"
+            f"{sum(g.replicas * g.endpoints for g in self.groups)} endpoints, {self.routers} router replicas"
         )
+
+    def group_of(self, backend: str) -> BackendGroup:
+        return self.backends()[backend]
+
+    def answer_quality(self, backend: str, task: str, complexity: int) -> float:
+        """Quality of ``backend`` answering a request of this true task type and complexity (0 if incapable)."""
+        group = self.group_of(backend)
+        if task not in group.tasks or complexity > group.max_complexity:
+            return 0.0
+        return quality.lookup(self.quality, group.name, task, complexity)
 
 
 # -- the oracle ----------------------------------------------------------------------------------------------
@@ -227,9 +283,13 @@ def oracle(
     *,
     extra_latency: Mapping[str, float] | None = None,
     down: Mapping[str, int] | None = None,
+    busy: Mapping[str, float] | None = None,
+    weighted: bool = False,
 ) -> OracleSplit:
     """The most requests per second served within objective, over any split that respects capability:
-    ``max sum x[c,b]`` s.t. ``sum_b x[c,b] <= rate_c`` and ``sum_c x[c,b] * cost[c,b] <= endpoints_b``."""
+    ``max sum w[c,b] x[c,b]`` s.t. ``sum_b x[c,b] <= rate_c`` and ``sum_c x[c,b] * cost[c,b] <= endpoints_b``
+    (less the endpoint-seconds per second ``busy`` with external load). ``w`` is 1, or with ``weighted`` the
+    answer quality of the pair: then ``goodput`` is quality-weighted goodput."""
     backends = scenario.backends()
     shapes = {c.name: c for c in scenario.classes}
     pairs: list[tuple[str, str, float]] = []
@@ -240,6 +300,10 @@ def oracle(
             cost = service_cost(group, shape, scenario.objective(c), (extra_latency or {}).get(b, 0.0))
             if cost is not None:
                 pairs.append((c, b, cost))
+    weight = {
+        (c, b): scenario.answer_quality(b, shapes[c].task_type, shapes[c].complexity) if weighted else 1.0
+        for c, b, _ in pairs
+    }
     names_c, names_b = list(shapes), list(backends)
     a: list[list[float]] = []
     rhs: list[float] = []
@@ -248,8 +312,9 @@ def oracle(
         rhs.append(max(0.0, rates.get(c, 0.0)))
     for b in names_b:
         a.append([cost if pb == b else 0.0 for _, pb, cost in pairs])
-        rhs.append(max(0, backends[b].endpoints - (down or {}).get(b, 0)))
-    value, x = lp.maximize([1.0] * len(pairs), a, rhs) if pairs else (0.0, [])
+        rhs.append(max(0.0, backends[b].endpoints - (down or {}).get(b, 0) - (busy or {}).get(b, 0.0)))
+    objective = [weight[(c, b)] for c, b, _ in pairs]
+    value, x = lp.maximize(objective, a, rhs) if pairs else (0.0, [])
     served = {c: sum(v for (pc, _, _), v in zip(pairs, x, strict=True) if pc == c) for c in names_c}
     split: dict[str, dict[str, float]] = {c: {} for c in names_c}
     for (c, b, _), v in zip(pairs, x, strict=True):
@@ -275,10 +340,24 @@ def fleet_capacity(scenario: Scenario) -> float:
     return lo
 
 
+def external_busy(scenario: Scenario, t: float) -> dict[str, float]:
+    """Endpoint-seconds per second the external load active at ``t`` takes from each backend, at the engine's
+    most efficient (full) batch: the least it can take, so the oracle stays an upper bound."""
+    busy: dict[str, float] = {}
+    for x in scenario.externals:
+        if x.active(t):
+            model = scenario.group_of(x.backend).model
+            work = model.prefill_work_s(x.prompt_tokens) + max(x.output_tokens - 1, 0) * model.tpot_s
+            per_request = work * model.slowdown(model.max_seqs) / model.max_seqs
+            busy[x.backend] = busy.get(x.backend, 0.0) + x.rate * per_request
+    return busy
+
+
 def oracle_goodput(
-    scenario: Scenario, arrivals: Sequence[tuple[float, str]] | None = None
+    scenario: Scenario, arrivals: Sequence[tuple[float, str]] | None = None, *, weighted: bool = False
 ) -> tuple[float, dict[str, float]]:
-    """Time-averaged oracle goodput over the scenario's phases (requests/s), and per class.
+    """Time-averaged oracle goodput over the scenario's phases (requests/s; with ``weighted`` quality-weighted),
+    and per class.
 
     With ``arrivals`` (time, class) the rates of each phase are the ones that actually arrived (the bound then
     shares the run's sampling noise); otherwise the scenario's expected rates."""
@@ -298,7 +377,14 @@ def oracle_goodput(
         for f in scenario.faults:
             if f.crash and mid >= f.start:
                 down[f.backend] = down.get(f.backend, 0) + 1
-        split = oracle(scenario, rates, extra_latency=extra, down=down)
+        split = oracle(
+            scenario,
+            rates,
+            extra_latency=extra,
+            down=down,
+            busy=external_busy(scenario, mid),
+            weighted=weighted,
+        )
         total += split.goodput * (end - start)
         for c, v in split.served.items():
             per_class[c] += v * (end - start)
@@ -306,6 +392,9 @@ def oracle_goodput(
 
 
 # -- loading -------------------------------------------------------------------------------------------------
+
+SAMPLE_COSTS = {"general-4b": 1.0, "coder-7b": 2.0, "large-14b": 4.0}
+"""``spec.cost`` of the sample ModelBackends (manifests/samples)."""
 
 DEFAULT_FLEET = (
     {"name": "general-4b", "size_b": 4, "max_seqs": 16, "tasks": ["chat", "summarize", "code"], "max_complexity": 2},
@@ -364,6 +453,7 @@ def build(doc: Mapping[str, Any], *, default_name: str = "scenario") -> Scenario
             name=g["name"], size_b=float(g["size_b"]), max_seqs=int(g["max_seqs"]), tasks=tuple(g["tasks"]),
             max_complexity=int(g["max_complexity"]), endpoints=int(g.get("endpoints", 1)),
             replicas=int(g.get("replicas", 1)), headroom=int(g.get("headroom", 2)),
+            cost=float(g.get("cost", SAMPLE_COSTS.get(g["name"], 1.0))),
         )
         for g in doc.get("fleet", DEFAULT_FLEET)
     )  # fmt: skip
@@ -391,6 +481,11 @@ def build(doc: Mapping[str, Any], *, default_name: str = "scenario") -> Scenario
               endpoint=int(f.get("endpoint", 0)), notready_after=float(f.get("notready_after", 5.0)))
         for f in doc.get("faults", [])
     )  # fmt: skip
+    externals = tuple(
+        External(backend=x["backend"], start=float(x["start"]), duration=float(x["duration"]), rate=float(x["rate"]),
+                 prompt_tokens=int(x.get("prompt_tokens", 200)), output_tokens=int(x.get("output_tokens", 200)))
+        for x in doc.get("external", [])
+    )  # fmt: skip
     scenario = Scenario(
         name=str(doc.get("name", default_name)),
         description=str(doc.get("description", "")).strip(),
@@ -404,6 +499,9 @@ def build(doc: Mapping[str, Any], *, default_name: str = "scenario") -> Scenario
         faults=faults,
         steady_after=float(doc.get("steady_after", 20.0)),
         extra=dict(doc.get("extra", {})),
+        externals=externals,
+        routers=int(doc.get("routers", 2)),
+        quality=quality.table(doc.get("quality")),
     )
     capacity = fleet_capacity(scenario)
     if "rate" in doc:
@@ -425,6 +523,10 @@ def shrink(scenario: Scenario, *, duration: float) -> Scenario:
             "bursts": tuple(
                 Burst(b.task_class, b.start * k, b.duration * k, b.factor) for b in scenario.bursts
             ),
+            "externals": tuple(
+                External(x.backend, x.start * k, x.duration * k, x.rate, x.prompt_tokens, x.output_tokens)
+                for x in scenario.externals
+            ),
             "faults": tuple(
                 Fault(
                     f.backend,
@@ -439,6 +541,24 @@ def shrink(scenario: Scenario, *, duration: float) -> Scenario:
             ),
         }
     )
+
+
+def with_prompts(scenario: Scenario, by_class: Mapping[str, Sequence[Any]]) -> Scenario:
+    """The scenario sending these held-out prompts: each class's prompt size becomes its pool's mean (what the
+    oracle and the capacity are computed with), and the load keeps its fraction of the new capacity."""
+    classes = tuple(
+        ClassShape(
+            c.name, c.task_type, c.complexity,
+            round(sum(p.tokens for p in by_class[c.name]) / len(by_class[c.name])), c.output_tokens, c.share,
+        )
+        for c in scenario.classes
+    )  # fmt: skip
+    shaped = Scenario(
+        **{**scenario.__dict__, "classes": classes, "prompts": {k: tuple(v) for k, v in by_class.items()}}
+    )
+    capacity = fleet_capacity(shaped)
+    rate = scenario.rate if scenario.load is None else scenario.load * capacity
+    return Scenario(**{**shaped.__dict__, "capacity": capacity, "rate": rate})
 
 
 def names() -> list[str]:
