@@ -19,6 +19,7 @@ Everything is bounded by the window of `payload.PromptView.last_user`.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from collections.abc import Iterable
@@ -45,7 +46,7 @@ def tokens(turn: str) -> list[str]:
     seen: dict[str, None] = {}
     for w in words:
         seen["w:" + w] = None
-    for first, second in zip(words, words[1:], strict=False):
+    for first, second in itertools.pairwise(words):
         seen["b:" + first + " " + second] = None
     for run in _SYMBOLS.findall(text):
         seen["p:" + run[:8]] = None
@@ -101,7 +102,7 @@ def structure(view: PromptView) -> list[str]:
         "words": words,
         "lines": len(lines) - 1,
         "items": _list_items(lines),
-        "questions": turn.count("?") + turn.count("？"),
+        "questions": turn.count("?") + turn.count("\uff1f"),  # and the full-width one (Chinese, Japanese)
         "sentences": _sentences(turn),
         "numbers": len(re.findall(r"\d+", turn)),
         "code": code_percent,
@@ -148,9 +149,7 @@ def _list_items(lines: list[str]) -> int:
 
 
 def _sentences(turn: str) -> int:
-    return (
-        turn.count(". ") + turn.count("? ") + turn.count("! ") + turn.count("。") + turn.count(".\n") + 1
-    )
+    return turn.count(". ") + turn.count("? ") + turn.count("! ") + turn.count("。") + turn.count(".\n") + 1
 
 
 def _code_lines(lines: list[str]) -> int:

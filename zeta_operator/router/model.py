@@ -183,6 +183,8 @@ def parse(raw: bytes, *, source: str) -> LearnedModel:
         model = LearnedModel(data, source=source)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{source}: malformed weights file ({type(e).__name__}: {e})") from None
+    except ModelError as e:
+        raise ModelError(f"{source}: {e}") from None
     if len(model.bias) != model.outputs or len(model.scale) != model.outputs or min(model.scale) <= 0:
         raise ModelError(f"{source}: bias and scale must have {model.outputs} entries, scales above zero")
     if not (model.task_temperature > 0 and model.complexity_temperature > 0):

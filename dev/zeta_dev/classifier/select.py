@@ -51,9 +51,7 @@ def scores(requests: Sequence[Request], task_p: np.ndarray, level_p: np.ndarray)
         "tier": float(((p_simple >= 0.5) == simple).mean()),
         "complex->simple": float((p_simple[~simple] >= 0.5).mean()),
         "task log-loss": float(-np.log(task_p[np.arange(n), task]).mean()),
-        "level log-loss": float(
-            -np.log(level_p[np.arange(n), [r.complexity - 1 for r in requests]]).mean()
-        ),
+        "level log-loss": float(-np.log(level_p[np.arange(n), [r.complexity - 1 for r in requests]]).mean()),
     }
 
 

@@ -93,7 +93,7 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
     for labels, y, c in heads:
         missing = set(labels) - set(y)
         if missing:
-            raise ValueError(f"no training request labelled {sorted(missing)}")
+            raise ValueError(f"no training request labelled {sorted(map(str, missing))}")
         # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
         # a first-order solver happened to stop.
         clf = LogisticRegression(C=c, solver="newton-cg", max_iter=MAX_ITER, tol=1e-7)
