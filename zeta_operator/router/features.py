@@ -23,6 +23,7 @@ import itertools
 import re
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .payload import PromptView
 
@@ -35,36 +36,76 @@ MAX_NGRAM_WORD = 32
 
 _WORD = re.compile(r"\w+")
 _SYMBOLS = re.compile(r"[^\w\s]+")
+_DIGITS = re.compile(r"\d+")
 _CODE_CHARS = "{}();=<>[]_#/\\*&|$"
-_LIST_MARKS = ("- ", "* ", "• ", "+ ")
+_DROP_CODE_CHARS = str.maketrans("", "", _CODE_CHARS)
+_LIST_MARKS = ("- ", "* ", "\u2022 ", "+ ")
+_MASK = BUCKETS - 1
+# crc32(prefix + text) == crc32(text, crc32(prefix)): the namespaces cost no string concatenation.
+NS_WORD = zlib.crc32(b"w:")
+NS_PAIR = zlib.crc32(b"b:")
+NS_SYMBOL = zlib.crc32(b"p:")
+NS_CHAR = zlib.crc32(b"c:")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTokens:
+    """The distinct tokens of a lower-cased turn, in first-seen order (the order changes no feature)."""
+
+    words: list[str]
+    pairs: list[str]
+    """Neighbouring words joined by a space."""
+    symbols: list[str]
+    """Runs of symbols, at most 8 characters each."""
+    word_count: int
+    """Words with repeats."""
+
+
+def split_turn(turn: str) -> TurnTokens:
+    text = turn.lower()
+    words = _WORD.findall(text)
+    return TurnTokens(
+        words=list(dict.fromkeys(words)),
+        pairs=list(dict.fromkeys(map(" ".join, itertools.pairwise(words)))),
+        symbols=list(dict.fromkeys(run[:8] for run in _SYMBOLS.findall(text))),
+        word_count=len(words),
+    )
 
 
 def tokens(turn: str) -> list[str]:
-    """The distinct tokens of a turn, in first-seen order (the order does not change the features)."""
-    text = turn.lower()
-    words = _WORD.findall(text)
-    seen: dict[str, None] = {}
-    for w in words:
-        seen["w:" + w] = None
-    for first, second in itertools.pairwise(words):
-        seen["b:" + first + " " + second] = None
-    for run in _SYMBOLS.findall(text):
-        seen["p:" + run[:8]] = None
-    return list(seen)
+    """The distinct tokens of a turn with their namespace: ``w:`` word, ``b:`` pair, ``p:`` symbols."""
+    t = split_turn(turn)
+    return ["w:" + w for w in t.words] + ["b:" + p for p in t.pairs] + ["p:" + s for s in t.symbols]
 
 
-def token_buckets(token: str) -> list[int]:
-    """The hash buckets of one token: itself, and for a word its character n-grams."""
-    buckets = [bucket(token)]
-    if token.startswith("w:"):
-        padded = "<" + token[2 : 2 + MAX_NGRAM_WORD] + ">"
-        for n in NGRAMS:
-            buckets.extend(bucket("c:" + padded[i : i + n]) for i in range(len(padded) - n + 1))
+def word_buckets(word: str) -> list[int]:
+    """The buckets of a word: itself and the character 3- and 4-grams of ``<word>``."""
+    buckets = [_crc(word, NS_WORD)]
+    padded = "<" + word[:MAX_NGRAM_WORD] + ">"
+    for n in NGRAMS:
+        buckets.extend(_crc(padded[i : i + n], NS_CHAR) for i in range(len(padded) - n + 1))
     return buckets
 
 
-def bucket(feature: str) -> int:
-    return zlib.crc32(feature.encode("utf-8", "surrogatepass")) & (BUCKETS - 1)
+def pair_bucket(pair: str) -> int:
+    return _crc(pair, NS_PAIR)
+
+
+def symbol_bucket(symbols: str) -> int:
+    return _crc(symbols, NS_SYMBOL)
+
+
+def token_buckets(token: str) -> list[int]:
+    """The hash buckets of one namespaced token (see `tokens`)."""
+    kind, text = token[:2], token[2:]
+    if kind == "w:":
+        return word_buckets(text)
+    return [pair_bucket(text) if kind == "b:" else symbol_bucket(text)]
+
+
+def _crc(text: str, namespace: int) -> int:
+    # surrogatepass: a JSON body may carry lone surrogates ("\ud800"), which strict UTF-8 cannot encode.
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"), namespace) & _MASK
 
 
 def text_buckets(turn: str) -> list[int]:
@@ -90,32 +131,35 @@ _BINS: dict[str, tuple[int, ...]] = {
 """Upper-exclusive bin edges: a value below the first edge is bin 0."""
 
 
-def structure(view: PromptView) -> list[str]:
-    """Named structural features of the last user turn (one bin per measure, and a few crosses)."""
+def structure(view: PromptView, *, words: int | None = None) -> list[str]:
+    """Named structural features of the last user turn (one bin per measure, and a few crosses).
+
+    ``words``: the turn's word count when the caller has it (`TurnTokens.word_count`)."""
     turn = view.last_user
     lines = turn.split("\n")
     chars = view.last_user_chars
-    words = len(_WORD.findall(turn))
-    code_percent = 100 * sum(turn.count(c) for c in _CODE_CHARS) // max(1, len(turn))
-    measures = {
-        "chars": chars,
-        "words": words,
-        "lines": len(lines) - 1,
-        "items": _list_items(lines),
-        "questions": turn.count("?") + turn.count("\uff1f"),  # and the full-width one (Chinese, Japanese)
-        "sentences": _sentences(turn),
-        "numbers": len(re.findall(r"\d+", turn)),
-        "code": code_percent,
-        "codelines": _code_lines(lines),
-        "pasted": _pasted(turn, chars),
-        "history": view.history,
-    }
-    names = [f"{name}:{_bin(value, _BINS[name])}" for name, value in measures.items()]
-    names.append(f"fence:{int('```' in turn)}")
-    names.append(f"system:{int(view.system)}")
+    code_percent = 100 * (len(turn) - len(turn.translate(_DROP_CODE_CHARS))) // max(1, len(turn))
+    items, code_lines = _line_shapes(lines)
+    questions = turn.count("?") + turn.count("\uff1f")  # and the full-width one (Chinese, Japanese)
+    measures = (
+        ("chars", chars),
+        ("words", len(_WORD.findall(turn)) if words is None else words),
+        ("lines", len(lines) - 1),
+        ("items", items),
+        ("questions", questions),
+        ("sentences", _sentences(turn)),
+        ("numbers", len(_DIGITS.findall(turn))),
+        ("code", code_percent),
+        ("codelines", code_lines),
+        ("pasted", _pasted(turn, chars)),
+        ("history", view.history),
+    )
+    names = [f"{name}:{_bin(value, _BINS[name])}" for name, value in measures]
+    names.append("fence:1" if "```" in turn else "fence:0")
+    names.append("system:1" if view.system else "system:0")
     size = _bin(chars, _BINS["chars"])
-    names.append(f"chars*items:{size}:{_bin(measures['items'], _BINS['items'])}")
-    names.append(f"chars*questions:{size}:{_bin(measures['questions'], _BINS['questions'])}")
+    names.append(f"chars*items:{size}:{_bin(items, _BINS['items'])}")
+    names.append(f"chars*questions:{size}:{_bin(questions, _BINS['questions'])}")
     names.append(f"chars*code:{size}:{_bin(code_percent, _BINS['code'])}")
     return names
 
@@ -139,26 +183,20 @@ def _bin(value: int, edges: Iterable[int]) -> int:
     return i
 
 
-def _list_items(lines: list[str]) -> int:
-    count = 0
+def _line_shapes(lines: list[str]) -> tuple[int, int]:
+    """(list items, lines that look like code: indented, or ending like a statement or a block opener)."""
+    items = code = 0
     for line in lines:
         s = line.lstrip()
         if s.startswith(_LIST_MARKS) or (s[:1].isdigit() and s[1:3].startswith((".", ")", ". "))):
-            count += 1
-    return count
+            items += 1
+        if line.startswith(("    ", "\t")) or line.rstrip().endswith((";", "{", "}", "):", ")")):
+            code += 1
+    return items, code
 
 
 def _sentences(turn: str) -> int:
     return turn.count(". ") + turn.count("? ") + turn.count("! ") + turn.count("。") + turn.count(".\n") + 1
-
-
-def _code_lines(lines: list[str]) -> int:
-    """Lines that look like code: indented, or ending like a statement or a block opener."""
-    return sum(
-        1
-        for line in lines
-        if line.startswith(("    ", "\t")) or line.rstrip().endswith((";", "{", "}", "):", ")"))
-    )
 
 
 def _pasted(turn: str, chars: int) -> int:

@@ -14,7 +14,7 @@ nine floats per feature in Python costs more than the whole budget (100 us). Eac
 are instead packed into one Python int, ``LANE_BITS`` bits per output with a constant offset that keeps every
 lane non-negative, so one big-int addition per feature adds all nine at once (exactly: integers do not round),
 and the lanes are split apart once at the end. Words repeat across requests, so the packed sum of a word's
-buckets (the word and its n-grams) is cached per token.
+buckets (the word and its n-grams) is cached per word.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import gzip
 import json
 import math
 import sys
+import zlib
 from array import array
 from dataclasses import dataclass
 from functools import cache
@@ -39,7 +40,7 @@ LANE_BITS = 40
 OFFSET = 1 << 15
 """Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
 TOKEN_CACHE_SIZE = 50_000
-"""Distinct tokens whose packed rows are kept (cleared when full: the cost of a miss is a few microseconds)."""
+"""Distinct words whose packed rows are kept (cleared when full: the cost of a miss is a few microseconds)."""
 SIMPLE_MAX = 2
 """Complexity tiers: simple is 1..SIMPLE_MAX, complex above (labelling rubric, dev/corpus/LABELLING.md)."""
 
@@ -93,10 +94,15 @@ class LearnedModel:
 
     def logits(self, view: PromptView) -> list[float]:
         """Raw (untempered) outputs: the task heads, then the complexity heads."""
-        text_sum, n = self._text_sum(view.last_user)
-        names = features.structure(view)
-        structure_sum = sum(self._structure.get(name, 0) for name in names)
-        m = sum(1 for name in names if name in self._structure)
+        turn = features.split_turn(view.last_user)
+        text_sum, n = self._text_sum(turn)
+        structure = self._structure
+        structure_sum = m = 0
+        for name in features.structure(view, words=turn.word_count):
+            row = structure.get(name)
+            if row is not None:
+                structure_sum += row
+                m += 1
         text = self._unpack(text_sum, n)
         struct = self._unpack(structure_sum, m)
         norm = 1.0 / math.sqrt(n) if n else 0.0
@@ -114,20 +120,26 @@ class LearnedModel:
             complexity=tuple(softmax(z[k:], self.complexity_temperature)),
         )
 
-    def _text_sum(self, turn: str) -> tuple[int, int]:
-        cache_ = self._cache
+    def _text_sum(self, turn: features.TurnTokens) -> tuple[int, int]:
+        """The packed sum of the turn's text buckets, and how many there are (with repeats)."""
+        cache_, rows, crc, mask = self._cache, self._rows, zlib.crc32, features.BUCKETS - 1
         total = count = 0
-        for token in features.tokens(turn):
-            hit = cache_.get(token)
+        for word in turn.words:
+            hit = cache_.get(word)
             if hit is None:
-                buckets = features.token_buckets(token)
-                hit = (sum(self._rows[b] for b in buckets), len(buckets))
+                buckets = features.word_buckets(word)
+                hit = (sum(rows[b] for b in buckets), len(buckets))
                 if len(cache_) >= TOKEN_CACHE_SIZE:
                     cache_.clear()
-                cache_[token] = hit
+                cache_[word] = hit
             total += hit[0]
             count += hit[1]
-        return total, count
+        # Pairs and symbol runs are one bucket each and rarely repeat: hashed inline, not cached.
+        for pair in turn.pairs:
+            total += rows[crc(pair.encode("utf-8", "surrogatepass"), features.NS_PAIR) & mask]
+        for run in turn.symbols:
+            total += rows[crc(run.encode("utf-8", "surrogatepass"), features.NS_SYMBOL) & mask]
+        return total, count + len(turn.pairs) + len(turn.symbols)
 
     def _unpack(self, packed: int, rows: int) -> list[int]:
         offset = rows * OFFSET

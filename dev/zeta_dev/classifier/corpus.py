@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,3 +90,30 @@ def fingerprint(requests: Iterable[Request]) -> str:
     for r in requests:
         h.update(f"{r.id}\0{r.task}\0{r.complexity}\0{r.view.last_user}\0".encode())
     return h.hexdigest()[:16]
+
+
+def counts_table(requests: Sequence[Request]) -> str:
+    """Markdown: requests per source by task type, tier, split and the share in other languages."""
+    lines = [
+        "| source | requests | groups | chat | code | reasoning | summarize | simple (1-2) | complex (3-5) "
+        "| not English | train | calibration | test |",
+        "|---" + "|---:" * 12 + "|",
+    ]
+    sources = sorted({r.source for r in requests})
+    for source in [*sources, "all"]:
+        rows = [r for r in requests if source in ("all", r.source)]
+        cells = [
+            len(rows),
+            len({r.group for r in rows}),
+            *(sum(r.task == t for r in rows) for t in TASKS),
+            sum(r.simple for r in rows),
+            sum(not r.simple for r in rows),
+            sum(r.lang != "en" for r in rows),
+            *(sum(r.split == s for r in rows) for s in ("train", "calibration", "test")),
+        ]
+        lines.append(f"| {source} | " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(counts_table(load()))
