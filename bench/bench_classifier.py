@@ -48,7 +48,7 @@ def main() -> None:
     short = [v for v in views if v.last_user_chars <= 400]
 
     def cold(view: PromptView) -> object:
-        learned_model._cache.clear()  # noqa: SLF001 - the benchmark measures the cache's worst case
+        learned_model._cache.clear()  # the benchmark measures the cache's worst case
         return learned.classify({}, "any", view)
 
     print(f"{platform.machine()}, Python {platform.python_version()}, {args.rounds} rounds, median of means")

@@ -10,6 +10,7 @@ per-request cost of both classifiers. This reads the test split; nothing here fe
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -133,7 +134,7 @@ def confusion(rows: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[str
 def reliability(probabilities: Sequence[float], correct: Sequence[bool]) -> list[str]:
     edges = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0001)
     lines = ["| predicted | requests | mean predicted | observed |", "|---|---:|---:|---:|"]
-    for lo, hi in zip(edges, edges[1:], strict=False):
+    for lo, hi in itertools.pairwise(edges):
         picked = [(p, c) for p, c in zip(probabilities, correct, strict=True) if lo <= p < hi]
         if not picked:
             continue
