@@ -7,7 +7,8 @@ first), on the corpus's requests already parsed (`payload.parse_request`, which 
 either). Prints per-request microseconds and the ratio learned / keyword for: typical chat prompts (last user
 turn up to 400 characters), all requests (up to long pasted documents; the classifiers read a bounded window),
 and the learned model with a cold token cache (every word hashed afresh, as for a prompt in a new language).
-Absolute times depend on the machine (shared, noisy); the ratios are the result.
+Absolute times depend on the machine (shared, noisy); the ratios are the result. The first line times
+``sum(range(1000))`` as a yardstick of how loaded the machine was (about 8 us on an idle modern core).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import platform
 import statistics
 import time
+import timeit
 from collections.abc import Callable, Sequence
 
 from zeta_dev.classifier import corpus
@@ -51,7 +53,11 @@ def main() -> None:
         learned_model._cache.clear()  # the benchmark measures the cache's worst case
         return learned.classify({}, "any", view)
 
-    print(f"{platform.machine()}, Python {platform.python_version()}, {args.rounds} rounds, median of means")
+    reference = min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
+    print(
+        f"{platform.machine()}, Python {platform.python_version()}, {args.rounds} rounds, median of means; "
+        f"machine speed now: sum(range(1000)) takes {reference:.1f} us"
+    )
     print(f"{'requests':<40} {'keyword us':>11} {'learned us':>11} {'ratio':>7}")
     for name, subset in (("typical chat (<= 400 chars)", short), ("all corpus requests", views)):
         k = per_request_us(lambda v: keyword.classify({}, "any", v), subset, args.rounds)

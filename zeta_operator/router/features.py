@@ -27,10 +27,12 @@ from dataclasses import dataclass
 
 from .payload import PromptView
 
-FEATURES_VERSION = "zeta-features-1"
+FEATURES_VERSION = "zeta-features-2"
 HASH_BITS = 17
 BUCKETS = 1 << HASH_BITS
 NGRAMS = (3, 4)
+INSTRUCTION_CHARS = 300
+"""Of the first and the last line of a turn, what counts as the instruction (see `instruction`)."""
 MAX_NGRAM_WORD = 32
 """Longer words (a run of CJK text, a base64 blob) contribute n-grams of their first characters only."""
 
@@ -46,6 +48,7 @@ NS_WORD = zlib.crc32(b"w:")
 NS_PAIR = zlib.crc32(b"b:")
 NS_SYMBOL = zlib.crc32(b"p:")
 NS_CHAR = zlib.crc32(b"c:")
+NS_INSTRUCTION = zlib.crc32(b"i:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class TurnTokens:
     """Neighbouring words joined by a space."""
     symbols: list[str]
     """Runs of symbols, at most 8 characters each."""
+    instruction: list[str]
+    """The distinct words of the `instruction`."""
     word_count: int
     """Words with repeats."""
 
@@ -68,14 +73,32 @@ def split_turn(turn: str) -> TurnTokens:
         words=list(dict.fromkeys(words)),
         pairs=list(dict.fromkeys(map(" ".join, itertools.pairwise(words)))),
         symbols=list(dict.fromkeys(run[:8] for run in _SYMBOLS.findall(text))),
+        instruction=list(dict.fromkeys(_WORD.findall(instruction(text)))),
         word_count=len(words),
     )
 
 
+def instruction(turn: str) -> str:
+    """The first and the last line of a turn (each cut to INSTRUCTION_CHARS): where people put the ask
+    around pasted material. Their words count again, apart, so that a short ask next to a long document or
+    log is not drowned by it (every word of the turn has the same weight otherwise)."""
+    first_end = turn.find("\n")
+    if first_end == -1:
+        return turn[:INSTRUCTION_CHARS]
+    last = turn[turn.rfind("\n") + 1 :]
+    return turn[: min(first_end, INSTRUCTION_CHARS)] + "\n" + last[-INSTRUCTION_CHARS:]
+
+
 def tokens(turn: str) -> list[str]:
-    """The distinct tokens of a turn with their namespace: ``w:`` word, ``b:`` pair, ``p:`` symbols."""
+    """The distinct tokens of a turn with their namespace: ``w:`` word, ``b:`` pair, ``p:`` symbols, ``i:``
+    instruction word."""
     t = split_turn(turn)
-    return ["w:" + w for w in t.words] + ["b:" + p for p in t.pairs] + ["p:" + s for s in t.symbols]
+    return (
+        ["w:" + w for w in t.words]
+        + ["b:" + p for p in t.pairs]
+        + ["p:" + s for s in t.symbols]
+        + ["i:" + w for w in t.instruction]
+    )
 
 
 def word_buckets(word: str) -> list[int]:
@@ -100,7 +123,8 @@ def token_buckets(token: str) -> list[int]:
     kind, text = token[:2], token[2:]
     if kind == "w:":
         return word_buckets(text)
-    return [pair_bucket(text) if kind == "b:" else symbol_bucket(text)]
+    namespace = {"b:": NS_PAIR, "p:": NS_SYMBOL, "i:": NS_INSTRUCTION}[kind]
+    return [_crc(text, namespace)]
 
 
 def _crc(text: str, namespace: int) -> int:

@@ -139,7 +139,9 @@ class LearnedModel:
             total += rows[crc(pair.encode("utf-8", "surrogatepass"), features.NS_PAIR) & mask]
         for run in turn.symbols:
             total += rows[crc(run.encode("utf-8", "surrogatepass"), features.NS_SYMBOL) & mask]
-        return total, count + len(turn.pairs) + len(turn.symbols)
+        for word in turn.instruction:
+            total += rows[crc(word.encode("utf-8", "surrogatepass"), features.NS_INSTRUCTION) & mask]
+        return total, count + len(turn.pairs) + len(turn.symbols) + len(turn.instruction)
 
     def _unpack(self, packed: int, rows: int) -> list[int]:
         offset = rows * OFFSET
