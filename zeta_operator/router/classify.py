@@ -220,7 +220,9 @@ class Classifier:
             task, task_p, source = self._model_task(prediction)
         if complexity is not None:
             return self._classified(task, complexity, priority, prompt, source, confidence=task_p)
-        at_most = shifted(tuple(prediction.at_most(k) for k in range(1, LEVELS + 1)), bonus)
+        at_most = prediction.cumulative()
+        if bonus:
+            at_most = shifted(at_most, bonus)
         estimate = max(1, min(LEVELS, prediction.complexity_estimate() + bonus))
         simple = at_most[SIMPLE_MAX - 1]
         tier_p = simple if estimate <= SIMPLE_MAX else 1.0 - simple

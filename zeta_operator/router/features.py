@@ -19,10 +19,10 @@ Everything is bounded by the window of `payload.PromptView.last_user`.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .payload import PromptView
@@ -178,7 +178,7 @@ def structure(view: PromptView, *, words: int | None = None) -> list[str]:
         ("pasted", _pasted(turn, chars)),
         ("history", view.history),
     )
-    names = [f"{name}:{_bin(value, _BINS[name])}" for name, value in measures]
+    names = [_NAMES[name][_bin(value, _BINS[name])] for name, value in measures]
     names.append("fence:1" if "```" in turn else "fence:0")
     names.append("system:1" if view.system else "system:0")
     size = _bin(chars, _BINS["chars"])
@@ -198,13 +198,12 @@ def all_structure_names() -> list[str]:
     return names
 
 
-def _bin(value: int, edges: Iterable[int]) -> int:
-    i = 0
-    for edge in edges:
-        if value < edge:
-            return i
-        i += 1
-    return i
+def _bin(value: int, edges: tuple[int, ...]) -> int:
+    return bisect.bisect_right(edges, value)
+
+
+_NAMES = {name: [f"{name}:{i}" for i in range(len(edges) + 1)] for name, edges in _BINS.items()}
+"""Built once: formatting sixteen names per request costs more than computing the measures."""
 
 
 def _line_shapes(lines: list[str]) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import math
 import sys
@@ -61,6 +62,10 @@ class Prediction:
     def at_most(self, level: int) -> float:
         """P(complexity <= level)."""
         return min(1.0, sum(self.complexity[: max(0, level)]))
+
+    def cumulative(self) -> tuple[float, ...]:
+        """P(complexity <= k) for k = 1..5."""
+        return tuple(min(1.0, p) for p in itertools.accumulate(self.complexity))
 
     @property
     def simple(self) -> float:
