@@ -28,7 +28,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zeta_operator.api.common import parse_duration
@@ -208,7 +208,7 @@ class Simulation:
         for c in table.classes:
             route = ClassRoute.build(c, table.backends)
             if static:  # preferred only: no unweighted last resort
-                route = ClassRoute(route.task_class, route.weighted, (), route.top_weight)
+                route = replace(route, unweighted=())
             self.routes[c.name] = route
         if record:
             self.weights.append((self.now, {c.name: dict(c.weights) for c in table.classes}))
