@@ -1,5 +1,5 @@
 """Evaluate the shipped classifier on the held-out test split and write docs/classifier.md:
-``PYTHONPATH=dev python -m zeta_dev.classifier.evaluate``.
+``python -m zeta_dev.classifier.evaluate``.
 
 Beside it, on the same requests: the keyword (rule) classifier as the sample RoutingPolicy configures it, and
 the router as deployed with the sample policy (its keyword rules first, then the learned model). Then the
@@ -235,7 +235,7 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
     out = [
         "# Request classifier: held-out evaluation",
         "",
-        "Written by `PYTHONPATH=dev python -m zeta_dev.classifier.evaluate` (do not edit by hand). Corpus: "
+        "Written by `python -m zeta_dev.classifier.evaluate` (do not edit by hand). Corpus: "
         f"{len(requests)} labelled requests (dev/corpus/README.md), split by group hash into "
         f"{split_counts['train']} train / {split_counts['calibration']} calibration / {split_counts['test']} "
         f"held-out test. Weights: `zeta_operator/router/classifier.json.gz` (corpus fingerprint "

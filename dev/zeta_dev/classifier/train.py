@@ -1,4 +1,4 @@
-"""Retrain the router's classifier: ``PYTHONPATH=dev python -m zeta_dev.classifier.train``.
+"""Retrain the router's classifier: ``python -m zeta_dev.classifier.train``.
 
 1. Fit two L2-regularised multinomial logistic regressions (task type, complexity 1..5) on the train split,
    over exactly the features the router computes (`zeta_operator.router.features`).
