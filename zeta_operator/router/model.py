@@ -95,7 +95,7 @@ class LearnedModel:
         self._mask = (1 << LANE_BITS) - 1
         self._rows = _text_rows(data["text"], self.outputs)
         self._structure = {name: _pack(q) for name, q in data["structure"].items()}
-        self._cache: dict[str, tuple[int, int]] = {}
+        self._cache: dict[str, tuple[int, int, int]] = {}
 
     def logits(self, view: PromptView) -> list[float]:
         """Raw (untempered) outputs: the task heads, then the complexity heads."""
@@ -130,23 +130,25 @@ class LearnedModel:
         cache_, rows, crc, mask = self._cache, self._rows, zlib.crc32, features.BUCKETS - 1
         total = count = 0
         for word in turn.words:
-            hit = cache_.get(word)
-            if hit is None:
-                buckets = features.word_buckets(word)
-                hit = (sum(rows[b] for b in buckets), len(buckets))
-                if len(cache_) >= TOKEN_CACHE_SIZE:
-                    cache_.clear()
-                cache_[word] = hit
+            hit = cache_.get(word) or self._word_rows(word)
             total += hit[0]
             count += hit[1]
-        # Pairs and symbol runs are one bucket each and rarely repeat: hashed inline, not cached.
-        for pair in turn.pairs:
-            total += rows[crc(pair.encode("utf-8", "surrogatepass"), features.NS_PAIR) & mask]
+        for word in turn.instruction:
+            total += (cache_.get(word) or self._word_rows(word))[2]
+        # Symbol runs are one bucket each and vary a lot: hashed inline, not cached.
         for run in turn.symbols:
             total += rows[crc(run.encode("utf-8", "surrogatepass"), features.NS_SYMBOL) & mask]
-        for word in turn.instruction:
-            total += rows[crc(word.encode("utf-8", "surrogatepass"), features.NS_INSTRUCTION) & mask]
-        return total, count + len(turn.pairs) + len(turn.symbols) + len(turn.instruction)
+        return total, count + len(turn.symbols) + len(turn.instruction)
+
+    def _word_rows(self, word: str) -> tuple[int, int, int]:
+        """(packed sum of the word's buckets, how many, packed row of the word as an instruction word)."""
+        buckets = features.word_buckets(word)
+        instruction = features.bucket_of(word, features.NS_INSTRUCTION)
+        rows = (sum(self._rows[b] for b in buckets), len(buckets), self._rows[instruction])
+        if len(self._cache) >= TOKEN_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[word] = rows
+        return rows
 
     def _unpack(self, packed: int, rows: int) -> list[int]:
         offset = rows * OFFSET
