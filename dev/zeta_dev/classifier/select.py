@@ -3,7 +3,7 @@
 
 Prints, per candidate, the out-of-fold task accuracy, tier accuracy (simple <= 2 < complex), the share of
 complex requests whose P(simple) is at least 0.5, and the log-loss of both heads; the chosen values are written
-into `train.HYPER` by hand, with the table in docs/classifier.md. Folds are by group hash, like the splits.
+into `train.HYPER` by hand, with the figures that chose them. Folds are by group hash, like the splits.
 """
 
 from __future__ import annotations
