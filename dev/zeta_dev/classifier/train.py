@@ -59,7 +59,8 @@ class Hyper:
     ====  =========  =====  ====================================  ==========================
 
     Task type barely moves with C. For complexity, less regularisation makes the model surer of itself on
-    complex requests too, which is the error that matters (a complex request spilled down): 4 for both.
+    complex requests too, which is the error that matters (a complex request spilled down): task 4, and
+    complexity keeps its starting value 2, in the direction the trend favours (2 itself was not in this grid).
     Features v2 (instruction words) at C=4: task 81.4%, tier 81.8%, 3.6%; v3 (no word pairs): 81.3%, 81.8%,
     3.6%."""
 
