@@ -1,4 +1,5 @@
-"""The classifier: order of evidence, header validation, class resolution, and accuracy on a labelled set."""
+"""The classifier: order of evidence, header validation, class resolution, the rule classifier's accuracy on a
+labelled set, and the learned model's confidence (held-out figures: docs/classifier.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 from zeta_operator.api.policy import ClassifierSettings, RoutingPolicySpec
 from zeta_operator.api.table import TableClass
 from zeta_operator.router.classify import Classifier
+from zeta_operator.router.model import LearnedModel
 from zeta_operator.router.payload import SCAN_CHARS, BadRequest, prompt_view
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +26,9 @@ CLASS_ACCURACY_FLOOR = 0.90
 COMPLEXITY_WITHIN_ONE_FLOOR = 0.90
 
 
-def sample_classifier() -> Classifier:
-    """The classifier the sample RoutingPolicy (manifests/samples) configures, over its classes."""
+def sample_classifier(model: LearnedModel | None = None) -> Classifier:
+    """The classifier the sample RoutingPolicy (manifests/samples) configures, over its classes; without
+    ``model``, the rule classifier (whose built-in vocabulary most tests here pin down)."""
     spec = RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
     classes = [
         TableClass(
@@ -38,7 +41,7 @@ def sample_classifier() -> Classifier:
         )
         for c in spec.classes
     ]
-    return Classifier(spec.classifier, classes, default_class=spec.default_class)
+    return Classifier(spec.classifier, classes, default_class=spec.default_class, model=model)
 
 
 def labelled_prompts() -> list[dict[str, Any]]:
@@ -117,7 +120,10 @@ def test_keywords_match_at_word_starts_only() -> None:
 def test_code_heuristics_without_rules() -> None:
     sample = sample_classifier()
     clf = Classifier(
-        ClassifierSettings(), [sample.resolve("code", 1), sample.resolve("chat", 1)], default_class=None
+        ClassifierSettings(),
+        [sample.resolve("code", 1), sample.resolve("chat", 1)],
+        default_class=None,
+        model=None,
     )
 
     def task(text: str) -> tuple[str, str]:
@@ -154,7 +160,7 @@ def test_no_class_and_no_default_is_a_400() -> None:
         latency_objective_seconds=1.0,
         weights={},
     )
-    clf = Classifier(spec.classifier, [only], default_class=None)
+    clf = Classifier(spec.classifier, [only], default_class=None, model=None)
     with pytest.raises(BadRequest) as err:
         clf.classify({}, "m", prompt_view(["hello"]))
     assert "no task class for task type 'chat'" in err.value.message
@@ -177,7 +183,7 @@ def test_scanning_is_bounded_whatever_the_prompt_size() -> None:
 
 
 def test_accuracy_on_the_labelled_prompts() -> None:
-    """Accuracy of the classifier configured by the sample RoutingPolicy on tests/router/labelled_prompts.jsonl
+    """Accuracy of the rule classifier configured by the sample RoutingPolicy on tests/router/labelled_prompts.jsonl
     (77 prompts: 23 chat, 26 code, 12 summarize, 16 reasoning; complexities 1-5, hand-labelled).
 
     Measured: task type 74/77 = 0.961, task class 72/77 = 0.935, complexity exact 50/77 = 0.649, complexity

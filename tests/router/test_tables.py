@@ -35,7 +35,7 @@ def reloads(metrics: RouterMetrics, result: str) -> float:
 def test_store_swaps_valid_tables_and_keeps_the_last_good_one() -> None:
     metrics = RouterMetrics()
     swapped: list[int] = []
-    store = TableStore(metrics, on_swap=lambda s: swapped.append(s.version))
+    store = TableStore(metrics, model=None, on_swap=lambda s: swapped.append(s.version))
     assert store.current is None
     assert store.offer(good(1), source="test")
     first = store.current
@@ -156,7 +156,7 @@ def test_payload_prompt_shapes() -> None:
 
 def test_watch_events_410_means_list_again_and_deleted_keeps_the_table() -> None:
     metrics = RouterMetrics()
-    store = TableStore(metrics)
+    store = TableStore(metrics, model=None)
     creds = KubeCredentials(lambda config: setattr(config, "host", "https://k"), source="test")
     watch = _ConfigMapWatch(None, creds, "ns", "routes", store, "test", 60)  # type: ignore[arg-type]
     added = {"metadata": {"resourceVersion": "5"}, "data": {CONFIGMAP_KEY: good(1)}}

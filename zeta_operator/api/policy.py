@@ -16,6 +16,10 @@ alternations of the policy's pods and backend names), ``{window}``, ``{quantile}
 
 Keyword = Annotated[str, Field(min_length=1, max_length=64)]
 
+DEFAULT_OFFLOAD_CONFIDENCE = 0.93
+"""The shipped classifier's calibrated choice (``offloadConfidence`` in its weights file; a test keeps the two
+equal): the lowest P(simple) at which at most 1% of the calibration split's complex requests pass."""
+
 
 class BackendSelection(Model):
     """Which ModelBackends (in the policy's namespace) this policy routes to: names, a selector, or both."""
@@ -100,7 +104,19 @@ class ClassifierSettings(Model):
     model_aliases: list[ModelAlias] = Field(default_factory=list, max_length=64)
     rules: list[KeywordRule] = Field(default_factory=list, max_length=32)
     long_prompt_tokens: int = Field(
-        default=2000, ge=1, le=10_000_000, description="Prompts longer than this gain one complexity level."
+        default=2000,
+        ge=1,
+        le=10_000_000,
+        description="Rule classifier only: prompts longer than this gain one complexity level (the learned "
+        "model weighs the size of the request itself).",
+    )
+    offload_confidence: Fraction = Field(
+        default=DEFAULT_OFFLOAD_CONFIDENCE,
+        description="A request may spill to a backend whose complexity ceiling is below its class's (or its "
+        "preferred backends') only when the learned classifier's probability that its complexity is within "
+        "that ceiling is at least this; otherwise it stays with the preferred backends or goes up. The "
+        "default is where at most 1% of the calibration split's complex requests would pass "
+        "(docs/classifier.md).",
     )
 
 

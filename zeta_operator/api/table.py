@@ -45,6 +45,11 @@ class TableClass(Model):
     priority: int = Field(ge=0, le=9)
     latency_objective_seconds: float = Field(gt=0)
     weights: dict[str, float] = Field(description="Backend name to share; sums to 1 over capable backends.")
+    preferred: list[Name] = Field(
+        default_factory=list,
+        description="The class's preferred backends (policy order): the router never spills a request it is "
+        "unsure of to a backend with a lower complexity ceiling than theirs.",
+    )
     reasons: dict[str, str] = Field(default_factory=dict, description="Why each backend has its share.")
 
     @model_validator(mode="after")

@@ -317,6 +317,7 @@ class PolicyLoop:
                     priority=c.priority,
                     latency_objective_seconds=parse_duration(c.latency_objective),
                     weights=decision.weights.get(c.name, {}),
+                    preferred=list(c.preferred),
                     # Only the kind of reason goes into the table: live numbers would change its hash every cycle.
                     reasons={k: v.split(":")[0] for k, v in decision.reasons.get(c.name, {}).items()},
                 )

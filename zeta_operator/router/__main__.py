@@ -27,9 +27,11 @@ from .app import serve
 from .balancer import STRATEGIES, Strategy, use_strategy
 from .kubeapi import KubeConfigError
 from .logs import configure
+from .model import LearnedModel, ModelError, load, shipped
 from .settings import Ejection, RouterSettings, TableConfigMap, TableFile, Timeouts
 
 ENV_PREFIX = "ZETA_ROUTER_"
+CLASSIFIERS = ("learned", "rules")
 
 
 def _duration(text: str) -> float:
@@ -130,6 +132,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--seed", type=int, help="seed the balancer's random choices (tests)")
     p.add_argument(
+        "--classifier",
+        choices=CLASSIFIERS,
+        default="learned",
+        help="learned (default: the shipped model, with calibrated confidence) or rules (the built-in "
+        "keyword vocabulary; no confidence, so spills follow the estimated complexity alone)",
+    )
+    p.add_argument(
+        "--classifier-weights", type=Path, help="weights file of the learned classifier (default: shipped)"
+    )
+    p.add_argument(
         "--strategy",
         choices=STRATEGIES,
         default="weighted",
@@ -192,9 +204,21 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RouterSettings, str]:
         shutdown_grace=args.shutdown_grace,
         access_log=args.access_log,
         seed=args.seed,
+        classifier=args.classifier,
+        classifier_weights=args.classifier_weights,
         strategy=args.strategy,
     )
     return settings, args.log_level
+
+
+def load_classifier(settings: RouterSettings) -> LearnedModel | None:
+    """The learned model, or None when the rule classifier was chosen; ModelError when the weights are
+    unusable."""
+    if settings.classifier == "rules":
+        return None
+    if settings.classifier_weights is not None:
+        return load(settings.classifier_weights)
+    return shipped()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -202,7 +226,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure(level)
     use_strategy(cast(Strategy, settings.strategy))
     try:
-        asyncio.run(serve(settings))
+        model = load_classifier(settings)
+    except ModelError as e:
+        # Never a silent fallback: without its model the router would send every request to the default.
+        print(
+            f"zeta-router: the learned classifier cannot be loaded: {e}\n"
+            "zeta-router: not starting. Reinstall the package (or retrain), or choose the rule classifier "
+            "explicitly with --classifier rules (ZETA_ROUTER_CLASSIFIER=rules).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        asyncio.run(serve(settings, model=model))
     except KubeConfigError as e:
         print(f"zeta-router: {e}", file=sys.stderr)
         sys.exit(2)

@@ -17,6 +17,7 @@ from .admission import Admission
 from .endpoints import EndpointTracker
 from .kubeapi import KubeCredentials, load_credentials
 from .metrics import RouterMetrics
+from .model import LearnedModel
 from .payload import Kind
 from .proxy import NO_BACKEND, Forwarder, error_response
 from .settings import RouterSettings, TableConfigMap, TableFile
@@ -47,7 +48,9 @@ def build_app(
     metrics: RouterMetrics,
     settings: RouterSettings,
     lifecycle: Lifecycle,
+    classifier: dict[str, str],
 ) -> web.Application:
+    """``classifier``: which classifier runs (`classifier_details`), reported by /healthz."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_json_errors])
 
     def route(kind: Kind) -> Handler:
@@ -63,7 +66,7 @@ def build_app(
         return web.Response(body=snapshot.models_body, content_type="application/json")
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "classifier": classifier})
 
     async def readyz(request: web.Request) -> web.Response:
         if lifecycle.draining:
@@ -112,8 +115,20 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(500, "internal router error", code="internal_error")
 
 
-async def serve(settings: RouterSettings) -> None:
+def classifier_details(model: LearnedModel | None) -> dict[str, str]:
+    if model is None:
+        return {
+            "kind": "rules",
+            "reason": "chosen with --classifier rules: keyword vocabulary, no confidence",
+        }
+    return {"kind": "learned", "weights": model.source, "corpus": model.corpus}
+
+
+async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None:
     """Run until SIGTERM or SIGINT, then drain without losing a request, and return.
+
+    ``model``: the learned classifier (loaded by the caller, which refuses to start without it), or None when
+    the rule classifier was chosen.
 
     Draining has two phases. For ``drain_delay`` seconds /readyz fails but the listener keeps accepting and
     serving: in Kubernetes, kube-proxy, gateways and other load balancers learn of the endpoint's removal
@@ -121,13 +136,15 @@ async def serve(settings: RouterSettings) -> None:
     listener closes and requests in flight, streams included, get up to ``shutdown_grace`` seconds to finish.
     """
     metrics = RouterMetrics()
+    details = classifier_details(model)
+    metrics.classifier.labels(details["kind"], details.get("weights", "")).set(1)
     admission = Admission(EndpointTracker(settings.ejection), metrics, random.Random(settings.seed))
 
     def adopt(snapshot: TableSnapshot) -> None:
         admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
         _forget_removed_series(metrics, snapshot)
 
-    store = TableStore(metrics, on_swap=adopt)
+    store = TableStore(metrics, model=model, on_swap=adopt)
     credentials = _credentials(settings)
     lifecycle = Lifecycle()
     session = aiohttp.ClientSession(
@@ -139,7 +156,14 @@ async def serve(settings: RouterSettings) -> None:
     forwarder = Forwarder(
         session=session, store=store, admission=admission, metrics=metrics, settings=settings
     )
-    app = build_app(forwarder=forwarder, store=store, metrics=metrics, settings=settings, lifecycle=lifecycle)
+    app = build_app(
+        forwarder=forwarder,
+        store=store,
+        metrics=metrics,
+        settings=settings,
+        lifecycle=lifecycle,
+        classifier=details,
+    )
     background = [
         asyncio.create_task(_table_source(settings, store, credentials), name="table-source"),
         asyncio.create_task(_offer_periodically(admission), name="queue-offers"),

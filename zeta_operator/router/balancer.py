@@ -58,11 +58,17 @@ class ClassRoute:
     weighted: tuple[tuple[TableBackend, float], ...]
     unweighted: tuple[TableBackend, ...]
     top_weight: float
+    protected_ceiling: int
+    """A backend with a complexity ceiling below this is a spill *down*: the class's upper bound, or the
+    lowest ceiling of its preferred backends when that is higher (`classify.spill_floor`)."""
 
     @classmethod
     def build(cls, task_class: TableClass, backends: Iterable[TableBackend]) -> ClassRoute:
+        backends = list(backends)
         weighted: list[tuple[TableBackend, float]] = []
         unweighted: list[TableBackend] = []
+        preferred = [b.max_complexity for b in backends if b.name in task_class.preferred]
+        protected = max(task_class.complexity.max, min(preferred, default=0))
         for b in sorted(backends, key=lambda b: b.name):
             if task_class.task_type not in b.tasks:
                 continue
@@ -72,7 +78,7 @@ class ClassRoute:
             else:
                 unweighted.append(b)
         top = max((w for _, w in weighted), default=0.0)
-        return cls(task_class, tuple(weighted), tuple(unweighted), top)
+        return cls(task_class, tuple(weighted), tuple(unweighted), top, protected)
 
     def eligible(self, *, complexity: int, tokens: int) -> Eligible:
         """The capability filter for one request."""

@@ -1,23 +1,29 @@
-"""Request -> (task type, complexity 1..5, priority 0..9) -> one task class of the routing table.
+"""Request -> (task type, complexity 1..5, priority 0..9, confidence) -> one task class of the routing table.
 
 Order of evidence, strongest first:
 
 1. explicit headers named by the table's classifier settings (task, complexity, priority); a bad value is a 400;
 2. the request's ``model``, when it is one of the table's aliases (task type, optionally complexity);
 3. the table's keyword rules on the prompt, first match wins, with their complexity bonus;
-4. built-in vocabulary for the conventional task types ``code``, ``summarize`` and ``reasoning`` (code fences,
-   code syntax and vocabulary, ...), used only when the table has classes of that task type;
+4. the learned model (`model.LearnedModel`): task type from the last user turn, complexity from what is asked
+   and how (its structure), each with a calibrated probability. Task types the table has no class for are left
+   out (the others' probabilities renormalised);
 5. the table's default task type.
 
-Complexity (unless a header or alias sets it) starts at 1 and gains a level for a prompt over SHORT_TOKENS
-(about two sentences), another over LONG_TOKENS, another over the table's ``longPromptTokens`` (tokens ~
-characters / 4, counted over the whole prompt), one per distinct "hard" word (concurrency, distributed, proofs,
-...; at most two), plus the matching rule's ``complexityBonus``; it is clamped to 1..5. The class is then the
-first of the task type whose range holds the complexity, else the nearest range above, else the default class
-(see `Classifier.resolve`); the priority is the header's, else the class's.
+Headers and aliases are certain (confidence 1.0). A rule decides the task type with certainty; the model still
+estimates the complexity, shifted up by the rule's bonus. `Classification.at_most` carries P(complexity <= k),
+which the router uses to spill a request to a smaller model only when it is confident the request is simple
+(`spill_floor`).
 
-Everything works on the bounded window of `payload.PromptView` with plain substring search (no regular
-expressions on the prompt), so the cost is bounded by (window size x keyword count) whatever the prompt.
+The rule classifier (``zeta-router --classifier rules``, chosen explicitly by the router's operator, or for
+a table's unit tests) replaces step 4 with the built-in vocabulary this module had before the learned model:
+code fences, code syntax and vocabulary, summary and reasoning words (used only when the table has classes of
+that task type). Its complexity starts at 1 and gains a level for a prompt over SHORT_TOKENS, another over
+LONG_TOKENS, another over the table's ``longPromptTokens``, one per distinct "hard" word (at most two), plus
+the rule's ``complexityBonus``. It has no calibrated confidence: it reports 1.0, as before.
+
+Rules and the vocabulary work on the bounded window of `payload.PromptView` with plain substring search, so
+their cost is bounded by (window size x keyword count) whatever the prompt.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from ..api.common import COMPLEXITY_NAMES
 from ..api.policy import ClassifierSettings
 from ..api.table import TableClass
+from .model import SIMPLE_MAX, LearnedModel, Prediction
 from .payload import BadRequest, PromptView
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -78,6 +85,10 @@ CODE_THRESHOLD = 2
 """Code score (fence 3, strong word 2, syntax fragment or word 1) from which a request counts as code."""
 
 
+LEVELS = 5
+CERTAIN = (1.0,) * LEVELS
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     task_class: TableClass
@@ -86,7 +97,42 @@ class Classification:
     priority: int
     tokens: int
     source: str
-    """What decided the task type: header, alias, rule, heuristic, endpoint (embeddings) or default."""
+    """What decided the task type: header, alias, rule, model, heuristic (rule classifier), endpoint
+    (embeddings) or default."""
+    confidence: float = 1.0
+    """Probability that the task type and the complexity tier (simple <= 2 < complex) are right: the product
+    of the two calibrated probabilities (1.0 for what a header, an alias or a rule decided)."""
+    at_most: tuple[float, ...] = CERTAIN
+    """P(complexity <= k) for k = 1..5 (for a known complexity c: 0 below c, 1 from c)."""
+
+    @property
+    def simple_probability(self) -> float:
+        return self.at_most[SIMPLE_MAX - 1]
+
+
+def certain(complexity: int) -> tuple[float, ...]:
+    return tuple(1.0 if k >= complexity else 0.0 for k in range(1, LEVELS + 1))
+
+
+def shifted(at_most: tuple[float, ...], levels: int) -> tuple[float, ...]:
+    """P(complexity + levels <= k): the distribution moved up by a rule's bonus (down by a negative one)."""
+    out = []
+    for k in range(1, LEVELS + 1):
+        source = k - levels
+        out.append(1.0 if source >= LEVELS else 0.0 if source < 1 else at_most[source - 1])
+    return tuple(out)
+
+
+def spill_floor(cls: Classification, *, protected_ceiling: int, offload_confidence: float) -> int:
+    """The lowest complexity ceiling a backend may have to serve this request.
+
+    A backend whose ceiling is at least ``protected_ceiling`` (the class's upper bound, or its preferred
+    backends' ceiling when that is higher) keeps the request with the preferred backends or above. A smaller
+    one may take it only if the classifier is at least ``offload_confidence`` sure that the request's
+    complexity is within the backend's ceiling: P(complexity <= ceiling). Never below the estimate itself.
+    """
+    confident = next((k for k, p in enumerate(cls.at_most, 1) if p >= offload_confidence - 1e-12), LEVELS)
+    return max(cls.complexity, min(confident, protected_ceiling))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +146,15 @@ class Classifier:
     """Compiled once per routing table; `classify` is the per-request call."""
 
     def __init__(
-        self, settings: ClassifierSettings, classes: list[TableClass], *, default_class: str | None
+        self,
+        settings: ClassifierSettings,
+        classes: list[TableClass],
+        *,
+        default_class: str | None,
+        model: LearnedModel | None,
     ) -> None:
+        """``model``: the learned model; None selects the rule classifier (built-in vocabulary)."""
+        self._model = model
         self._task_header = settings.task_header
         self._complexity_header = settings.complexity_header
         self._priority_header = settings.priority_header
@@ -116,6 +169,7 @@ class Classifier:
         for c in classes:
             self._by_task.setdefault(c.task_type, []).append(c)
         self._default = next((c for c in classes if c.name == default_class), None)
+        self._model_tasks = tuple(t for t in (model.tasks if model else ()) if t in self._by_task)
 
     @property
     def aliases(self) -> list[str]:
@@ -143,17 +197,75 @@ class Classifier:
         rule = None if task is not None and complexity is not None else self._matching_rule(prompt.text, task)
         if task is None and rule is not None:
             task, source = rule.task_type, "rule"
+        bonus = rule.bonus if rule is not None and rule.task_type == task else 0
+        if self._model is None:
+            return self._by_rules(task, complexity, priority, prompt, source, bonus)
+        if task is not None and complexity is not None:
+            return self._classified(task, complexity, priority, prompt, source)
+        return self._by_model(task, complexity, priority, prompt, source, bonus)
+
+    def _by_model(
+        self,
+        task: str | None,
+        complexity: int | None,
+        priority: int | None,
+        prompt: PromptView,
+        source: str,
+        bonus: int,
+    ) -> Classification:
+        assert self._model is not None
+        prediction = self._model.predict(prompt)
+        task_p = 1.0
+        if task is None:
+            task, task_p, source = self._model_task(prediction)
+        if complexity is not None:
+            return self._classified(task, complexity, priority, prompt, source, confidence=task_p)
+        at_most = prediction.cumulative()
+        if bonus:
+            at_most = shifted(at_most, bonus)
+        estimate = max(1, min(LEVELS, prediction.complexity_estimate() + bonus))
+        simple = at_most[SIMPLE_MAX - 1]
+        tier_p = simple if estimate <= SIMPLE_MAX else 1.0 - simple
+        return self._classified(
+            task, estimate, priority, prompt, source, confidence=task_p * tier_p, at_most=at_most
+        )
+
+    def _model_task(self, prediction: Prediction) -> tuple[str, float, str]:
+        """The most likely task type among those the table has classes for, and its probability."""
+        if not self._model_tasks:
+            return self._default_task, 1.0, "default"
+        total = sum(prediction.tasks[t] for t in self._model_tasks)
+        best = max(self._model_tasks, key=lambda t: prediction.tasks[t])
+        return best, prediction.tasks[best] / total if total > 0 else 1.0, "model"
+
+    def _by_rules(
+        self,
+        task: str | None,
+        complexity: int | None,
+        priority: int | None,
+        prompt: PromptView,
+        source: str,
+        bonus: int,
+    ) -> Classification:
+        """The rule classifier: built-in vocabulary and size for what headers, aliases and rules left open."""
         if task is None:
             task = self._builtin_task(prompt.text)
             source = "heuristic" if task else "default"
         task = task or self._default_task
         if complexity is None:
-            bonus = rule.bonus if rule is not None and rule.task_type == task else 0
             complexity = self._estimate_complexity(prompt, bonus)
         return self._classified(task, complexity, priority, prompt, source)
 
     def _classified(
-        self, task: str, complexity: int, priority: int | None, prompt: PromptView, source: str
+        self,
+        task: str,
+        complexity: int,
+        priority: int | None,
+        prompt: PromptView,
+        source: str,
+        *,
+        confidence: float = 1.0,
+        at_most: tuple[float, ...] | None = None,
     ) -> Classification:
         task_class = self.resolve(task, complexity)
         return Classification(
@@ -163,6 +275,8 @@ class Classifier:
             priority=task_class.priority if priority is None else priority,
             tokens=prompt.tokens,
             source=source,
+            confidence=confidence,
+            at_most=certain(complexity) if at_most is None else at_most,
         )
 
     def resolve(self, task: str, complexity: int) -> TableClass:

@@ -37,6 +37,8 @@ LATENCY_BUCKETS = (
     120.0,
 )  # fine enough that a p95 estimated within a bucket stays close to the latency objectives users set
 """From a cached short answer to a long generation (LLM latencies)."""
+CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+"""Calibrated probability that a classification is right (task type and tier); 1.0 for headers and aliases."""
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 """The router's own time per request: it should sit in the first buckets."""
 
@@ -125,6 +127,20 @@ class RouterMetrics:
             "zeta_router_overhead_seconds",
             "The router's own time per request (parsing, classification, choice, relaying), without upstream time.",
             buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "zeta_router_classification_confidence",
+            "Probability that the request's task type and complexity tier are right, by what decided the task "
+            "type (header, alias, rule, model, heuristic, endpoint, default).",
+            ["source"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.classifier = Gauge(
+            "zeta_router_classifier_info",
+            "1 for the classifier in use: learned (the shipped model) or rules (chosen with --classifier rules).",
+            ["kind", "weights"],
             registry=r,
         )
         for result in ("ok", "invalid", "error"):

@@ -15,6 +15,10 @@ Kind = Literal["chat", "completion", "embedding"]
 
 SCAN_CHARS = 16 * 1024
 """Characters of the prompt's head, and as many of its tail, that classification scans."""
+TURN_HEAD_CHARS = 4 * 1024
+TURN_TAIL_CHARS = 1024
+"""The window over the last user turn that the learned classifier reads: the ask is usually at the start or
+the end of a turn, and pasted material in between adds cost, not evidence (its size is counted apart)."""
 
 MAX_MODEL_CHARS = 256
 
@@ -38,6 +42,15 @@ class PromptView:
 
     text: str
     tokens: int
+    last_user: str = ""
+    """A bounded window (`TURN_HEAD_CHARS` + `TURN_TAIL_CHARS`) of the last user turn, as sent (not
+    lower-cased): the turn that decides the task. For completions and embeddings, the last prompt."""
+    last_user_chars: int = 0
+    """The full length of the last user turn."""
+    system: bool = False
+    """A system (or developer) message is present: context, not the task."""
+    history: int = 0
+    """Messages before the last user turn, other than system messages."""
 
 
 @dataclass(slots=True)
@@ -56,22 +69,53 @@ def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean", param="stream")
     if kind == "chat":
-        parts, token_ids = _chat_parts(body), 0
-    elif kind == "completion":
-        parts, token_ids = _token_or_text_parts(body, "prompt")
+        turns = _chat_turns(body)
+        view = prompt_view(
+            [text for _, text in turns],
+            last_user=_last_user(turns),
+            system=any(role in SYSTEM_ROLES for role, _ in turns),
+            history=_history(turns),
+        )
     else:
-        parts, token_ids = _token_or_text_parts(body, "input")
-    return ParsedRequest(body=body, model=model, stream=stream, prompt=prompt_view(parts, token_ids))
+        parts, token_ids = _token_or_text_parts(body, "prompt" if kind == "completion" else "input")
+        view = prompt_view(parts, token_ids)
+    return ParsedRequest(body=body, model=model, stream=stream, prompt=view)
 
 
 def serialise(body: dict[str, Any]) -> bytes:
     return _ENCODER.encode(body).encode()
 
 
-def prompt_view(parts: list[str], token_ids: int = 0) -> PromptView:
-    """The bounded window over ``parts`` and an estimate of tokens (about four characters each)."""
+SYSTEM_ROLES = frozenset({"system", "developer"})
+
+
+def prompt_view(
+    parts: list[str],
+    token_ids: int = 0,
+    *,
+    last_user: str | None = None,
+    system: bool = False,
+    history: int = 0,
+) -> PromptView:
+    """The bounded window over ``parts`` and an estimate of tokens (about four characters each).
+
+    ``last_user``: the last user turn (default: the last part)."""
     total = sum(len(p) for p in parts)
-    return PromptView(text=_window(parts, total).lower(), tokens=total // 4 + token_ids)
+    turn = last_user if last_user is not None else (parts[-1] if parts else "")
+    return PromptView(
+        text=_window(parts, total).lower(),
+        tokens=total // 4 + token_ids,
+        last_user=turn_window(turn),
+        last_user_chars=len(turn),
+        system=system,
+        history=history,
+    )
+
+
+def turn_window(turn: str) -> str:
+    if len(turn) <= TURN_HEAD_CHARS + TURN_TAIL_CHARS:
+        return turn
+    return turn[:TURN_HEAD_CHARS] + "\n...\n" + turn[-TURN_TAIL_CHARS:]
 
 
 def _reject_constant(name: str) -> Any:
@@ -116,20 +160,39 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
-def _chat_parts(body: dict[str, Any]) -> list[str]:
+def _chat_turns(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of every message with text; a message of several text parts is one turn."""
     messages = body.get("messages")
     if messages is None:
         raise BadRequest("missing required field 'messages'", param="messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
-    parts: list[str] = []
+    turns: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{i}] must be an object, not {_json_type(message)}", param="messages")
-        if not isinstance(message.get("role"), str):
+        role = message.get("role")
+        if not isinstance(role, str):
             raise BadRequest(f"messages[{i}].role must be a string", param="messages")
+        parts: list[str] = []
         _content_parts(message.get("content"), i, parts)
-    return parts
+        if parts:
+            turns.append((role, parts[0] if len(parts) == 1 else "\n".join(parts)))
+    return turns
+
+
+def _last_user(turns: list[tuple[str, str]]) -> str:
+    """The last user turn's text; without a user turn, the last turn's (a client that sends only a system
+    prompt still has an ask)."""
+    for role, text in reversed(turns):
+        if role == "user":
+            return text
+    return turns[-1][1] if turns else ""
+
+
+def _history(turns: list[tuple[str, str]]) -> int:
+    last = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=len(turns) - 1)
+    return sum(1 for role, _ in turns[:last] if role not in SYSTEM_ROLES)
 
 
 def _content_parts(content: Any, i: int, parts: list[str]) -> None:

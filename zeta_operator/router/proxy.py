@@ -24,8 +24,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..api.table import TableBackend
 from .admission import Admission, Rejected
-from .balancer import Choice, Eligible
-from .classify import Classification
+from .balancer import Choice, ClassRoute, Eligible
+from .classify import Classification, spill_floor
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .payload import BadRequest, Kind, parse_request, serialise
@@ -150,8 +150,9 @@ class Forwarder:
             request.headers, parsed.model, parsed.prompt, embedding=kind == "embedding"
         )
         req.classification, req.task_class = cls, cls.task_class.name
+        self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]
-        eligible = route.eligible(complexity=cls.complexity, tokens=cls.tokens)
+        eligible = self._eligible(route, cls, req.snapshot.table.classifier.offload_confidence)
         if not eligible:
             self._no_capable_backend(
                 req, cls, too_long=route.too_long(complexity=cls.complexity, tokens=cls.tokens)
@@ -166,6 +167,19 @@ class Forwarder:
             queue=req.snapshot.table.queue,
         )
         return await self._attempts(request, req, choice)
+
+    @staticmethod
+    def _eligible(route: ClassRoute, cls: Classification, offload_confidence: float) -> Eligible:
+        """The capable backends, without the smaller ones unless the classifier is confident enough that the
+        request is within their ceiling (never down on doubt). Only when nothing at or above that floor has
+        endpoints does the estimate alone decide, as it would without a confidence."""
+        floor = spill_floor(
+            cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
+        )
+        eligible = route.eligible(complexity=floor, tokens=cls.tokens)
+        if eligible or floor == cls.complexity:
+            return eligible
+        return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -363,6 +377,8 @@ class Forwarder:
         if req.classification is not None:
             h["X-Zeta-Complexity"] = str(req.classification.complexity)
             h["X-Zeta-Priority"] = str(req.classification.priority)
+            h["X-Zeta-Confidence"] = f"{req.classification.confidence:.3f}"
+            h["X-Zeta-Classified-By"] = req.classification.source
         if req.queue_seconds:
             h["X-Zeta-Queue-Ms"] = f"{req.queue_seconds * 1000:.1f}"
         if req.retries:
@@ -408,7 +424,11 @@ class Forwarder:
         }
         if cls is not None:
             fields.update(
-                complexity=cls.complexity, priority=cls.priority, tokens=cls.tokens, source=cls.source
+                complexity=cls.complexity,
+                priority=cls.priority,
+                tokens=cls.tokens,
+                source=cls.source,
+                confidence=round(cls.confidence, 3),
             )
         log.info("request", extra={"fields": fields})
 

@@ -80,6 +80,13 @@ class RouterSettings:
     """One JSON line per request (no prompt, no headers)."""
     seed: int | None = None
     """Seed of the balancer's random choices (tests); None draws one from the OS."""
+    classifier: str = "learned"
+    """How requests are classified when headers, aliases and the policy's rules leave it open: "learned" (the
+    model shipped with the router; the router refuses to start if its weights are missing or corrupt) or
+    "rules" (the built-in keyword vocabulary, without calibrated confidence: an explicit choice that /healthz
+    and the zeta_router_classifier_info metric report)."""
+    classifier_weights: Path | None = None
+    """Another weights file for the learned classifier (default: the one in the package)."""
     strategy: str = "weighted"
     """How an endpoint is picked: "weighted" (the operator's weights, Zeta's routing), or a benchmark
     baseline that ignores them: "round-robin" or "least-request" over the capable endpoints."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..api.table import RoutingTable
 from .balancer import ClassRoute
 from .classify import Classifier
+from .model import LearnedModel
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,11 @@ class TableSnapshot:
     """Endpoint URL -> backend name."""
 
     @classmethod
-    def build(cls, table: RoutingTable) -> TableSnapshot:
-        classifier = Classifier(table.classifier, table.classes, default_class=table.default_class)
+    def build(cls, table: RoutingTable, *, model: LearnedModel | None) -> TableSnapshot:
+        """``model``: the learned classifier, None for the rule classifier."""
+        classifier = Classifier(
+            table.classifier, table.classes, default_class=table.default_class, model=model
+        )
         routes = {c.name: ClassRoute.build(c, table.backends) for c in table.classes}
         return cls(
             table=table,

@@ -27,6 +27,7 @@ import aiohttp
 from ..api.table import CONFIGMAP_KEY, RoutingTable
 from .kubeapi import KubeConfigError, KubeCredentials
 from .metrics import RouterMetrics
+from .model import LearnedModel
 from .snapshot import TableSnapshot
 
 log = logging.getLogger("zeta.router.tables")
@@ -39,9 +40,15 @@ class TableStore:
     """Holds the current snapshot; `current` is None until the first valid table."""
 
     def __init__(
-        self, metrics: RouterMetrics, *, on_swap: Callable[[TableSnapshot], None] | None = None
+        self,
+        metrics: RouterMetrics,
+        *,
+        model: LearnedModel | None,
+        on_swap: Callable[[TableSnapshot], None] | None = None,
     ) -> None:
+        """``model``: the learned classifier every snapshot uses; None for the rule classifier."""
         self.current: TableSnapshot | None = None
+        self._model = model
         self._metrics = metrics
         self._on_swap = on_swap
         self._last_offered: bytes | None = None
@@ -53,7 +60,7 @@ class TableStore:
             return False
         self._last_offered = raw
         try:
-            snapshot = TableSnapshot.build(RoutingTable.from_json(raw))
+            snapshot = TableSnapshot.build(RoutingTable.from_json(raw), model=self._model)
         except ValueError as e:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
             self.reject(f"{type(e).__name__}: {e}", source=source)
             return False

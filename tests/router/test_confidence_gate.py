@@ -1,0 +1,156 @@
+"""Never down on doubt: during an offload, a request the classifier is unsure of is never spilled to a smaller
+model, and one it is confident is simple is; explicit evidence (headers) is unaffected."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from zeta_operator.api.policy import ClassifierSettings
+from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
+from zeta_operator.router.balancer import choose
+from zeta_operator.router.classify import Classification, certain, shifted, spill_floor
+from zeta_operator.router.payload import prompt_view
+from zeta_operator.router.proxy import Forwarder
+from zeta_operator.router.snapshot import TableSnapshot
+
+from .learned import learned_model
+
+SHORT = "fix my typo"
+"""Under 20 characters: the test model is sure it is simple."""
+LONGER = "Implement a rate limiter shared by every replica of our API gateway, with bursts and fairness."
+"""60-150 characters: a size the test model finds a close call (P(simple) about 0.52)."""
+
+# Task head: always code. Complexity head by size: very short -> simple (P(simple) ~ 0.99); 60-150 characters
+# -> a close call between 2 and 3.
+MODEL = learned_model(
+    structure={
+        "chars:0": ([0, 5, 0, 0], [1, 5, -3, -4, -4]),
+        "chars:2": ([0, 5, 0, 0], [-2, 1.4, 1.0, 0, -2]),
+    },
+    offload_confidence=0.9,
+)
+
+
+class Idle:
+    def inflight(self, url: str) -> int:
+        return 0
+
+    def ejected(self, url: str) -> bool:
+        return False
+
+
+def offloading_table(offload_confidence: float = 0.9) -> RoutingTable:
+    """code-simple (1-2) prefers coder-7b (ceiling 4), which is over its high watermark: the operator moved 80%
+    of the class to general-4b (ceiling 2), a smaller model."""
+    return RoutingTable(
+        policy="test/gate",
+        classifier=ClassifierSettings(offload_confidence=offload_confidence),
+        queue=TableQueue(max_size=10, max_wait_seconds=1, aging_seconds=1),
+        backends=[
+            TableBackend(
+                name=name,
+                model=name,
+                tasks=["code"],
+                max_complexity=ceiling,
+                context_window=32768,
+                endpoints=[TableEndpoint(url=f"http://{name}:8000", max_concurrency=100)],
+            )
+            for name, ceiling in (("coder-7b", 4), ("general-4b", 2))
+        ],
+        classes=[
+            TableClass(
+                name="code-simple",
+                task_type="code",
+                complexity={"min": 1, "max": 2},
+                priority=5,
+                latency_objective_seconds=5,
+                weights={"coder-7b": 0.2, "general-4b": 0.8},
+                reasons={"coder-7b": "offload", "general-4b": "offload"},
+                preferred=["coder-7b"],
+            ),
+            TableClass(
+                name="code-complex",
+                task_type="code",
+                complexity={"min": 3, "max": 4},
+                priority=5,
+                latency_objective_seconds=5,
+                weights={"coder-7b": 1.0},
+                preferred=["coder-7b"],
+            ),
+        ],
+    )
+
+
+def served_by(
+    text: str, *, headers: dict[str, str] | None = None, table: RoutingTable | None = None
+) -> Counter[str]:
+    snapshot = TableSnapshot.build(table or offloading_table(), model=MODEL)
+    cls = snapshot.classifier.classify(headers or {}, "any", prompt_view([text]))
+    route = snapshot.routes[cls.task_class.name]
+    eligible = Forwarder._eligible(route, cls, snapshot.table.classifier.offload_confidence)
+    rng = random.Random(7)
+    served: Counter[str] = Counter()
+    for _ in range(400):
+        choice = choose(eligible, Idle(), rng)
+        assert choice is not None
+        served[choice.backend.name] += 1
+    return served
+
+
+def test_the_test_model_is_sure_of_short_and_unsure_of_longer_requests() -> None:
+    snapshot = TableSnapshot.build(offloading_table(), model=MODEL)
+    short = snapshot.classifier.classify({}, "any", prompt_view([SHORT]))
+    longer = snapshot.classifier.classify({}, "any", prompt_view([LONGER]))
+    assert short.simple_probability > 0.97
+    assert 0.5 < longer.simple_probability < 0.6
+    assert longer.task_class.name == "code-simple"  # the estimate is simple, but not surely
+
+
+def test_uncertain_requests_are_never_spilled_down_during_an_offload() -> None:
+    served = served_by(LONGER)
+    assert served == {"coder-7b": 400}
+
+
+def test_confident_simple_requests_are_spilled_down() -> None:
+    served = served_by(SHORT)
+    assert served["general-4b"] > 250  # about 80%, as the table says
+    assert served["coder-7b"] > 0
+
+
+def test_a_lower_offload_confidence_lets_the_close_call_spill() -> None:
+    """offloadConfidence is the knob: at 0.5 the close call (P(simple) ~ 0.52) may go down too."""
+    served = served_by(LONGER, table=offloading_table(offload_confidence=0.5))
+    assert served["general-4b"] > 0
+
+
+def test_a_complexity_header_is_certain_and_unaffected() -> None:
+    assert served_by(LONGER, headers={"X-Zeta-Complexity": "2"})["general-4b"] > 250
+    assert served_by(SHORT, headers={"X-Zeta-Complexity": "4"}) == {"coder-7b": 400}
+
+
+def _classification(at_most: tuple[float, ...], complexity: int) -> Classification:
+    table_class = offloading_table().classes[0]
+    return Classification(table_class, "code", complexity, 5, 10, "model", 0.5, at_most)
+
+
+@pytest.mark.parametrize(
+    ("at_most", "complexity", "protected", "floor"),
+    [
+        ((0.5, 0.95, 0.99, 1.0, 1.0), 2, 4, 2),  # sure it is simple: the smaller model may take it
+        ((0.2, 0.6, 0.95, 1.0, 1.0), 2, 4, 3),  # unsure: at least a ceiling of 3 (sure of <= 3)
+        ((0.2, 0.6, 0.7, 0.8, 1.0), 2, 4, 4),  # very unsure: the preferred ceiling, never more
+        ((0.2, 0.6, 0.7, 0.8, 1.0), 2, 2, 2),  # the preferred backends are the small ones: stay there
+        ((0.0, 0.0, 0.0, 0.0, 1.0), 5, 4, 5),  # the estimate itself is never lowered
+    ],
+)
+def test_spill_floor(at_most: tuple[float, ...], complexity: int, protected: int, floor: int) -> None:
+    cls = _classification(at_most, complexity)
+    assert spill_floor(cls, protected_ceiling=protected, offload_confidence=0.9) == floor
+
+
+def test_a_rule_bonus_shifts_the_distribution_up() -> None:
+    assert shifted((0.5, 0.9, 1.0, 1.0, 1.0), 2) == (0.0, 0.0, 0.5, 0.9, 1.0)
+    assert certain(3) == (0.0, 0.0, 1.0, 1.0, 1.0)

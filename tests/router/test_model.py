@@ -1,0 +1,96 @@
+"""The learned model: the weights file (shipped, corrupt, missing), the packed arithmetic against a plain sum,
+and the router refusing to start without it unless the rule classifier was chosen."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from zeta_operator.api.policy import DEFAULT_OFFLOAD_CONFIDENCE
+from zeta_operator.router import features, model
+from zeta_operator.router.__main__ import main, parse_args
+from zeta_operator.router.payload import prompt_view
+
+from .learned import learned_model, weights_data, weights_file
+
+
+def test_the_shipped_weights_load_and_give_probabilities() -> None:
+    shipped = model.shipped()
+    assert shipped.tasks == ("chat", "code", "reasoning", "summarize")
+    prediction = shipped.predict(prompt_view(["Write a Python function that reverses a string."]))
+    assert math.isclose(sum(prediction.tasks.values()), 1.0)
+    assert math.isclose(sum(prediction.complexity), 1.0)
+    assert 0.0 <= prediction.simple <= 1.0
+
+
+def test_the_policy_default_is_the_shipped_calibration() -> None:
+    """The CRD's default offloadConfidence is the value calibrated with the shipped weights; retraining
+    that moves it must update `DEFAULT_OFFLOAD_CONFIDENCE` (and docs/classifier.md) too."""
+    assert model.shipped().offload_confidence == DEFAULT_OFFLOAD_CONFIDENCE
+
+
+def test_packed_sums_equal_a_plain_weighted_sum() -> None:
+    text = {"w:lock": [0.5, 2.0, -1.0, 0.0, -3.0, -1.0, 1.0, 2.5, 0.25], "p:{": [0, 1.5, 0, 0, 0, 0, 0, 0, 0]}
+    m = learned_model(structure={"items:2": ([0, 0, 1, 0], [0, 0, 0.5, 0, 0])}, text=text)
+    view = prompt_view(["implement a lock { free\n- one\n- two"])
+    buckets = features.text_buckets(view.last_user)
+    expected = [0.0] * 9
+    for token, row in text.items():
+        hits = sum(1 for b in buckets if b in set(features.token_buckets(token)))
+        for i, v in enumerate(row):
+            expected[i] += hits * v / math.sqrt(len(buckets))
+    expected[2] += 1.0
+    expected[6] += 0.5
+    assert "items:2" in features.structure(view)
+    assert m.logits(view) == pytest.approx(expected, abs=1e-9)
+    assert m.logits(view) == m.logits(view)  # the token cache gives the same answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "not a gzip-compressed JSON"),
+        (b"\x1f\x8b\x08\x00garbage", "not a gzip-compressed JSON"),
+        (gzip.compress(b'{"format": "something-else"}'), "format 'something-else'"),
+        (weights_file({**weights_data(structure={}), "features": "zeta-features-0"}), "retrain"),
+        (weights_file({**weights_data(structure={}), "text": "AAAAAA=="}), "text weights hold 2 values"),
+        (weights_file({k: v for k, v in weights_data(structure={}).items() if k != "bias"}), "KeyError"),
+    ],
+)
+def test_a_corrupt_weights_file_is_refused_with_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(model.ModelError) as err:
+        model.parse(raw, source="weights.json.gz")
+    assert reason in str(err.value)
+    assert "weights.json.gz" in str(err.value)
+
+
+def test_the_router_refuses_to_start_without_usable_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "table.json"
+    for weights in (tmp_path / "missing.json.gz", tmp_path / "truncated.json.gz"):
+        if weights.name.startswith("truncated"):
+            weights.write_bytes(model.WEIGHTS_FILE.read_bytes()[:1000])
+        with pytest.raises(SystemExit) as exit_:
+            main(["--table-file", str(table), "--classifier-weights", str(weights)])
+        assert exit_.value.code == 2
+        message = capsys.readouterr().err
+        assert str(weights) in message
+        assert "not starting" in message
+        assert "--classifier rules" in message
+
+
+def test_the_rule_classifier_is_an_explicit_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_args(["--table-file", "t.json"])[0].classifier == "learned"
+    monkeypatch.setenv("ZETA_ROUTER_CLASSIFIER", "rules")
+    assert parse_args(["--table-file", "t.json"])[0].classifier == "rules"
+
+
+def test_weights_file_content_is_canonical_json() -> None:
+    """The shipped file decompresses to sorted, compact JSON (what training writes: reproducible bytes)."""
+    payload = gzip.decompress(model.WEIGHTS_FILE.read_bytes())
+    assert payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()

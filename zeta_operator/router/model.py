@@ -1,0 +1,227 @@
+"""The learned request classifier: a linear model over `features`, loaded once from a weights file.
+
+Two softmax heads share the features: task type (``chat``, ``code``, ``reasoning``, ``summarize``) and
+complexity (1..5), each with its own temperature fitted on a calibration split, so the probabilities it reports
+mean what they say (see docs/classifier.md for the reliability table).
+
+The weights file (``classifier.json.gz`` next to this module, made by ``python -m zeta_dev.classifier.train``)
+holds integer weights: ``w = q / scale`` per output, ``q`` a 16-bit integer, so the bytes are reproducible and
+the file stays small. A missing, corrupt or mismatched file raises `ModelError` with the reason; the router
+then refuses to start unless its operator chose the rule classifier (``--classifier rules``).
+
+Why the weights are packed: a request has a few hundred active features and the model has nine outputs; adding
+nine floats per feature in Python costs more than the whole budget (100 us). Each hash bucket's nine integers
+are instead packed into one Python int, ``LANE_BITS`` bits per output with a constant offset that keeps every
+lane non-negative, so one big-int addition per feature adds all nine at once (exactly: integers do not round),
+and the lanes are split apart once at the end. Words repeat across requests, so the packed sum of a word's
+buckets (the word and its n-grams) is cached per word.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+import math
+import sys
+import zlib
+from array import array
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from . import features
+from .payload import PromptView
+
+WEIGHTS_FILE = Path(__file__).with_name("classifier.json.gz")
+FILE_FORMAT = "zeta-classifier/1"
+LANE_BITS = 40
+OFFSET = 1 << 15
+"""Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
+TOKEN_CACHE_SIZE = 50_000
+"""Distinct words whose packed rows are kept (cleared when full: the cost of a miss is a few microseconds)."""
+SIMPLE_MAX = 2
+"""Complexity tiers: simple is 1..SIMPLE_MAX, complex above (labelling rubric, dev/corpus/LABELLING.md)."""
+
+
+class ModelError(Exception):
+    """The weights file is missing, corrupt or made for other features; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Calibrated probabilities of one request."""
+
+    tasks: dict[str, float]
+    """Task type -> probability (sums to 1)."""
+    complexity: tuple[float, ...]
+    """Probability of complexity 1..5 (index 0 is complexity 1)."""
+
+    def at_most(self, level: int) -> float:
+        """P(complexity <= level)."""
+        return min(1.0, sum(self.complexity[: max(0, level)]))
+
+    def cumulative(self) -> tuple[float, ...]:
+        """P(complexity <= k) for k = 1..5."""
+        return tuple(min(1.0, p) for p in itertools.accumulate(self.complexity))
+
+    @property
+    def simple(self) -> float:
+        """P(the request is simple): complexity <= SIMPLE_MAX."""
+        return self.at_most(SIMPLE_MAX)
+
+    def complexity_estimate(self) -> int:
+        """The most likely level within the more likely tier (so the level and the tier never disagree)."""
+        levels = range(1, SIMPLE_MAX + 1) if self.simple >= 0.5 else range(SIMPLE_MAX + 1, 6)
+        return max(levels, key=lambda level: self.complexity[level - 1])
+
+
+class LearnedModel:
+    """Loaded once; `predict` is the per-request call (no I/O, bounded by the prompt window)."""
+
+    def __init__(self, data: dict[str, Any], *, source: str) -> None:
+        self.source = source
+        self.tasks: tuple[str, ...] = tuple(data["tasks"])
+        self.levels: tuple[int, ...] = tuple(data["complexities"])
+        self.outputs = len(self.tasks) + len(self.levels)
+        self.bias: tuple[float, ...] = tuple(float(b) for b in data["bias"])
+        self.scale: tuple[float, ...] = tuple(float(s) for s in data["scale"])
+        self.task_temperature = float(data["temperature"]["task"])
+        self.complexity_temperature = float(data["temperature"]["complexity"])
+        self.offload_confidence = float(data["offloadConfidence"])
+        self.corpus = str(data.get("corpus", ""))
+        self._mask = (1 << LANE_BITS) - 1
+        self._rows = _text_rows(data["text"], self.outputs)
+        self._structure = {name: _pack(q) for name, q in data["structure"].items()}
+        self._cache: dict[str, tuple[int, int, int]] = {}
+
+    def logits(self, view: PromptView) -> list[float]:
+        """Raw (untempered) outputs: the task heads, then the complexity heads."""
+        turn = features.split_turn(view.last_user)
+        text_sum, n = self._text_sum(turn)
+        structure = self._structure
+        structure_sum = m = 0
+        for name in features.structure(view, words=turn.word_count):
+            row = structure.get(name)
+            if row is not None:
+                structure_sum += row
+                m += 1
+        text = self._unpack(text_sum, n)
+        struct = self._unpack(structure_sum, m)
+        norm = 1.0 / math.sqrt(n) if n else 0.0
+        return [
+            b + (t * norm + s) / scale
+            for b, t, s, scale in zip(self.bias, text, struct, self.scale, strict=True)
+        ]
+
+    def predict(self, view: PromptView) -> Prediction:
+        z = self.logits(view)
+        k = len(self.tasks)
+        task_p = softmax(z[:k], self.task_temperature)
+        return Prediction(
+            tasks=dict(zip(self.tasks, task_p, strict=True)),
+            complexity=tuple(softmax(z[k:], self.complexity_temperature)),
+        )
+
+    def _text_sum(self, turn: features.TurnTokens) -> tuple[int, int]:
+        """The packed sum of the turn's text buckets, and how many there are (with repeats)."""
+        cache_, rows, crc, mask = self._cache, self._rows, zlib.crc32, features.BUCKETS - 1
+        total = count = 0
+        for word in turn.words:
+            hit = cache_.get(word) or self._word_rows(word)
+            total += hit[0]
+            count += hit[1]
+        for word in turn.instruction:
+            total += (cache_.get(word) or self._word_rows(word))[2]
+        # Symbol runs are one bucket each and vary a lot: hashed inline, not cached.
+        for run in turn.symbols:
+            total += rows[crc(run.encode("utf-8", "surrogatepass"), features.NS_SYMBOL) & mask]
+        return total, count + len(turn.symbols) + len(turn.instruction)
+
+    def _word_rows(self, word: str) -> tuple[int, int, int]:
+        """(packed sum of the word's buckets, how many, packed row of the word as an instruction word)."""
+        buckets = features.word_buckets(word)
+        instruction = features.bucket_of(word, features.NS_INSTRUCTION)
+        rows = (sum(self._rows[b] for b in buckets), len(buckets), self._rows[instruction])
+        if len(self._cache) >= TOKEN_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[word] = rows
+        return rows
+
+    def _unpack(self, packed: int, rows: int) -> list[int]:
+        offset = rows * OFFSET
+        mask = self._mask
+        return [((packed >> (LANE_BITS * i)) & mask) - offset for i in range(self.outputs)]
+
+
+def softmax(z: list[float], temperature: float) -> list[float]:
+    top = max(z)
+    e = [math.exp((v - top) / temperature) for v in z]
+    total = sum(e)
+    return [v / total for v in e]
+
+
+def _pack(q: list[int]) -> int:
+    packed = 0
+    for i, v in enumerate(q):
+        packed |= (int(v) + OFFSET) << (LANE_BITS * i)
+    return packed
+
+
+def _text_rows(encoded: str, outputs: int) -> list[int]:
+    q = array("h")
+    q.frombytes(base64.b64decode(encoded, validate=True))
+    if sys.byteorder != "little":
+        q.byteswap()  # the file is little-endian
+    if len(q) != features.BUCKETS * outputs:
+        raise ModelError(f"text weights hold {len(q)} values, expected {features.BUCKETS} x {outputs}")
+    zero = _pack([0] * outputs)
+    rows = [zero] * features.BUCKETS
+    for b in range(features.BUCKETS):
+        row = q[b * outputs : (b + 1) * outputs]
+        if any(row):
+            rows[b] = _pack(list(row))
+    return rows
+
+
+def parse(raw: bytes, *, source: str) -> LearnedModel:
+    """A model from the bytes of a weights file; ModelError with the reason when they are not one."""
+    try:
+        data = json.loads(gzip.decompress(raw))
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError; JSON errors ValueErrors
+        raise ModelError(f"{source}: not a gzip-compressed JSON weights file ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ModelError(f"{source}: format {got!r}, expected {FILE_FORMAT!r}")
+    if data.get("features") != features.FEATURES_VERSION or data.get("hashBits") != features.HASH_BITS:
+        raise ModelError(
+            f"{source}: made for features {data.get('features')!r} with {data.get('hashBits')} hash bits; "
+            f"this router computes {features.FEATURES_VERSION!r} with {features.HASH_BITS}: retrain"
+        )
+    try:
+        model = LearnedModel(data, source=source)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{source}: malformed weights file ({type(e).__name__}: {e})") from None
+    except ModelError as e:
+        raise ModelError(f"{source}: {e}") from None
+    if len(model.bias) != model.outputs or len(model.scale) != model.outputs or min(model.scale) <= 0:
+        raise ModelError(f"{source}: bias and scale must have {model.outputs} entries, scales above zero")
+    if not (model.task_temperature > 0 and model.complexity_temperature > 0):
+        raise ModelError(f"{source}: temperatures must be above zero")
+    return model
+
+
+def load(path: Path = WEIGHTS_FILE) -> LearnedModel:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read the classifier weights {path}: {e.strerror}") from None
+    return parse(raw, source=str(path))
+
+
+@cache
+def shipped() -> LearnedModel:
+    """The weights that ship with the package, loaded once per process (ModelError when unusable)."""
+    return load()
