@@ -141,12 +141,13 @@ def test_long_prompts_gain_a_level() -> None:
     assert long.complexity == short.complexity + 1
 
 
-def test_class_resolution_nearest_range_above_then_default() -> None:
+def test_class_resolution_nearest_range_above_then_below_then_default() -> None:
     clf = sample_classifier()
     assert clf.resolve("code", 2).name == "code-simple"
     assert clf.resolve("code", 4).name == "code-complex"
     assert clf.resolve("reasoning", 1).name == "reasoning"  # nearest range above (3-5)
-    assert clf.resolve("code", 5).name == "chat-simple"  # nothing above: the default class
+    assert clf.resolve("code", 5).name == "code-complex"  # nothing above: the nearest range below (3-4)
+    assert clf.resolve("summarize", 4).name == "summarize"  # not the default class, whose backends may not summarize
     assert clf.resolve("translation", 1).name == "chat-simple"
 
 

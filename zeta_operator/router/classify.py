@@ -281,7 +281,11 @@ class Classifier:
 
     def resolve(self, task: str, complexity: int) -> TableClass:
         """The first class of ``task`` whose range holds ``complexity``, else the nearest range above, else
-        the default class; BadRequest when there is none."""
+        the nearest range below, else the default class; BadRequest when there is none.
+
+        The task type outranks the default class: a summary harder than every summarize class is served by
+        the hardest summarize class's backends that can take its complexity (the capability filter applies
+        the request's complexity, never the class's), not by a chat class whose backends may not summarize."""
         candidates = self._by_task.get(task, [])
         for c in candidates:
             if c.complexity.min <= complexity <= c.complexity.max:
@@ -289,6 +293,8 @@ class Classifier:
         above = [c for c in candidates if c.complexity.min > complexity]
         if above:
             return min(above, key=lambda c: c.complexity.min)
+        if candidates:
+            return max(candidates, key=lambda c: c.complexity.max)
         if self._default is not None:
             return self._default
         raise BadRequest(
