@@ -22,9 +22,12 @@ from zeta_operator.api.policy import (
     EXAMPLES_MAX_ITEMS,
     EXAMPLES_MAX_TABLE_BYTES,
     ClassifierExample,
+    ClassifierSettings,
+    ComplexityRange,
     RoutingPolicySpec,
     examples_table_bytes,
 )
+from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableQueue
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "routingpolicy.yaml"
 Doc = dict[str, Any]
@@ -116,3 +119,38 @@ def test_bytes_and_duplicates_are_for_the_models(crds: Cluster, namespace: str) 
     assert sum(len(e["text"]) for e in wide) <= EXAMPLES_MAX_CHARS
     wide_models = [ClassifierExample.model_validate(e) for e in wide]
     assert examples_table_bytes(wide_models) > EXAMPLES_MAX_TABLE_BYTES
+
+
+def test_examples_add_at_most_64_kib_to_the_routing_table() -> None:
+    """Worst case the models allow: 64 examples, texts escaped to the byte limit, the longest task type names."""
+    task = "t" * 63
+    per_text = EXAMPLES_MAX_TABLE_BYTES // EXAMPLES_MAX_ITEMS
+    emoji = (per_text - 2 - 4) // 12  # quotes, a 2-digit prefix and a space; then 12 bytes per escaped emoji
+    worst = [
+        ClassifierExample(text=f"{i:02d} " + "\U0001f600" * emoji, task_type=task, complexity=5)
+        for i in range(EXAMPLES_MAX_ITEMS)
+    ]
+    assert EXAMPLES_MAX_TABLE_BYTES - examples_table_bytes(worst) < 12 * EXAMPLES_MAX_ITEMS
+
+    def table(examples: list[ClassifierExample]) -> RoutingTable:
+        return RoutingTable(
+            policy="ns/p",
+            classifier=ClassifierSettings(examples=examples),
+            queue=TableQueue(max_size=1, max_wait_seconds=1, aging_seconds=1),
+            backends=[TableBackend(name="b", model="m", tasks=[task], max_complexity=5, context_window=1)],
+            classes=[
+                TableClass(
+                    name="c",
+                    task_type=task,
+                    complexity=ComplexityRange(),
+                    priority=5,
+                    latency_objective_seconds=1,
+                    weights={"b": 1.0},
+                )
+            ],
+        ).sealed(version=1, generated_at="2026-01-01T00:00:00Z")
+
+    added = len(table(worst).to_json().encode()) - len(table([]).to_json().encode())
+    print(f"worst-case examples add {added} bytes to the table")
+    assert EXAMPLES_MAX_TABLE_BYTES < added <= 64 * 1024
+    assert RoutingTable.from_json(table(worst).to_json()).classifier.examples == worst

@@ -32,7 +32,7 @@ from zeta_dev.waiting import eventually
 from zeta_operator.api.common import GROUP, VERSION
 from zeta_operator.api.table import RoutingTable
 
-EXAMPLES = [
+EXAMPLES: list[dict[str, Any]] = [
     {
         "text": "Add the tenant id to every row of the nightly billing export",
         "taskType": "code",
@@ -55,7 +55,9 @@ class Fleet:
 def fleet(crds: Cluster) -> Iterator[Fleet]:
     namespace = f"ex-{int(time.time() * 1000) % 10**8}"
     core = kubernetes.client.CoreV1Api(crds.api_client())
-    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace))
+    )
     workdir = scratch_dir("zeta-extest-")
     try:
         with (
@@ -129,6 +131,7 @@ def test_examples_reach_the_table_and_bad_ones_keep_the_last_good_table(fleet: F
         return table
 
     good = eventually(carried, timeout=60, what="the examples in the routing table")
+    assert good is not None
 
     # Within every schema bound (8 x 2000 characters), but emoji are escaped in the table's JSON: 12 bytes each.
     wide = [{"text": f"{i} " + "\U0001f600" * 1990, "taskType": "chat", "complexity": 2} for i in range(8)]
@@ -136,7 +139,7 @@ def test_examples_reach_the_table_and_bad_ones_keep_the_last_good_table(fleet: F
     cond = eventually(
         lambda: _invalid(fleet), timeout=30, what="InvalidSpec=True for examples too big for the table"
     )
-    assert "bytes in the routing table" in cond["message"]
+    assert cond is not None and "bytes in the routing table" in cond["message"]
     time.sleep(3)  # three more intervals: the table must not change
     kept = _table(fleet)
     assert kept is not None and (kept.version, kept.hash) == (good.version, good.hash)
