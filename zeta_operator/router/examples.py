@@ -5,11 +5,12 @@ snapshot builds once): each example is featurised then, never per request. A req
 window of `payload.PromptView`) is compared with every example in the learned model's hashed feature space,
 restricted to words: the buckets of each distinct word and of its character 3- and 4-grams (`features.
 token_buckets`), so typos, inflections and scripts without spaces still match. Similarity is the cosine of the
-two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.25 for the median unrelated
-prompt. Word pairs and symbol runs are left out because they cost as much again per request and add little to
+two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.13 for the nearest of 64
+unrelated prompts (median). Word pairs and symbol runs are left out because they cost as much again per request and add little to
 "is this the same ask". The per-request cost is one pass over the request's distinct words (their buckets are
 cached) and one big-integer addition per bucket that some example holds, whatever the number of examples: each
-bucket carries a 1 in the 16-bit lane of every example that has it.
+bucket carries a 1 in the 16-bit lane of every example that has it. Buckets most examples hold (`COMMON_SHARE`)
+are left out on both sides: they tell examples apart least and would cost the most.
 
 What a match means is asymmetric, because of "never down on doubt":
 
@@ -21,12 +22,11 @@ What a match means is asymmetric, because of "never down on doubt":
   is scaled by (1 - weight) and nothing is raised. A near miss can thus make a request look complex, confidently
   when it is close, and can never make it look simpler, so it never lets a request spill down.
 
-Where the thresholds come from (the classifier corpus, dev/corpus w1-w3, each prompt's window as the router
-sees it): 400 prompts, each against 64 random prompts of other groups: the most similar one scored 0.23
-(median), 0.34 (90th percentile), 0.49 (99th); the one pair above 0.6 was the same template with the same labels
-("What does ARR stand for?" / "what does OEE stand for", 0.84). But of 593 pairs that paste the same material
-with another ask, 352 score 0.9 or more, 119 of them a simple turn against a complex one: so a near match never
-lowers complexity.
+Where the thresholds come from (``python -m bench.bench_examples --similarity``, on the classifier's corpus of
+3,323 written prompts, each prompt's window as the router sees it): 400 prompts, each against 64 random prompts of
+other groups: the most similar one scored 0.13 (median), 0.23 (90th percentile), 0.36 (99th), 0.65 (max). But of
+593 pairs that paste the same material with another ask, 352 score 0.9 or more, 119 of them a simple turn against
+a complex one: so a near match never lowers complexity.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import math
 import re
 import sys
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -43,7 +44,7 @@ from ..api.policy import ClassifierExample, normalized_example_text
 from . import features
 
 MATCH_FROM = 0.7
-"""Similarity from which an example is evidence (99% of unrelated prompts stay below 0.5)."""
+"""Similarity from which an example is evidence (above every unrelated prompt measured: at most 0.65)."""
 FULL_AT = 0.9
 """Similarity from which an example's task type outweighs the model and its level is a firm lower bound."""
 EXACT = 1.0 - 1e-9
@@ -53,6 +54,11 @@ WORD_CACHE_SIZE = 20_000
 LANE_BITS = 16
 """Per example, the count of shared buckets is summed in its own 16-bit lane of one big integer (an example
 of 2048 characters has a few thousand buckets, well below 65536)."""
+COMMON_SHARE = 8
+COMMON_FLOOR = 2
+"""A bucket held by more than max(COMMON_FLOOR, examples // COMMON_SHARE) examples is common (the n-grams of
+"the", "ing", "<a>"): it is left out of the comparison on both sides. It says little about which example a
+request is like, and it is most of the work (each bucket some example holds costs an addition per request)."""
 MAX_EXAMPLES = 256
 """More than the API allows (64): the index is sized for it."""
 _WORD = re.compile(r"\w+")
@@ -86,12 +92,18 @@ class ExampleIndex:
         self._exact = {normalized_example_text(e.text): i for i, e in enumerate(self._examples)}
         self._word_buckets: dict[str, tuple[int, ...]] = {}
         sets = [self._buckets(e.text) for e in self._examples]
+        frequency = Counter(chain.from_iterable(sets))
+        most = max(COMMON_FLOOR, len(sets) // COMMON_SHARE)
+        self._common = frozenset(b for b, n in frequency.items() if n > most)
+        sets = [s - self._common for s in sets]
         self._sizes = tuple(len(s) for s in sets)
         self._packed: dict[int, int] = {}
         for i, bucket_set in enumerate(sets):
             for b in bucket_set:
                 self._packed[b] = self._packed.get(b, 0) + (1 << (LANE_BITS * i))
         self._vocabulary = frozenset(self._packed)
+        reach = MATCH_FROM * MATCH_FROM
+        self._size_range = (math.ceil(min(self._sizes) * reach), math.floor(max(self._sizes) / reach))
 
     @classmethod
     def build(cls, examples: Sequence[ClassifierExample]) -> ExampleIndex | None:
@@ -101,9 +113,13 @@ class ExampleIndex:
     def __len__(self) -> int:
         return len(self._examples)
 
-    def similarities(self, turn: str) -> list[float]:
-        """The similarity of ``turn`` to each example, in order."""
+    def similarities(self, turn: str, *, prune: bool = False) -> list[float]:
+        """The similarity of ``turn`` to each example, in order. ``prune``: all zeros when no example can reach
+        `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger))."""
         request = self._buckets(turn)
+        size = len(request) - len(request & self._common) if self._common else len(request)
+        if prune and not self._size_range[0] <= size <= self._size_range[1]:
+            return [0.0] * len(self._examples)
         total = 0
         packed = self._packed
         for b in request & self._vocabulary:
@@ -112,15 +128,15 @@ class ExampleIndex:
         if sys.byteorder != "little":
             shared.byteswap()
         return [
-            common / math.sqrt(len(request) * size) if common else 0.0
-            for common, size in zip(shared, self._sizes, strict=True)
+            common / math.sqrt(size * example_size) if common else 0.0
+            for common, example_size in zip(shared, self._sizes, strict=True)
         ]
 
     def nearest(self, turn: str, *, task: str | None = None) -> ExampleMatch | None:
         """The most similar example at or above `MATCH_FROM` (of task type ``task`` only, when it is known);
         on a tie the more complex one. None when no example is that close."""
         best: tuple[float, int, int] | None = None
-        for i, similarity in enumerate(self.similarities(turn)):
+        for i, similarity in enumerate(self.similarities(turn, prune=True)):
             if similarity < MATCH_FROM:
                 continue
             e = self._examples[i]
