@@ -233,3 +233,15 @@ def test_no_examples_changes_nothing() -> None:
     for text in (SHORT, LONGER, UNRELATED):
         assert classify(table_with([]), text) == classify(offloading_table(), text)
     assert Classifier(ClassifierSettings(), [], default_class=None, model=MODEL)._examples is None
+
+
+def test_a_template_shared_by_examples_with_the_same_labels_still_matches() -> None:
+    """Words many examples share are left out only when those examples disagree on the labels."""
+    template = [
+        example(f"Summarise support ticket {n} for the weekly report", "summarize", 2) for n in (1, 2, 3, 4)
+    ]
+    other = [example(f"Prove lemma {n} for the weekly report", "reasoning", 5) for n in (1, 2, 3, 4)]
+    index = ExampleIndex(template + other)
+    match = index.nearest("summarise support ticket 7 for the weekly report")
+    assert match is not None and (match.task_type, match.complexity) == ("summarize", 2)
+    assert not match.exact

@@ -5,12 +5,12 @@ snapshot builds once): each example is featurised then, never per request. A req
 window of `payload.PromptView`) is compared with every example in the learned model's hashed feature space,
 restricted to words: the buckets of each distinct word and of its character 3- and 4-grams (`features.
 token_buckets`), so typos, inflections and scripts without spaces still match. Similarity is the cosine of the
-two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.13 for the nearest of 64
+two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.23 for the nearest of 64
 unrelated prompts (median). Word pairs and symbol runs are left out because they cost as much again per request and add little to
 "is this the same ask". The per-request cost is one pass over the request's distinct words (their buckets are
 cached) and one big-integer addition per bucket that some example holds, whatever the number of examples: each
-bucket carries a 1 in the 16-bit lane of every example that has it. Buckets most examples hold (`COMMON_SHARE`)
-are left out on both sides: they tell examples apart least and would cost the most.
+bucket carries a 1 in the 16-bit lane of every example that has it. Buckets that many examples with different
+labels hold (`COMMON_SHARE`) are left out on both sides: they tell examples apart least and cost the most.
 
 What a match means is asymmetric, because of "never down on doubt":
 
@@ -24,9 +24,10 @@ What a match means is asymmetric, because of "never down on doubt":
 
 Where the thresholds come from (``python -m bench.bench_examples --similarity``, on the classifier's corpus of
 3,323 written prompts, each prompt's window as the router sees it): 400 prompts, each against 64 random prompts of
-other groups: the most similar one scored 0.13 (median), 0.23 (90th percentile), 0.36 (99th), 0.65 (max). But of
-593 pairs that paste the same material with another ask, 352 score 0.9 or more, 119 of them a simple turn against
-a complex one: so a near match never lowers complexity.
+other groups: the most similar one scored 0.23 (median), 0.34 (90th percentile), 0.49 (99th); the one pair above
+0.6 was the same template with the same labels ("What does ARR stand for?" / "what does OEE stand for", 0.84).
+But of 593 pairs that paste the same material with another ask, 352 score 0.9 or more, 119 of them a simple turn
+against a complex one: so a near match never lowers complexity.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ..api.policy import ClassifierExample, normalized_example_text
 from . import features
 
 MATCH_FROM = 0.7
-"""Similarity from which an example is evidence (above every unrelated prompt measured: at most 0.65)."""
+"""Similarity from which an example is evidence (99% of unrelated prompts stay below 0.5)."""
 FULL_AT = 0.9
 """Similarity from which an example's task type outweighs the model and its level is a firm lower bound."""
 EXACT = 1.0 - 1e-9
@@ -56,9 +57,10 @@ LANE_BITS = 16
 of 2048 characters has a few thousand buckets, well below 65536)."""
 COMMON_SHARE = 8
 COMMON_FLOOR = 2
-"""A bucket held by more than max(COMMON_FLOOR, examples // COMMON_SHARE) examples is common (the n-grams of
-"the", "ing", "<a>"): it is left out of the comparison on both sides. It says little about which example a
-request is like, and it is most of the work (each bucket some example holds costs an addition per request)."""
+"""A bucket held by more than max(COMMON_FLOOR, examples // COMMON_SHARE) examples with different labels is
+common (the n-grams of "the", "ing", "<a>"): it is left out of the comparison on both sides. It does not tell
+examples apart and it is most of the work (each bucket some example holds costs an addition per request). Words
+that examples with the same labels share (a template of your traffic) are kept."""
 MAX_EXAMPLES = 256
 """More than the API allows (64): the index is sized for it."""
 _WORD = re.compile(r"\w+")
@@ -94,7 +96,12 @@ class ExampleIndex:
         sets = [self._buckets(e.text) for e in self._examples]
         frequency = Counter(chain.from_iterable(sets))
         most = max(COMMON_FLOOR, len(sets) // COMMON_SHARE)
-        self._common = frozenset(b for b, n in frequency.items() if n > most)
+        frequent = {b for b, n in frequency.items() if n > most}
+        labels: dict[int, set[tuple[str, int]]] = {}
+        for e, bucket_set in zip(self._examples, sets, strict=True):
+            for b in bucket_set & frequent:
+                labels.setdefault(b, set()).add((e.task_type, e.complexity))
+        self._common = frozenset(b for b, held_by in labels.items() if len(held_by) > 1)
         sets = [s - self._common for s in sets]
         self._sizes = tuple(len(s) for s in sets)
         self._packed: dict[int, int] = {}
