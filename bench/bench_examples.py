@@ -7,6 +7,7 @@ so some requests match one and most do not.
 
     python -m bench.bench_examples [--rounds 15]
     python -m bench.bench_examples --similarity    # where MATCH_FROM comes from (every dev/corpus/*.jsonl)
+    python -m bench.bench_examples --effect        # what 64 labelled examples of other prompts change
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from zeta_operator.api.policy import ClassifierExample, ClassifierSettings
 from zeta_operator.api.table import ComplexityRange, TableClass
-from zeta_operator.router.classify import Classifier
+from zeta_operator.router.classify import Classification, Classifier
 from zeta_operator.router.examples import ExampleIndex
 from zeta_operator.router.model import shipped
 from zeta_operator.router.payload import PromptView, parse_request
@@ -31,17 +34,17 @@ CORPUS = Path(__file__).resolve().parents[1] / "dev" / "corpus"
 TASKS = ("chat", "code", "reasoning", "summarize")
 
 
-def rows() -> list[dict[str, object]]:
+def rows() -> list[dict[str, Any]]:
     return [
         json.loads(line) for name in ("inrepo.jsonl", "humaneval.jsonl") for line in (CORPUS / name).open()
     ]
 
 
-def view(row: dict[str, object]) -> PromptView:
+def view(row: dict[str, Any]) -> PromptView:
     return parse_request(json.dumps({"model": "m", "messages": row["messages"]}).encode(), "chat").prompt
 
 
-def classifier(examples: list[ClassifierExample]) -> Classifier:
+def classifier(examples: list[ClassifierExample], tasks: Sequence[str] = TASKS) -> Classifier:
     classes = [
         TableClass(
             name=t,
@@ -51,7 +54,7 @@ def classifier(examples: list[ClassifierExample]) -> Classifier:
             latency_objective_seconds=1,
             weights={},
         )
-        for t in TASKS
+        for t in tasks
     ]
     settings = ClassifierSettings(examples=examples)
     return Classifier(settings, classes, default_class=None, model=shipped())
@@ -95,29 +98,154 @@ def similarity_report(corpus: Path, *, queries: int = 400, examples: int = 64) -
         )[0]
         >= 0.9
     ]
-    flips = sum(1 for a, b in high if int(data[a]["complexity"]) <= 2 < int(data[b]["complexity"]))  # type: ignore[call-overload]
+    flips = sum(1 for a, b in high if int(data[a]["complexity"]) <= 2 < int(data[b]["complexity"]))
     print(
         f"same group: {len(high)} of {len(pairs)} pairs >= 0.9, {flips} of them a simple turn against a complex one"
     )
+
+
+def effect_report(corpus: Path, *, queries: int = 600, examples: int = 64) -> None:
+    """Classification of random corpus prompts without and with 64 labelled examples (other prompts of the
+    corpus, other groups, their true labels): accuracy, and complex prompts classified simple."""
+    data = [json.loads(line) for path in sorted(corpus.glob("*.jsonl")) for line in path.open()]
+    turns = [view(r) for r in data]
+    rng = random.Random(2)
+    served = sorted({str(r["task"]) for r in data})
+    plain = classifier([], served)
+    counts = {
+        "task": [0, 0],
+        "tier": [0, 0],
+        "complex->simple": [0, 0],
+        "changed": [0, 0],
+        "by example": [0, 0],
+    }
+    picked = rng.sample(range(len(data)), min(queries, len(data)))
+    for i in picked:
+        others = [
+            j for j in rng.sample(range(len(data)), examples * 2) if data[j]["group"] != data[i]["group"]
+        ]
+        chosen: dict[str, ClassifierExample] = {}
+        budget = 16 * 1024
+        for j in others:
+            text = turns[j].last_user[:250]
+            key = " ".join(text.lower().split())
+            if key and key not in chosen and len(chosen) < examples and budget >= len(text):
+                chosen[key] = ClassifierExample(
+                    text=text, task_type=str(data[j]["task"]), complexity=int(data[j]["complexity"])
+                )
+                budget -= len(text)
+        with_examples = classifier(list(chosen.values()), served)
+        truth_task, truth_level = str(data[i]["task"]), int(data[i]["complexity"])
+        results = [c.classify({}, "m", turns[i]) for c in (plain, with_examples)]
+        for k, got in enumerate(results):
+            counts["task"][k] += got.task_type == truth_task
+            counts["tier"][k] += (got.complexity <= 2) == (truth_level <= 2)
+            counts["complex->simple"][k] += truth_level > 2 and got.simple_probability >= 0.91
+            counts["by example"][k] += got.source == "example"
+        counts["changed"][1] += _decision(results[0]) != _decision(results[1])
+    n = len(picked)
+    print(f"{n} prompts, each with {examples} labelled examples of other groups (first 250 characters)")
+    _table(counts, n)
+    variants_report(data, turns, served, rng, examples=examples)
+
+
+def variants_report(
+    data: list[dict[str, Any]],
+    turns: list[PromptView],
+    served: list[str],
+    rng: random.Random,
+    *,
+    examples: int,
+) -> None:
+    """Labelled prompts as examples, and the same prompts reworded a little as requests (one word dropped, one
+    repeated, case changed): how often the examples' labels come back, against the model alone."""
+    short = [
+        i for i, t in enumerate(turns) if 20 <= len(t.last_user) <= 250 and len(t.last_user.split()) >= 6
+    ]
+    plain = classifier([], served)
+    counts = {
+        "task": [0, 0],
+        "tier": [0, 0],
+        "complex->simple": [0, 0],
+        "changed": [0, 0],
+        "by example": [0, 0],
+    }
+    n = 0
+    for start in range(0, min(len(short), 10 * examples), examples):
+        batch = short[start : start + examples]
+        chosen: dict[str, ClassifierExample] = {}
+        for i in batch:
+            key = " ".join(turns[i].last_user.lower().split())
+            chosen.setdefault(
+                key,
+                ClassifierExample(
+                    text=turns[i].last_user,
+                    task_type=str(data[i]["task"]),
+                    complexity=int(data[i]["complexity"]),
+                ),
+            )
+        with_examples = classifier(list(chosen.values()), served)
+        for i in batch:
+            words = turns[i].last_user.split()
+            drop, repeat = rng.sample(range(len(words)), 2)
+            reworded = [w.upper() if k == repeat else w for k, w in enumerate(words) if k != drop]
+            reworded.insert(repeat if repeat < drop else repeat - 1, words[repeat])
+            text = " ".join(reworded)
+            request = parse_request(
+                json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode(), "chat"
+            ).prompt
+            results = [c.classify({}, "m", request) for c in (plain, with_examples)]
+            truth_task, truth_level = str(data[i]["task"]), int(data[i]["complexity"])
+            for k, got in enumerate(results):
+                counts["task"][k] += got.task_type == truth_task
+                counts["tier"][k] += (got.complexity <= 2) == (truth_level <= 2)
+                counts["complex->simple"][k] += truth_level > 2 and got.simple_probability >= 0.91
+                counts["by example"][k] += got.source == "example"
+            counts["changed"][1] += _decision(results[0]) != _decision(results[1])
+            n += 1
+    print(
+        f"\n{n} reworded prompts (a word dropped, one repeated in capitals), their originals as {examples} examples"
+    )
+    _table(counts, n)
+
+
+def _decision(c: Classification) -> tuple[str, int]:
+    return c.task_class.name, c.complexity
+
+
+def _table(counts: dict[str, list[int]], n: int) -> None:
+    print("| | without examples | with examples |")
+    print("|---|---:|---:|")
+    for name in ("task", "tier"):
+        print(f"| {name} accuracy | {counts[name][0] / n:.1%} | {counts[name][1] / n:.1%} |")
+    print(
+        f"| complex, confidently simple (P >= 0.91) | {counts['complex->simple'][0]} | {counts['complex->simple'][1]} |"
+    )
+    print(f"| classified by an example | - | {counts['by example'][1]} |")
+    print(f"| task class or complexity changed | - | {counts['changed'][1]} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--similarity", action="store_true", help="the threshold measurement instead")
+    parser.add_argument("--effect", action="store_true", help="what examples change, instead")
     parser.add_argument(
-        "--corpus", type=Path, default=CORPUS, help="for --similarity: a directory of *.jsonl"
+        "--corpus", type=Path, default=CORPUS, help="for --similarity, --effect: *.jsonl here"
     )
     args = parser.parse_args(argv)
     if args.similarity:
         similarity_report(args.corpus)
+        return 0
+    if args.effect:
+        effect_report(args.corpus)
         return 0
     data = rows()
     requests = [view(r) for r in data[::2]]
     candidates = [
         ClassifierExample(
             text=view(r).last_user[:250], task_type=str(r["task"]), complexity=int(r["complexity"])
-        )  # type: ignore[call-overload]
+        )
         for r in data[1::2]
         if view(r).last_user.strip()
     ]
