@@ -245,3 +245,36 @@ def test_a_template_shared_by_examples_with_the_same_labels_still_matches() -> N
     match = index.nearest("summarise support ticket 7 for the weekly report")
     assert match is not None and (match.task_type, match.complexity) == ("summarize", 2)
     assert not match.exact
+
+
+def test_a_table_whose_example_no_class_serves_is_refused() -> None:
+    """The policy's CEL rule keeps this out of the operator's tables; the router refuses any other writer's."""
+    table = offloading_table()
+    wire = table.to_wire()
+    wire["classifier"]["examples"] = [{"text": "bonjour", "taskType": "translate", "complexity": 1}]
+    with pytest.raises(ValueError, match="no class has task type 'translate'"):
+        RoutingTable.model_validate(wire)
+
+
+def test_with_no_model_task_served_a_weak_example_does_not_override_the_default() -> None:
+    only_translate = TableClass(
+        name="translate",
+        task_type="translate",
+        complexity={"min": 1, "max": 5},
+        priority=5,
+        latency_objective_seconds=5,
+        weights={},
+    )
+    legal = only_translate.model_copy(update={"name": "legal", "task_type": "legal"})
+    settings = ClassifierSettings(
+        default_task_type="legal", examples=[example("please translate the following ticket", "translate", 2)]
+    )
+    clf = Classifier(settings, [only_translate, legal], default_class=None, model=MODEL)
+    plain = clf.classify({}, "any", prompt_view(["hello world"]))  # no match: the default task type
+    assert (plain.task_type, plain.source) == ("legal", "default")
+    weak = clf.classify(
+        {}, "any", prompt_view(["please translate the following ticket for our office in lyon, thanks"])
+    )
+    assert (weak.task_type, weak.source) == ("legal", "default")  # too far to outweigh the default
+    near = clf.classify({}, "any", prompt_view(["please translate the following tickets"]))
+    assert (near.task_type, near.source) == ("translate", "example")

@@ -248,18 +248,19 @@ class Classifier:
         """The most likely task type among those the table has classes for, and its probability; a near
         example's task type gets the match's weight against the model's (renormalised) probabilities."""
         tasks = self._model_tasks
-        if match is None and not tasks:
-            return self._default_task, 1.0, "default"
-        total = sum(prediction.tasks[t] for t in tasks)
-        p = {t: prediction.tasks[t] / total if total > 0 else 1.0 / len(tasks) for t in tasks}
+        if tasks:
+            total = sum(prediction.tasks[t] for t in tasks)
+            p = {t: prediction.tasks[t] / total if total > 0 else 1.0 / len(tasks) for t in tasks}
+            source = "model"
+        else:  # no class serves a task type the model knows: the default task type stands in for it
+            p, source = {self._default_task: 1.0}, "default"
         if match is not None:
             w = match.weight
             p = {t: (1.0 - w) * v for t, v in p.items()}
             p[match.task_type] = p.get(match.task_type, 0.0) + w
-            if not tasks:  # no model task has a class: only the example speaks
-                p = {match.task_type: 1.0}
         best = max(p, key=lambda t: (p[t], match is not None and t == match.task_type))
-        source = "example" if match is not None and best == match.task_type else "model"
+        if match is not None and best == match.task_type:
+            source = "example"
         return best, p[best], source
 
     def _by_rules(
