@@ -67,6 +67,16 @@ def test_the_same_words_are_not_an_exact_match() -> None:
     assert match.weight == 1.0  # still full weight upwards: it only ever pushes complexity up
 
 
+def test_an_exact_text_wins_over_the_same_words_in_another_order() -> None:
+    index = ExampleIndex(
+        [
+            example("export the billing rows nightly", complexity=5),
+            example("nightly export the billing rows", complexity=1),
+        ]
+    )
+    assert index.nearest("Nightly export the billing rows") == ExampleMatch("code", 1, 1.0, True)
+
+
 def test_the_nearest_example_wins_and_a_tie_goes_to_the_more_complex() -> None:
     index = ExampleIndex(
         [example("rotate keys", "code", 2), example("Rotate keys", "code", 5), example(EXPORT, "chat", 3)]

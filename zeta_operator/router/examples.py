@@ -155,9 +155,13 @@ class ExampleIndex:
         if best is None:
             return None
         similarity, _, minus_i = best
+        if similarity >= EXACT:  # the same words: is one of the examples this very text?
+            same = self._exact.get(normalized_example_text(turn))
+            if same is not None and (task is None or self._examples[same].task_type == task):
+                e = self._examples[same]
+                return ExampleMatch(e.task_type, e.complexity, 1.0, exact=True)
         e = self._examples[-minus_i]
-        exact = similarity >= EXACT and self._exact.get(normalized_example_text(turn)) == -minus_i
-        return ExampleMatch(e.task_type, e.complexity, min(1.0, similarity), exact)
+        return ExampleMatch(e.task_type, e.complexity, min(1.0, similarity), exact=False)
 
     def _buckets(self, text: str) -> set[int]:
         """The hash buckets of the distinct words of ``text`` and of their character n-grams."""
