@@ -147,7 +147,9 @@ def test_class_resolution_nearest_range_above_then_below_then_default() -> None:
     assert clf.resolve("code", 4).name == "code-complex"
     assert clf.resolve("reasoning", 1).name == "reasoning"  # nearest range above (3-5)
     assert clf.resolve("code", 5).name == "code-complex"  # nothing above: the nearest range below (3-4)
-    assert clf.resolve("summarize", 4).name == "summarize"  # not the default class, whose backends may not summarize
+    assert (
+        clf.resolve("summarize", 4).name == "summarize"
+    )  # not the default class, whose backends may not summarize
     assert clf.resolve("translation", 1).name == "chat-simple"
 
 

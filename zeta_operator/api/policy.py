@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .backend import LabelSelector, SignalQueries
 from .common import Complexity, Condition, Duration, Fraction, Model, Name, cel_rules, parse_duration
@@ -94,8 +95,46 @@ class KeywordRule(Model):
     complexity_bonus: int = Field(default=0, ge=0, le=4, description="Added to the estimated complexity.")
 
 
+EXAMPLES_MAX_ITEMS = 64
+EXAMPLE_MAX_CHARS = 2048
+EXAMPLES_MAX_CHARS = 16 * 1024
+"""Bounds the schema enforces on ``classifier.examples``: items, characters per text, characters in all."""
+EXAMPLES_MAX_TABLE_BYTES = 56 * 1024
+"""Bytes the example texts may take in the routing table as it encodes them (JSON, non-ASCII escaped, so a
+character costs 1 to 12 bytes). The schema cannot count bytes: the models check it, so the operator reports a
+policy over it as InvalidSpec and keeps the last good table. With the labels and the layout (at most 128 bytes an
+example, with the longest task type names: 8 KiB for 64) the examples add at most 64 KiB to a table (a test
+builds that worst case)."""
+
+
+class ClassifierExample(Model):
+    """A labelled prompt of your own traffic, compared with a request's whole last user turn: give the ask as
+    clients send it (a pasted document would dominate the comparison)."""
+
+    text: str = Field(min_length=1, max_length=EXAMPLE_MAX_CHARS, pattern=r"\S")
+    task_type: Name
+    complexity: Complexity
+
+
+def normalized_example_text(text: str) -> str:
+    """What two example texts are compared by (for duplicates, and by the router for an exact match)."""
+    return " ".join(text.lower().split())
+
+
+def examples_table_bytes(examples: list[ClassifierExample]) -> int:
+    """Bytes the example texts take in the routing table's JSON encoding (see EXAMPLES_MAX_TABLE_BYTES)."""
+    return sum(len(json.dumps(e.text)) for e in examples)
+
+
 class ClassifierSettings(Model):
     """How the router turns a request into (task type, complexity, priority)."""
+
+    model_config = cel_rules(
+        (
+            f"!has(self.examples) || self.examples.map(e, size(e.text)).sum() <= {EXAMPLES_MAX_CHARS}",
+            f"classifier.examples may hold at most {EXAMPLES_MAX_CHARS} characters in all",
+        )
+    )
 
     task_header: str = Field(default="X-Zeta-Task", max_length=64)
     complexity_header: str = Field(default="X-Zeta-Complexity", max_length=64)
@@ -118,6 +157,34 @@ class ClassifierSettings(Model):
         "default is where at most 1% of the calibration split's complex requests would pass "
         "(docs/classifier.md).",
     )
+    examples: list[ClassifierExample] = Field(
+        default_factory=list,
+        max_length=EXAMPLES_MAX_ITEMS,
+        description="Labelled prompts of your own traffic. A request whose last user turn is close to one "
+        "(hashed word and character n-grams) takes its task type and is at least as complex; only an exact "
+        "match (ignoring case and spacing) can make a request look simple. After headers, aliases and rules.",
+    )
+
+    @field_validator("examples")
+    @classmethod
+    def _examples_fit(cls, examples: list[ClassifierExample]) -> list[ClassifierExample]:
+        chars = sum(len(e.text) for e in examples)
+        if chars > EXAMPLES_MAX_CHARS:  # mirrors the CEL rule
+            raise ValueError(f"classifier.examples may hold at most {EXAMPLES_MAX_CHARS} characters in all")
+        encoded = examples_table_bytes(examples)
+        if encoded > EXAMPLES_MAX_TABLE_BYTES:
+            raise ValueError(
+                f"the example texts take {encoded} bytes in the routing table (non-ASCII characters are "
+                f"escaped), more than {EXAMPLES_MAX_TABLE_BYTES}: shorten or remove some"
+            )
+        seen: dict[str, int] = {}
+        for i, e in enumerate(examples):
+            first = seen.setdefault(normalized_example_text(e.text), i)
+            if first != i:
+                raise ValueError(
+                    f"examples[{i}] repeats the text of examples[{first}] (ignoring case and spacing)"
+                )
+        return examples
 
 
 SecretName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
@@ -289,6 +356,11 @@ class RoutingPolicySpec(Model):
             " || duration(self.adaptation.staleAfter) > duration(self.adaptation.interval)",
             "adaptation.staleAfter must be longer than adaptation.interval",
         ),
+        (
+            "!has(self.classifier) || !has(self.classifier.examples)"
+            " || self.classifier.examples.all(e, self.classes.exists(c, c.taskType == e.taskType))",
+            "every classifier example's taskType must be the taskType of a class",
+        ),
     )
 
     backends: BackendSelection
@@ -311,6 +383,9 @@ class RoutingPolicySpec(Model):
             raise ValueError("defaultClass must name one of the classes")
         if parse_duration(self.adaptation.stale_after) <= parse_duration(self.adaptation.interval):
             raise ValueError("adaptation.staleAfter must be longer than adaptation.interval")
+        served = {c.task_type for c in self.classes}
+        if any(e.task_type not in served for e in self.classifier.examples):
+            raise ValueError("every classifier example's taskType must be the taskType of a class")
         return self
 
 

@@ -96,6 +96,10 @@ class RoutingTable(Model):
                     raise ValueError(f"class {c.name}: backend {name} is not capable of it")
         if self.default_class and self.default_class not in {c.name for c in self.classes}:
             raise ValueError(f"defaultClass {self.default_class!r} is not a class")
+        served = {c.task_type for c in self.classes}
+        for i, e in enumerate(self.classifier.examples):
+            if e.task_type not in served:
+                raise ValueError(f"classifier.examples[{i}]: no class has task type {e.task_type!r}")
         return self
 
     def content_hash(self) -> str:

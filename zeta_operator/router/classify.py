@@ -5,6 +5,8 @@ Order of evidence, strongest first:
 1. explicit headers named by the table's classifier settings (task, complexity, priority); a bad value is a 400;
 2. the request's ``model``, when it is one of the table's aliases (task type, optionally complexity);
 3. the table's keyword rules on the prompt, first match wins, with their complexity bonus;
+3b. the table's labelled examples (`examples.ExampleIndex`): an exact match decides what is still open, as a
+   rule would; a near one weighs its task type against the model's and only ever pushes complexity up;
 4. the learned model (`model.LearnedModel`): task type from the last user turn, complexity from what is asked
    and how (its structure), each with a calibrated probability. Task types the table has no class for are left
    out (the others' probabilities renormalised);
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from ..api.common import COMPLEXITY_NAMES
 from ..api.policy import ClassifierSettings
 from ..api.table import TableClass
+from .examples import ExampleIndex, ExampleMatch, estimate, pushed_up
 from .model import SIMPLE_MAX, LearnedModel, Prediction
 from .payload import BadRequest, PromptView
 
@@ -97,8 +100,8 @@ class Classification:
     priority: int
     tokens: int
     source: str
-    """What decided the task type: header, alias, rule, model, heuristic (rule classifier), endpoint
-    (embeddings) or default."""
+    """What decided the task type: header, alias, rule, example, model, heuristic (rule classifier),
+    endpoint (embeddings) or default."""
     confidence: float = 1.0
     """Probability that the task type and the complexity tier (simple <= 2 < complex) are right: the product
     of the two calibrated probabilities (1.0 for what a header, an alias or a rule decided)."""
@@ -169,6 +172,7 @@ class Classifier:
         for c in classes:
             self._by_task.setdefault(c.task_type, []).append(c)
         self._default = next((c for c in classes if c.name == default_class), None)
+        self._examples = ExampleIndex.build(settings.examples)  # featurised here, once per table version
         self._model_tasks = tuple(t for t in (model.tasks if model else ()) if t in self._by_task)
 
     @property
@@ -198,11 +202,18 @@ class Classifier:
         if task is None and rule is not None:
             task, source = rule.task_type, "rule"
         bonus = rule.bonus if rule is not None and rule.task_type == task else 0
-        if self._model is None:
-            return self._by_rules(task, complexity, priority, prompt, source, bonus)
         if task is not None and complexity is not None:
             return self._classified(task, complexity, priority, prompt, source)
-        return self._by_model(task, complexity, priority, prompt, source, bonus)
+        match = self._examples.nearest(prompt.last_user, task=task) if self._examples is not None else None
+        if match is not None and match.exact:
+            if task is None:
+                task, source = match.task_type, "example"
+            if complexity is None:
+                complexity = max(1, min(LEVELS, match.complexity + bonus))
+            return self._classified(task, complexity, priority, prompt, source)
+        if self._model is None:
+            return self._by_rules(task, complexity, priority, prompt, source, bonus, match)
+        return self._by_model(task, complexity, priority, prompt, source, bonus, match)
 
     def _by_model(
         self,
@@ -212,31 +223,47 @@ class Classifier:
         prompt: PromptView,
         source: str,
         bonus: int,
+        match: ExampleMatch | None = None,
     ) -> Classification:
+        """``match``: a near (not exact) example, or None."""
         assert self._model is not None
         prediction = self._model.predict(prompt)
         task_p = 1.0
         if task is None:
-            task, task_p, source = self._model_task(prediction)
+            task, task_p, source = self._model_task(prediction, match)
         if complexity is not None:
             return self._classified(task, complexity, priority, prompt, source, confidence=task_p)
         at_most = prediction.cumulative()
         if bonus:
             at_most = shifted(at_most, bonus)
-        estimate = max(1, min(LEVELS, prediction.complexity_estimate() + bonus))
+        level = max(1, min(LEVELS, prediction.complexity_estimate() + bonus))
+        if match is not None:
+            at_most = pushed_up(at_most, match)
+            level = max(level, estimate(at_most, simple_max=SIMPLE_MAX))
         simple = at_most[SIMPLE_MAX - 1]
-        tier_p = simple if estimate <= SIMPLE_MAX else 1.0 - simple
+        tier_p = simple if level <= SIMPLE_MAX else 1.0 - simple
         return self._classified(
-            task, estimate, priority, prompt, source, confidence=task_p * tier_p, at_most=at_most
+            task, level, priority, prompt, source, confidence=task_p * tier_p, at_most=at_most
         )
 
-    def _model_task(self, prediction: Prediction) -> tuple[str, float, str]:
-        """The most likely task type among those the table has classes for, and its probability."""
-        if not self._model_tasks:
-            return self._default_task, 1.0, "default"
-        total = sum(prediction.tasks[t] for t in self._model_tasks)
-        best = max(self._model_tasks, key=lambda t: prediction.tasks[t])
-        return best, prediction.tasks[best] / total if total > 0 else 1.0, "model"
+    def _model_task(self, prediction: Prediction, match: ExampleMatch | None) -> tuple[str, float, str]:
+        """The most likely task type among those the table has classes for, and its probability; a near
+        example's task type gets the match's weight against the model's (renormalised) probabilities."""
+        tasks = self._model_tasks
+        if tasks:
+            total = sum(prediction.tasks[t] for t in tasks)
+            p = {t: prediction.tasks[t] / total if total > 0 else 1.0 / len(tasks) for t in tasks}
+            source = "model"
+        else:  # no class serves a task type the model knows: the default task type stands in for it
+            p, source = {self._default_task: 1.0}, "default"
+        if match is not None:
+            w = match.weight
+            p = {t: (1.0 - w) * v for t, v in p.items()}
+            p[match.task_type] = p.get(match.task_type, 0.0) + w
+        best = max(p, key=lambda t: (p[t], match is not None and t == match.task_type))
+        if match is not None and best == match.task_type:
+            source = "example"
+        return best, p[best], source
 
     def _by_rules(
         self,
@@ -246,14 +273,24 @@ class Classifier:
         prompt: PromptView,
         source: str,
         bonus: int,
+        match: ExampleMatch | None = None,
     ) -> Classification:
-        """The rule classifier: built-in vocabulary and size for what headers, aliases and rules left open."""
+        """The rule classifier: built-in vocabulary and size for what headers, aliases and rules left open.
+        A near example (``match``) with at least half weight decides the task type and raises complexity to
+        its level; it never lowers it."""
+        if match is not None and match.weight < 0.5:
+            match = None
         if task is None:
-            task = self._builtin_task(prompt.text)
-            source = "heuristic" if task else "default"
+            if match is not None:
+                task, source = match.task_type, "example"
+            else:
+                task = self._builtin_task(prompt.text)
+                source = "heuristic" if task else "default"
         task = task or self._default_task
         if complexity is None:
             complexity = self._estimate_complexity(prompt, bonus)
+            if match is not None:
+                complexity = max(complexity, match.complexity)
         return self._classified(task, complexity, priority, prompt, source)
 
     def _classified(
