@@ -1,0 +1,241 @@
+"""Zeta installed on a real node the way a user installs it: `helm install charts/zeta` with the locally built
+image, simulated model servers as Deployments behind Services, a Prometheus that finds Pods through Kubernetes
+service discovery (the chart's ``prometheus.io/*`` annotations), and ``kubectl apply -k manifests/samples/``
+with the policy's documented ``spec.prometheus.address`` pointed at that Prometheus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..launch.sim import SimSpec
+from .controlplane import REPO_ROOT
+from .node import GATEWAY, Image, Node
+from .processes import wait_until
+from .prometheus import Prometheus, kubernetes_pod_scrape_config
+
+CHART = REPO_ROOT / "charts" / "zeta"
+SAMPLES = REPO_ROOT / "manifests" / "samples"
+HELM_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
+FLEET: dict[str, tuple[float, int]] = {"general-4b": (4, 32), "coder-7b": (7, 16), "large-14b": (14, 8)}
+"""The sample ModelBackends (manifests/samples): size in billions, and maxConcurrency as the sim's max-seqs."""
+SIM_PORT = 8000
+RELEASE = "zeta"
+
+
+def helm_binary() -> Path:
+    configured = os.environ.get("HELM_BIN")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    out = subprocess.run(["bash", str(HELM_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def simulator_manifests(image: Image, *, backend: str, replicas: int, model: str) -> list[dict[str, Any]]:
+    """A model server as users run one: a Deployment of zeta-sim behind a Service of the backend's name."""
+    size, max_seqs = FLEET[backend]
+    labels = {"app.kubernetes.io/name": "zeta-sim", "zeta.dev/backend": backend}
+    argv = [
+        "zeta-sim",
+        "--host=0.0.0.0",
+        *SimSpec(model=model, size_b=size, max_seqs=max_seqs).argv(port=SIM_PORT),
+    ]
+    security = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": backend, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(SIM_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image.reference,
+                            "imagePullPolicy": "Never",
+                            "command": argv,
+                            "ports": [{"name": "http", "containerPort": SIM_PORT}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/health", "port": "http"},
+                                "periodSeconds": 1,
+                                "failureThreshold": 1,
+                            },
+                            "securityContext": security,
+                            "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": backend, "labels": labels},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": SIM_PORT, "targetPort": "http"}]},
+    }
+    return [deployment, service]
+
+
+def sample_models() -> dict[str, str]:
+    """backend name -> served model name, from the sample ModelBackends."""
+    models = {}
+    for path in SAMPLES.glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") == "ModelBackend":
+            models[doc["metadata"]["name"]] = doc["spec"]["model"]
+    return models
+
+
+def deploy_fleet(node: Node, image: Image, *, namespace: str, replicas: int = 2) -> None:
+    models = sample_models()
+    docs = [d for backend in FLEET for d in simulator_manifests(image, backend=backend, replicas=replicas,
+                                                                model=models[backend])]  # fmt: skip
+    node.cluster.apply(docs, namespace=namespace)
+    for backend in FLEET:
+        node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=180s")
+
+
+@contextlib.contextmanager
+def node_prometheus(node: Node, *, namespace: str) -> Iterator[Prometheus]:
+    """The harness's Prometheus on the node's bridge (Pods reach it), discovering Pods with a ServiceAccount
+    that may only list and watch Pods."""
+    rbac = f"""
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: prometheus, namespace: {namespace}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: zeta-test-prometheus}}
+rules:
+  - {{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: zeta-test-prometheus}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: zeta-test-prometheus}}
+subjects: [{{kind: ServiceAccount, name: prometheus, namespace: {namespace}}}]
+"""
+    node.cluster.kubectl("apply", "-f", "-", input=rbac)
+    token_dir = Path(tempfile.mkdtemp(prefix="zeta-prom-token-"))
+    try:
+        token_file = token_dir / "token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(node.cluster.service_account_token(namespace, "prometheus", seconds=7200))
+        scrape = kubernetes_pod_scrape_config(
+            job="pods", api_server=node.control_plane.server, ca_file=node.control_plane.ca_file,
+            token_file=token_file,
+        )  # fmt: skip
+        with Prometheus.running(listen_host=GATEWAY, extra_scrape_configs=[scrape]) as prom:
+            yield prom
+    finally:
+        shutil.rmtree(token_dir, ignore_errors=True)
+
+
+def helm_install(node: Node, image: Image, *, namespace: str, values: dict[str, Any] | None = None) -> None:
+    """`helm install` of charts/zeta with the local image (pullPolicy Never: nothing is pulled), waiting for it."""
+    overrides = {
+        "image": {"repository": image.repository, "tag": image.tag, "pullPolicy": "Never"},
+        **(values or {}),
+    }
+    with tempfile.NamedTemporaryFile("w", prefix="zeta-values-", suffix=".yaml") as f:
+        yaml.safe_dump(overrides, f)
+        f.flush()
+        subprocess.run(
+            [str(helm_binary()), "install", RELEASE, str(CHART), f"--kubeconfig={node.cluster.kubeconfig}",
+             "-n", namespace, "--create-namespace", "-f", f.name, "--wait", "--timeout=5m"],
+            check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+
+def apply_samples(node: Node, *, namespace: str, prometheus_url: str) -> None:
+    """``kubectl apply -k manifests/samples/``, through an overlay that sets only the policy's documented
+    ``spec.prometheus.address`` (the samples name a prometheus-operated Service this node does not have)."""
+    with tempfile.TemporaryDirectory(prefix="zeta-samples-") as tmp:
+        overlay = Path(tmp)
+        shutil.copytree(SAMPLES, overlay / "samples")
+        patch = [{"op": "replace", "path": "/spec/prometheus/address", "value": prometheus_url}]
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "namespace": namespace,
+            "resources": ["samples"],
+            "patches": [
+                {"target": {"kind": "RoutingPolicy", "name": "demo"}, "patch": yaml.safe_dump(patch)}
+            ],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        node.cluster.kubectl("apply", "-k", str(overlay))
+
+
+def router_service_url(node: Node, *, namespace: str) -> str:
+    """The router's Service as a client on this machine sees it: its ClusterIP, through kube-proxy."""
+    out = node.cluster.kubectl(
+        "get", "service", f"{RELEASE}-router", "-n", namespace, "-o",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+    ).stdout  # fmt: skip
+    return f"http://{out}"
+
+
+def wait_for_rollout(node: Node, kind_name: str, *, namespace: str, timeout: float = 180) -> None:
+    node.cluster.kubectl("rollout", "status", kind_name, "-n", namespace, f"--timeout={int(timeout)}s")
+
+
+def ready_pod_ips(node: Node, *, namespace: str, selector: str) -> list[str]:
+    out = node.cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", selector, "-o",
+        'jsonpath={range .items[?(@.status.podIP)]}{.status.podIP}{"\\n"}{end}',
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def endpoint_slice_addresses(node: Node, *, namespace: str, service: str) -> list[str]:
+    out = node.cluster.kubectl(
+        "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o",
+        'jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\\n"}{end}',
+    ).stdout  # fmt: skip
+    return sorted(out.split())
+
+
+__all__ = [
+    "FLEET",
+    "apply_samples",
+    "deploy_fleet",
+    "endpoint_slice_addresses",
+    "helm_install",
+    "node_prometheus",
+    "ready_pod_ips",
+    "router_service_url",
+    "simulator_manifests",
+    "wait_for_rollout",
+    "wait_until",
+]
