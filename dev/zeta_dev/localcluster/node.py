@@ -40,6 +40,8 @@ from .processes import ManagedProcess, StartupError, free_port, wait_until
 BRIDGE = "zeta0"
 GATEWAY = "10.244.0.1"
 POD_SUBNET = "10.244.0.0/24"
+SERVICE_SUBNET = "10.96.0.0/16"
+"""The apiserver's --service-cluster-ip-range (ClusterIPs, kube-proxy's DNAT)."""
 CNI_NETWORK = "zeta"
 CGROUP_ROOT = "/zeta-node"
 """The kubelet's cgroup parent (cgroupfs driver): everything it creates is under it, so teardown finds it all."""
@@ -232,6 +234,8 @@ state = "{base / "state"}"
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
+                        # Pods route to their bridge and to Services, nowhere else (no default route).
+                        "routes": [{"dst": SERVICE_SUBNET}],
                         "dataDir": str(self.workdir / "cni-ipam"),
                     },
                 },

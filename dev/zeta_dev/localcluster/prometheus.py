@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +56,8 @@ class Prometheus:
         scrape_interval: str = "1s",
         startup_timeout: float = 60.0,
         listen_host: str = "127.0.0.1",
-        extra_scrape_configs: Sequence[Mapping[str, object]] = (),
     ) -> Iterator[Prometheus]:
-        """``listen_host`` and ``extra_scrape_configs`` serve a node: Pods reach Prometheus on the node's bridge,
-        and Prometheus finds Pods through Kubernetes service discovery (`kubernetes_pod_scrape_config`)."""
+        """``listen_host``: a node's bridge address, where its Pods reach Prometheus."""
         work = Path(tempfile.mkdtemp(prefix="zeta-prom-"))
         prom: Prometheus | None = None
         try:
@@ -74,8 +72,7 @@ class Prometheus:
                         "file_sd_configs": [
                             {"files": [str(work / "targets" / "*.json")], "refresh_interval": "1s"}
                         ],
-                    },
-                    *extra_scrape_configs,
+                    }
                 ],
             }
             (work / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -121,47 +118,6 @@ class Prometheus:
         """Stop the server now (fault tests); `start` brings it back."""
         if self.process is not None:
             self.process.stop()
-
-
-def kubernetes_pod_scrape_config(
-    *, job: str, api_server: str, ca_file: Path, token_file: Path, interval: str = "1s"
-) -> dict[str, object]:
-    """Scrape every Pod annotated ``prometheus.io/scrape: "true"`` (the chart's documented path without the
-    Prometheus Operator), at its ``prometheus.io/port`` and ``/path``, with the namespace, pod and container
-    labels the operator's default queries select on."""
-    meta = "__meta_kubernetes_pod_"
-    return {
-        "job_name": job,
-        "scrape_interval": interval,
-        "scrape_timeout": interval,
-        "kubernetes_sd_configs": [
-            {
-                "role": "pod",
-                "api_server": api_server,
-                "tls_config": {"ca_file": str(ca_file)},
-                "authorization": {"credentials_file": str(token_file)},
-            }
-        ],
-        "relabel_configs": [
-            {"source_labels": [f"{meta}annotation_prometheus_io_scrape"], "regex": "true", "action": "keep"},
-            {"source_labels": [f"{meta}phase"], "regex": "Running", "action": "keep"},
-            # The port the annotation names; targets a Pod's other ports would give end up identical (one scrape).
-            {
-                "source_labels": [f"{meta}ip", f"{meta}annotation_prometheus_io_port"],
-                "regex": "(.+);(\\d+)",
-                "replacement": "$1:$2",
-                "target_label": "__address__",
-            },
-            {
-                "source_labels": [f"{meta}annotation_prometheus_io_path"],
-                "regex": "(.+)",
-                "target_label": "__metrics_path__",
-            },
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": [f"{meta}name"], "target_label": "pod"},
-            {"source_labels": [f"{meta}container_name"], "target_label": "container"},
-        ],
-    }
 
 
 def _status(url: str) -> int:

@@ -11,17 +11,19 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import yaml
 
 from ..launch.sim import SimSpec
 from .controlplane import REPO_ROOT
 from .node import GATEWAY, Image, Node
 from .processes import wait_until
-from .prometheus import Prometheus, kubernetes_pod_scrape_config
+from .prometheus import Prometheus
 
 CHART = REPO_ROOT / "charts" / "zeta"
 SAMPLES = REPO_ROOT / "manifests" / "samples"
@@ -124,10 +126,34 @@ def deploy_fleet(node: Node, image: Image, *, namespace: str, replicas: int = 2)
         node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=180s")
 
 
+def annotated_pod_targets(pods: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Scrape targets for running Pods annotated ``prometheus.io/scrape: "true"`` (the chart's documented path
+    without the Prometheus Operator): their ``prometheus.io/port`` and ``/path``, with the namespace, pod and
+    container labels a Kubernetes scrape config gives and the operator's default queries select on."""
+    targets = {}
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status", {})
+        notes = meta.get("annotations") or {}
+        if notes.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running":
+            continue
+        if not status.get("podIP") or not notes.get("prometheus.io/port"):
+            continue
+        targets[f"{status['podIP']}:{notes['prometheus.io/port']}"] = {
+            "namespace": meta["namespace"],
+            "pod": meta["name"],
+            "container": pod["spec"]["containers"][0]["name"],
+            "__metrics_path__": notes.get("prometheus.io/path", "/metrics"),
+        }
+    return targets
+
+
 @contextlib.contextmanager
-def node_prometheus(node: Node, *, namespace: str) -> Iterator[Prometheus]:
-    """The harness's Prometheus on the node's bridge (Pods reach it), discovering Pods with a ServiceAccount
-    that may only list and watch Pods."""
+def node_prometheus(node: Node, *, namespace: str, every: float = 1.0) -> Iterator[Prometheus]:
+    """The harness's Prometheus on the node's bridge (Pods reach it), scraping annotated Pods.
+
+    Debian's Prometheus is built without Kubernetes service discovery, so a thread does its job: it lists Pods
+    every second as a ServiceAccount that may only list them, and writes file-based targets.
+    """
     rbac = f"""
 apiVersion: v1
 kind: ServiceAccount
@@ -146,19 +172,37 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: zeta-te
 subjects: [{{kind: ServiceAccount, name: prometheus, namespace: {namespace}}}]
 """
     node.cluster.kubectl("apply", "-f", "-", input=rbac)
-    token_dir = Path(tempfile.mkdtemp(prefix="zeta-prom-token-"))
-    try:
-        token_file = token_dir / "token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(node.cluster.service_account_token(namespace, "prometheus", seconds=7200))
-        scrape = kubernetes_pod_scrape_config(
-            job="pods", api_server=node.control_plane.server, ca_file=node.control_plane.ca_file,
-            token_file=token_file,
-        )  # fmt: skip
-        with Prometheus.running(listen_host=GATEWAY, extra_scrape_configs=[scrape]) as prom:
+    token = node.cluster.service_account_token(namespace, "prometheus", seconds=7200)
+    core = kubernetes.client.CoreV1Api(node.cluster.client_for_token(token))
+    stop = threading.Event()
+
+    def discover(prom: Prometheus) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # the apiserver may be restarting; try again next round
+                pods = core.list_pod_for_all_namespaces(_request_timeout=5).to_dict()["items"]
+                prom.set_targets("pods", annotated_pod_targets(_camel(pods)))
+            stop.wait(every)
+
+    with Prometheus.running(listen_host=GATEWAY) as prom:
+        thread = threading.Thread(target=discover, args=(prom,), name="pod-discovery", daemon=True)
+        thread.start()
+        try:
             yield prom
-    finally:
-        shutil.rmtree(token_dir, ignore_errors=True)
+        finally:
+            stop.set()
+            thread.join(10)
+
+
+def _camel(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The client's snake_case dicts, with just the keys `annotated_pod_targets` reads in API spelling."""
+    return [
+        {
+            "metadata": p["metadata"],
+            "status": {"phase": p["status"]["phase"], "podIP": p["status"]["pod_ip"]},
+            "spec": p["spec"],
+        }
+        for p in pods
+    ]
 
 
 def helm_install(node: Node, image: Image, *, namespace: str, values: dict[str, Any] | None = None) -> None:
@@ -172,7 +216,7 @@ def helm_install(node: Node, image: Image, *, namespace: str, values: dict[str, 
         f.flush()
         subprocess.run(
             [str(helm_binary()), "install", RELEASE, str(CHART), f"--kubeconfig={node.cluster.kubeconfig}",
-             "-n", namespace, "--create-namespace", "-f", f.name, "--wait", "--timeout=5m"],
+             "-n", namespace, "--create-namespace", "-f", f.name, "--wait", "--timeout=90s"],
             check=True, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
 
