@@ -17,6 +17,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.node)
+            # The first node test pays for the cold builds (kubelet & co., base image, images): ~20 min here.
+            item.add_marker(pytest.mark.timeout(3600))
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
 

@@ -8,13 +8,13 @@ are counted and printed (docs/node.md records them).
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from load import SteadyLoad, chat
 
 from zeta_dev.localcluster.fleet import read_table
 from zeta_dev.localcluster.node import Image, Node
@@ -24,11 +24,15 @@ from zeta_dev.localcluster.zeta_on_node import (
     apply_samples,
     deploy_fleet,
     endpoint_slice_addresses,
+    helm_binary,
     helm_install,
+    kustomize_install,
     node_prometheus,
     router_service_url,
 )
 from zeta_dev.waiting import eventually
+
+from .load import SteadyLoad, chat
 
 NAMESPACE = "zeta"
 TABLE = "zeta-routes-demo"
@@ -40,6 +44,7 @@ class Installed:
     prometheus: Prometheus
     router_url: str
     timings: dict[str, float]
+    images: dict[str, Image]
 
     def kubectl(self, *args: str) -> str:
         return self.node.cluster.kubectl(*args, "-n", NAMESPACE).stdout
@@ -74,7 +79,7 @@ def zeta(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installed]:
             apply_samples(node, namespace=NAMESPACE, prometheus_url=prom.url)
             helm_install(node, images["zeta"], namespace=NAMESPACE)
             lap("helm install done")
-            installed = Installed(node, prom, router_service_url(node, namespace=NAMESPACE), timings)
+            installed = Installed(node, prom, router_service_url(node, namespace=NAMESPACE), timings, images)
             eventually(lambda: chat(installed.router_url, "hi").status == 200, timeout=120,
                        what="a first answer through the router's Service")  # fmt: skip
             lap("first answer")
@@ -108,6 +113,11 @@ def test_prometheus_scrapes_the_pods_it_finds_through_the_chart_annotations(zeta
     assert routed and float(routed[0]["value"][1]) > 0  # type: ignore[index]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the router stops listening on SIGTERM before kube-proxy drops its endpoint: a few connections are "
+    "refused (docs/node.md has the count); the router-drain work fixes it, and then this marker must go",
+)
 def test_router_rollout_restart_under_steady_load(zeta: Installed) -> None:
     before = zeta.kubectl("get", "pods", "-l", "app.kubernetes.io/component=router", "-o", "name").split()
     with SteadyLoad(zeta.router_url, workers=4) as load:
@@ -152,12 +162,42 @@ def test_model_server_pod_deleted_under_load_is_replaced_and_rejoins(zeta: Insta
 
 
 def test_operator_pod_deleted_comes_back_and_the_router_keeps_serving(zeta: Installed) -> None:
-    before = zeta.kubectl("get", "configmap", TABLE, "-o", "jsonpath={.metadata.resourceVersion}")
+    def version() -> int:
+        table = read_table(zeta.node.cluster, NAMESPACE, TABLE)
+        assert table is not None
+        return int(table.version)
+
+    before, start = version(), time.monotonic()
     with SteadyLoad(zeta.router_url, workers=2) as load:
         zeta.kubectl("delete", "pod", "-l", "app.kubernetes.io/component=operator", "--wait=true")
         zeta.kubectl("rollout", "status", "deployment/zeta-operator", "--timeout=180s")
-        eventually(lambda: load.count() >= 20, timeout=60, what="load flowing")
-    print(f"\noperator Pod deleted under load: {load.summary()}")
+        # Keep the load on while the new operator adapts (every 5 s): the router must not notice.
+        settled = load.count()
+        eventually(lambda: load.count() >= settled + 60, timeout=120, what="load flowing past the restart")
+    elapsed = time.monotonic() - start
+    print(
+        f"\noperator Pod deleted under load: {load.summary()}; table {before} -> {version()} in {elapsed:.0f}s"
+    )
     assert not load.failures(), load.summary()
-    after = zeta.kubectl("get", "configmap", TABLE, "-o", "jsonpath={.metadata.resourceVersion}")
-    assert before and after
+    # No rewrite storm: the table changes only with its content, at most once per adaptation interval (5 s).
+    assert version() - before <= elapsed / 5 + 2
+
+
+def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:
+    """Last in this module: it replaces the helm release with `kubectl apply -k manifests/`."""
+    node = zeta.node
+    subprocess.run(
+        [str(helm_binary()), "uninstall", "zeta", "-n", NAMESPACE, "--wait", f"--kubeconfig={node.cluster.kubeconfig}"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    namespace = kustomize_install(node, zeta.images["zeta"])
+    deploy_fleet(node, zeta.images["zeta-sim"], namespace=namespace, replicas=1)
+    apply_samples(node, namespace=namespace, prometheus_url=zeta.prometheus.url)
+    url = router_service_url(node, namespace=namespace)
+    answer = eventually(
+        lambda: (a := chat(url, "def f(): pass  refactor this")).status == 200 and a,
+        timeout=180, what="an answer through the kustomize-installed router's Service",
+    )  # fmt: skip
+    assert answer.backend == "coder-7b"
+    address = answer.endpoint.split("//")[-1].split(":")[0]
+    assert address in endpoint_slice_addresses(node, namespace=namespace, service="coder-7b")

@@ -26,7 +26,8 @@ from .processes import wait_until
 from .prometheus import Prometheus
 
 CHART = REPO_ROOT / "charts" / "zeta"
-SAMPLES = REPO_ROOT / "manifests" / "samples"
+MANIFESTS = REPO_ROOT / "manifests"
+SAMPLES = MANIFESTS / "samples"
 HELM_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
 FLEET: dict[str, tuple[float, int]] = {"general-4b": (4, 32), "coder-7b": (7, 16), "large-14b": (14, 8)}
 """The sample ModelBackends (manifests/samples): size in billions, and maxConcurrency as the sim's max-seqs."""
@@ -241,6 +242,26 @@ def apply_samples(node: Node, *, namespace: str, prometheus_url: str) -> None:
         node.cluster.kubectl("apply", "-k", str(overlay))
 
 
+def kustomize_install(node: Node, image: Image) -> str:
+    """``kubectl apply -k manifests/`` through an overlay that only names the local image (kustomize's documented
+    ``images`` override); waits for both Deployments and returns their namespace."""
+    with tempfile.TemporaryDirectory(prefix="zeta-manifests-") as tmp:
+        overlay = Path(tmp)
+        shutil.copytree(MANIFESTS, overlay / "manifests", ignore=shutil.ignore_patterns("samples"))
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["manifests"],
+            "images": [{"name": "ghcr.io/zeta-dev/zeta", "newName": image.repository, "newTag": image.tag}],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        node.cluster.kubectl("apply", "-k", str(overlay))
+    namespace = str(yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["namespace"])
+    for deployment in ("zeta-operator", "zeta-router"):
+        wait_for_rollout(node, f"deployment/{deployment}", namespace=namespace)
+    return namespace
+
+
 def router_service_url(node: Node, *, namespace: str) -> str:
     """The router's Service as a client on this machine sees it: its ClusterIP, through kube-proxy."""
     out = node.cluster.kubectl(
@@ -276,6 +297,7 @@ __all__ = [
     "deploy_fleet",
     "endpoint_slice_addresses",
     "helm_install",
+    "kustomize_install",
     "node_prometheus",
     "ready_pod_ips",
     "router_service_url",
