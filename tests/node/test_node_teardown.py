@@ -22,7 +22,7 @@ def test_node_teardown_leaves_nothing_even_when_the_body_fails(
     ):
         docs = simulator_manifests(images["zeta-sim"], backend="general-4b", replicas=1, model="m")
         node.cluster.apply(docs, namespace="default")
-        node.cluster.kubectl("rollout", "status", "deployment/general-4b", "--timeout=180s")
+        node.cluster.kubectl("rollout", "status", "deployment/general-4b", "--timeout=110s")
         # While it runs, there is something to clean up: a Pod's network namespace, mounts, chains, the bridge.
         seen["work"] = node.workdir
         seen["during"] = leftovers(node.workdir)

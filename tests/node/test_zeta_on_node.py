@@ -29,6 +29,7 @@ from zeta_dev.localcluster.zeta_on_node import (
     kustomize_install,
     node_prometheus,
     router_service_url,
+    wait_for_rollout,
 )
 from zeta_dev.waiting import eventually
 
@@ -123,7 +124,7 @@ def test_router_rollout_restart_under_steady_load(zeta: Installed) -> None:
     with SteadyLoad(zeta.router_url, workers=4) as load:
         eventually(lambda: load.count() >= 20, timeout=60, what="steady load flowing")
         zeta.kubectl("rollout", "restart", "deployment/zeta-router")
-        zeta.kubectl("rollout", "status", "deployment/zeta-router", "--timeout=300s")
+        zeta.kubectl("rollout", "status", "deployment/zeta-router", "--timeout=110s")
         # Old Pods finish draining after the rollout reports success; keep the load on until they are gone.
         eventually(
             lambda: not set(before) & set(zeta.kubectl("get", "pods", "-o", "name").split()),
@@ -170,7 +171,7 @@ def test_operator_pod_deleted_comes_back_and_the_router_keeps_serving(zeta: Inst
     before, start = version(), time.monotonic()
     with SteadyLoad(zeta.router_url, workers=2) as load:
         zeta.kubectl("delete", "pod", "-l", "app.kubernetes.io/component=operator", "--wait=true")
-        zeta.kubectl("rollout", "status", "deployment/zeta-operator", "--timeout=180s")
+        zeta.kubectl("rollout", "status", "deployment/zeta-operator", "--timeout=110s")
         # Keep the load on while the new operator adapts (every 5 s): the router must not notice.
         settled = load.count()
         eventually(lambda: load.count() >= settled + 60, timeout=120, what="load flowing past the restart")
@@ -193,6 +194,7 @@ def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:
     namespace = kustomize_install(node, zeta.images["zeta"])
     deploy_fleet(node, zeta.images["zeta-sim"], namespace=namespace, replicas=1)
     apply_samples(node, namespace=namespace, prometheus_url=zeta.prometheus.url)
+    wait_for_rollout(node, "deployment/zeta-router", namespace=namespace)
     url = router_service_url(node, namespace=namespace)
     answer = eventually(
         lambda: (a := chat(url, "def f(): pass  refactor this")).status == 200 and a,
