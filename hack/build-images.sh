@@ -4,9 +4,9 @@
 # targets, and each image is saved as a docker-archive that the node harness imports into its containerd.
 # Also builds the node's sandbox ("pause") image on the same base, so nothing is ever pulled.
 #
-# Cached under $ZETA_CACHE/images (default ~/.cache/zeta/images): the base by the debootstrap arguments, and
-# tagged with a digest of the package versions it holds; the images by that tag plus the content of the
-# Dockerfile and the sources they copy. A second run builds nothing. Root only (debootstrap, buildah).
+# Cached under $ZETA_CACHE/images (default ~/.cache/zeta/images): the base by the debootstrap arguments and the
+# suite's package index (the versions it would install), and tagged with a digest of the package versions it
+# holds; the images by that tag plus the content of the Dockerfile and the sources they copy. A second run builds nothing. Root only (debootstrap, buildah).
 # Prints one line per image on stdout: `<name> <reference> <archive>`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,8 +38,16 @@ cleanup() {
 trap cleanup EXIT
 
 # --- base ---------------------------------------------------------------------------------------------------
-base_key="$(printf '%s\n' "${debootstrap_args[@]}" "$mirror" | sha256sum | cut -c1-12)"
-base_stamp="$cache/base-$base_key"
+# The suite's signed index (InRelease) names every package version debootstrap can install: a new one (a point
+# release) means new versions, so a new base. Offline, the newest base made with the same arguments serves.
+args_key="$(printf '%s\n' "${debootstrap_args[@]}" "$mirror" | sha256sum | cut -c1-12)"
+index="$(curl -fsSL --max-time 30 "$mirror/dists/$suite/InRelease" 2>/dev/null | sed -n '/^SHA256:/,$p' || true)"
+if [[ -n "$index" ]]; then
+  base_stamp="$cache/base-$args_key-$(sha256sum <<<"$index" | cut -c1-12)"
+else
+  base_stamp="$(ls -t "$cache/base-$args_key"-* 2>/dev/null | head -1 || true)"
+  base_stamp="${base_stamp:-$cache/base-$args_key-offline}"
+fi
 if [[ -f "$base_stamp" ]] && exists "$(cat "$base_stamp")"; then
   base="$(cat "$base_stamp")"
   echo "base $base cached" >&2
@@ -72,11 +80,13 @@ if [[ -n "$dirty" ]]; then # uncommitted changes: key on the files' content, not
 fi
 
 save() { # name reference
-  local archive="$cache/$1-${2##*:}.tar"
+  local archive="$cache/$1_${2##*:}.tar"
   if [[ ! -f "$archive" ]]; then
     bh push --quiet "$2" "docker-archive:$archive.part:$2" >&2
     mv -f "$archive.part" "$archive"
   fi
+  # Only the newest archive of each image is kept (one per source change would pile up).
+  find "$cache" -maxdepth 1 -name "$1_*.tar" ! -name "${archive##*/}" -delete
   echo "$1 $2 $archive"
 }
 
