@@ -22,7 +22,6 @@ import yaml
 from ..launch.sim import SimSpec
 from .controlplane import REPO_ROOT
 from .node import GATEWAY, Image, Node
-from .processes import wait_until
 from .prometheus import Prometheus
 
 CHART = REPO_ROOT / "charts" / "zeta"
@@ -290,19 +289,3 @@ def endpoint_slice_addresses(node: Node, *, namespace: str, service: str) -> lis
         'jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\\n"}{end}',
     ).stdout  # fmt: skip
     return sorted(out.split())
-
-
-__all__ = [
-    "FLEET",
-    "apply_samples",
-    "deploy_fleet",
-    "endpoint_slice_addresses",
-    "helm_install",
-    "kustomize_install",
-    "node_prometheus",
-    "ready_pod_ips",
-    "router_service_url",
-    "simulator_manifests",
-    "wait_for_rollout",
-    "wait_until",
-]
