@@ -29,9 +29,9 @@ bh() { buildah --root "$storage" --runroot "$runroot" --storage-driver overlay "
 exists() { bh inspect --type image "$1" >/dev/null 2>&1; }
 # Nothing of the build may stay on the machine: temp directories, working containers a failed build left, and
 # the private bind mount containers/storage puts on its overlay directory.
-tmp=""
+work="$(mktemp -d /tmp/zeta-images.XXXXXX)"
 cleanup() {
-  [[ -n $tmp ]] && rm -rf "$tmp"
+  rm -rf "$work"
   bh rm --all >/dev/null 2>&1 || true
   if mountpoint -q "$storage/overlay"; then umount "$storage/overlay" || true; fi
 }
@@ -52,7 +52,8 @@ if [[ -f "$base_stamp" ]] && exists "$(cat "$base_stamp")"; then
   base="$(cat "$base_stamp")"
   echo "base $base cached" >&2
 else
-  tmp="$(mktemp -d /tmp/zeta-base.XXXXXX)"
+  tmp="$work/base"
+  mkdir "$tmp"
   echo "debootstrap ${debootstrap_args[*]} (first time only: about a minute)" >&2
   debootstrap "${debootstrap_args[@]}" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
     { tail -20 "$tmp/debootstrap.log" >&2; exit 1; }
@@ -108,7 +109,8 @@ build() { # name target
 
 pause="localhost/zeta-pause:$base_tag"
 if ! exists "$pause"; then
-  tmp="$(mktemp -d /tmp/zeta-pause.XXXXXX)"
+  tmp="$work/pause"
+  mkdir "$tmp"
   # The pod sandbox only holds the namespaces: a shell that sleeps, and exits at once on SIGTERM.
   printf '%s\n' "FROM $base" 'USER 65535:65535' \
     "ENTRYPOINT [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM INT; while :; do sleep 86400 & wait \$!; done\"]" \
