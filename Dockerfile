@@ -9,14 +9,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOME=/tmp
+    HOME=/tmp \
+    PATH=/opt/zeta/bin:$PATH
+# A virtualenv, so the same steps work on python:3.11-slim and on a Debian base whose python3 is externally
+# managed (PEP 668) and has no pip of its own: python3-venv brings ensurepip.
+RUN python3 -m venv /opt/zeta
 # The user the chart's securityContext runs as (runAsUser 65532, read-only root filesystem, /tmp an emptyDir).
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin zeta
 
 FROM runtime AS sim
 WORKDIR /src
 COPY sim ./sim
-RUN pip install ./sim && rm -rf /src
+RUN python3 -m pip install ./sim && rm -rf /src
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8000
@@ -27,7 +31,7 @@ FROM runtime AS zeta
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY zeta_operator ./zeta_operator
-RUN pip install . && rm -rf /src
+RUN python3 -m pip install . && rm -rf /src
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8080

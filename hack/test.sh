@@ -20,7 +20,7 @@ before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 python -m pytest "$@" || status=$?
 
 echo "==> leftovers" >&2
-left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta_sim|zeta_operator\.(router|operator)' | grep -v pgrep || true)"
+left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta-node-|zeta_sim|zeta_operator\.(router|operator)' | grep -v pgrep || true)"
 after="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 left_dirs="$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d' || true)"
 if [[ -n "$left_procs" || -n "$left_dirs" ]]; then

@@ -33,6 +33,26 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CONTROLLERS = "garbagecollector,namespace,serviceaccount,csrsigning"
 """kube-controller-manager loops worth running without nodes: owned objects and namespaces are cleaned up, and
 approved CertificateSigningRequests for client certificates are signed (tests authenticate with them)."""
+NODE_NAME = "zeta-node"
+NODE_IDENTITIES = {
+    "kubelet": (f"system:node:{NODE_NAME}", "system:nodes"),  # the Node authorizer scopes it to its own Pods
+    "kube-proxy": ("system:kube-proxy", ""),  # bound to system:node-proxier by the bootstrap RBAC policy
+    "kube-scheduler": ("system:kube-scheduler", ""),  # bound to system:kube-scheduler likewise
+}
+"""Static-token identities of the node's components: the built-in roles of a kubeadm cluster, no more."""
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How the control plane serves a real node (see `zeta_dev.localcluster.node`).
+
+    The apiserver binds and advertises on ``address`` (the node's bridge), so Pods reach it through the
+    ``kubernetes`` Service; it authenticates to the kubelet with a client certificate the kubelet trusts.
+    """
+
+    address: str
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def control_plane_binaries(*, quiet: bool = False) -> Path:
@@ -62,6 +82,8 @@ class ControlPlane:
     admin_token: str
     kubeconfig: Path
     processes: list[ManagedProcess] = field(default_factory=list)
+    component_tokens: dict[str, str] = field(default_factory=dict)
+    """With a node: a bearer token for each of the node's components (NODE_IDENTITIES)."""
 
     @classmethod
     @contextlib.contextmanager
@@ -72,15 +94,20 @@ class ControlPlane:
         controllers: bool = True,
         workdir: Path | None = None,
         startup_timeout: float = 120.0,
+        node: NodeAccess | None = None,
     ) -> Iterator[ControlPlane]:
-        """Start everything, yield, and always stop every process and remove the temp directory."""
+        """Start everything, yield, and always stop every process and remove the temp directory.
+
+        With ``node``, the apiserver serves on the node's address with the Node authorizer, and
+        kube-controller-manager runs its default controllers (Deployments, ReplicaSets, EndpointSlices...).
+        """
         bin_dir = binaries or control_plane_binaries()
         own_dir = workdir is None
         work = Path(tempfile.mkdtemp(prefix="zeta-cp-")) if workdir is None else workdir
         cp: ControlPlane | None = None
         procs: list[ManagedProcess] = []
         try:
-            cp = cls._start(bin_dir, work, procs, controllers=controllers, timeout=startup_timeout)
+            cp = cls._start(bin_dir, work, procs, controllers=controllers, timeout=startup_timeout, node=node)
             yield cp
         finally:
             for proc in reversed(procs):
@@ -90,7 +117,14 @@ class ControlPlane:
 
     @classmethod
     def _start(
-        cls, bin_dir: Path, work: Path, procs: list[ManagedProcess], *, controllers: bool, timeout: float
+        cls,
+        bin_dir: Path,
+        work: Path,
+        procs: list[ManagedProcess],
+        *,
+        controllers: bool,
+        timeout: float,
+        node: NodeAccess | None,
     ) -> ControlPlane:
         logs = work / "logs"
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
@@ -123,9 +157,28 @@ class ControlPlane:
         client_ca, client_ca_key = pki / "client-ca.crt", pki / "client-ca.key"
         _make_client_ca(client_ca, client_ca_key)
         token = secrets.token_urlsafe(32)
+        component_tokens = {name: secrets.token_urlsafe(32) for name in NODE_IDENTITIES} if node else {}
         tokens = pki / "tokens.csv"
-        tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
-        tokens.chmod(0o600)
+        tokens.touch(mode=0o600)
+        tokens.write_text(
+            f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
+            + "".join(
+                f'{component_tokens[name]},{user},{user},"{groups}"\n'
+                for name, (user, groups) in NODE_IDENTITIES.items()
+                if name in component_tokens
+            )
+        )
+        address = node.address if node else "127.0.0.1"
+        node_flags = (
+            [
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={node.kubelet_client_cert}",
+                f"--kubelet-client-key={node.kubelet_client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+            if node
+            else ["--authorization-mode=RBAC"]
+        )
 
         apiserver = ManagedProcess(
             "kube-apiserver",
@@ -134,10 +187,10 @@ class ControlPlane:
                 f"--etcd-servers={etcd_url}",
                 f"--cert-dir={pki}",
                 f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={address}",
+                f"--advertise-address={address}",
                 "--service-cluster-ip-range=10.96.0.0/16",
-                "--authorization-mode=RBAC",
+                *node_flags,
                 f"--token-auth-file={tokens}",
                 f"--client-ca-file={client_ca}",  # client certificates the CSR signer below issues
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
@@ -149,7 +202,7 @@ class ControlPlane:
             log=logs / "kube-apiserver.log",
         )
         procs.append(apiserver)
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{address}:{api_port}"
         ca_file = pki / "apiserver.crt"
         wait_until(
             ca_file.exists, timeout=timeout, what="the apiserver's serving certificate", process=apiserver
@@ -167,7 +220,9 @@ class ControlPlane:
                     f"--kubeconfig={kubeconfig}",
                     f"--authentication-kubeconfig={kubeconfig}",
                     f"--authorization-kubeconfig={kubeconfig}",
-                    f"--controllers={CONTROLLERS}",
+                    # A node needs the default set (Deployments, ReplicaSets, EndpointSlices, root CA...).
+                    f"--controllers={'*' if node else CONTROLLERS}",
+                    *([f"--service-account-private-key-file={sa_key}"] if node else []),
                     "--leader-elect=false",
                     "--bind-address=127.0.0.1",
                     f"--secure-port={free_port()}",
@@ -186,6 +241,7 @@ class ControlPlane:
             admin_token=token,
             kubeconfig=kubeconfig,
             processes=procs,
+            component_tokens=component_tokens,
         )
 
 

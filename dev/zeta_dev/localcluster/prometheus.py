@@ -89,12 +89,19 @@ class Prometheus:
     @classmethod
     @contextlib.contextmanager
     def running(
-        cls, *, scrape_interval: str = "1s", startup_timeout: float = 60.0, web: WebSecurity | None = None
+        cls,
+        *,
+        scrape_interval: str = "1s",
+        startup_timeout: float = 60.0,
+        web: WebSecurity | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> Iterator[Prometheus]:
+        """``web``: serve TLS and basic auth (``--web.config.file``); ``listen_host``: a node's bridge address,
+        where its Pods reach Prometheus."""
         work = Path(tempfile.mkdtemp(prefix="zeta-prom-"))
         prom: Prometheus | None = None
         try:
-            port = free_port()
+            port = free_port(listen_host)
             (work / "targets").mkdir()
             config = {
                 "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
@@ -113,7 +120,7 @@ class Prometheus:
                 str(prometheus_binary()),
                 f"--config.file={work / 'prometheus.yml'}",
                 f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.listen-address={listen_host}:{port}",
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=warn",
             ]
@@ -121,7 +128,7 @@ class Prometheus:
                 (work / "web.yml").write_text(yaml.safe_dump(web.web_config()))
                 argv.append(f"--web.config.file={work / 'web.yml'}")
             scheme = "https" if web is not None else "http"
-            prom = cls(url=f"{scheme}://127.0.0.1:{port}", workdir=work, process=None,
+            prom = cls(url=f"{scheme}://{listen_host}:{port}", workdir=work, process=None,
                        scrape_interval=scrape_interval, argv=argv, web=web)  # fmt: skip
             prom.start(timeout=startup_timeout)
             yield prom

@@ -1,0 +1,291 @@
+"""Zeta installed on a real node the way a user installs it: `helm install charts/zeta` with the locally built
+image, simulated model servers as Deployments behind Services, a Prometheus that finds Pods through Kubernetes
+service discovery (the chart's ``prometheus.io/*`` annotations), and ``kubectl apply -k manifests/samples/``
+with the policy's documented ``spec.prometheus.address`` pointed at that Prometheus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import yaml
+
+from ..launch.sim import SimSpec
+from .controlplane import REPO_ROOT
+from .node import GATEWAY, Image, Node
+from .prometheus import Prometheus
+
+CHART = REPO_ROOT / "charts" / "zeta"
+MANIFESTS = REPO_ROOT / "manifests"
+SAMPLES = MANIFESTS / "samples"
+HELM_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
+FLEET: dict[str, tuple[float, int]] = {"general-4b": (4, 32), "coder-7b": (7, 16), "large-14b": (14, 8)}
+"""The sample ModelBackends (manifests/samples): size in billions, and maxConcurrency as the sim's max-seqs."""
+SIM_PORT = 8000
+RELEASE = "zeta"
+
+
+def helm_binary() -> Path:
+    configured = os.environ.get("HELM_BIN")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    out = subprocess.run(["bash", str(HELM_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def simulator_manifests(image: Image, *, backend: str, replicas: int, model: str) -> list[dict[str, Any]]:
+    """A model server as users run one: a Deployment of zeta-sim behind a Service of the backend's name."""
+    size, max_seqs = FLEET[backend]
+    labels = {"app.kubernetes.io/name": "zeta-sim", "zeta.dev/backend": backend}
+    argv = [
+        "zeta-sim",
+        "--host=0.0.0.0",
+        *SimSpec(model=model, size_b=size, max_seqs=max_seqs).argv(port=SIM_PORT),
+    ]
+    security = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": backend, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(SIM_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image.reference,
+                            "imagePullPolicy": "Never",
+                            "command": argv,
+                            "ports": [{"name": "http", "containerPort": SIM_PORT}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/health", "port": "http"},
+                                "periodSeconds": 1,
+                                "failureThreshold": 1,
+                            },
+                            "securityContext": security,
+                            "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": backend, "labels": labels},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": SIM_PORT, "targetPort": "http"}]},
+    }
+    return [deployment, service]
+
+
+def sample_models() -> dict[str, str]:
+    """backend name -> served model name, from the sample ModelBackends."""
+    models = {}
+    for path in SAMPLES.glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") == "ModelBackend":
+            models[doc["metadata"]["name"]] = doc["spec"]["model"]
+    return models
+
+
+def deploy_fleet(node: Node, image: Image, *, namespace: str, replicas: int = 2) -> None:
+    models = sample_models()
+    docs = [d for backend in FLEET for d in simulator_manifests(image, backend=backend, replicas=replicas,
+                                                                model=models[backend])]  # fmt: skip
+    node.cluster.apply(docs, namespace=namespace)
+    for backend in FLEET:
+        node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=110s")
+
+
+def annotated_pod_targets(pods: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Scrape targets for running Pods annotated ``prometheus.io/scrape: "true"`` (the chart's documented path
+    without the Prometheus Operator): their ``prometheus.io/port`` and ``/path``, with the namespace, pod and
+    container labels a Kubernetes scrape config gives and the operator's default queries select on."""
+    targets = {}
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status", {})
+        notes = meta.get("annotations") or {}
+        if notes.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running":
+            continue
+        if not status.get("podIP") or not notes.get("prometheus.io/port"):
+            continue
+        targets[f"{status['podIP']}:{notes['prometheus.io/port']}"] = {
+            "namespace": meta["namespace"],
+            "pod": meta["name"],
+            "container": pod["spec"]["containers"][0]["name"],
+            "__metrics_path__": notes.get("prometheus.io/path", "/metrics"),
+        }
+    return targets
+
+
+@contextlib.contextmanager
+def node_prometheus(node: Node, *, namespace: str, every: float = 1.0) -> Iterator[Prometheus]:
+    """The harness's Prometheus on the node's bridge (Pods reach it), scraping annotated Pods.
+
+    Debian's Prometheus is built without Kubernetes service discovery, so a thread does its job: it lists Pods
+    every second as a ServiceAccount that may only list them, and writes file-based targets.
+    """
+    rbac = f"""
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: prometheus, namespace: {namespace}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: zeta-test-prometheus}}
+rules:
+  - {{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: zeta-test-prometheus}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: zeta-test-prometheus}}
+subjects: [{{kind: ServiceAccount, name: prometheus, namespace: {namespace}}}]
+"""
+    node.cluster.kubectl("apply", "-f", "-", input=rbac)
+    token = node.cluster.service_account_token(namespace, "prometheus", seconds=7200)
+    core = kubernetes.client.CoreV1Api(node.cluster.client_for_token(token))
+    stop = threading.Event()
+
+    def discover(prom: Prometheus) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # the apiserver may be restarting; try again next round
+                pods = core.list_pod_for_all_namespaces(_request_timeout=5).to_dict()["items"]
+                prom.set_targets("pods", annotated_pod_targets(_camel(pods)))
+            stop.wait(every)
+
+    with Prometheus.running(listen_host=GATEWAY) as prom:
+        thread = threading.Thread(target=discover, args=(prom,), name="pod-discovery", daemon=True)
+        thread.start()
+        try:
+            yield prom
+        finally:
+            stop.set()
+            thread.join(10)
+
+
+def _camel(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The client's snake_case dicts, with just the keys `annotated_pod_targets` reads in API spelling."""
+    return [
+        {
+            "metadata": p["metadata"],
+            "status": {"phase": p["status"]["phase"], "podIP": p["status"]["pod_ip"]},
+            "spec": p["spec"],
+        }
+        for p in pods
+    ]
+
+
+def helm_install(node: Node, image: Image, *, namespace: str, values: dict[str, Any] | None = None) -> None:
+    """`helm install` of charts/zeta with the local image (pullPolicy Never: nothing is pulled), waiting for it."""
+    overrides = {
+        "image": {"repository": image.repository, "tag": image.tag, "pullPolicy": "Never"},
+        **(values or {}),
+    }
+    with tempfile.NamedTemporaryFile("w", prefix="zeta-values-", suffix=".yaml") as f:
+        yaml.safe_dump(overrides, f)
+        f.flush()
+        subprocess.run(
+            [str(helm_binary()), "install", RELEASE, str(CHART), f"--kubeconfig={node.cluster.kubeconfig}",
+             "-n", namespace, "--create-namespace", "-f", f.name, "--wait", "--timeout=5m"],
+            check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+
+def apply_samples(node: Node, *, namespace: str, prometheus_url: str) -> None:
+    """``kubectl apply -k manifests/samples/``, through an overlay that sets only the policy's documented
+    ``spec.prometheus.address`` (the samples name a prometheus-operated Service this node does not have)."""
+    with tempfile.TemporaryDirectory(prefix="zeta-samples-") as tmp:
+        overlay = Path(tmp)
+        shutil.copytree(SAMPLES, overlay / "samples")
+        patch = [{"op": "replace", "path": "/spec/prometheus/address", "value": prometheus_url}]
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "namespace": namespace,
+            "resources": ["samples"],
+            "patches": [
+                {"target": {"kind": "RoutingPolicy", "name": "demo"}, "patch": yaml.safe_dump(patch)}
+            ],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        node.cluster.kubectl("apply", "-k", str(overlay))
+
+
+def kustomize_install(node: Node, image: Image) -> str:
+    """``kubectl apply -k manifests/`` through an overlay that only names the local image (kustomize's documented
+    ``images`` override); waits for the operator and returns the namespace. The router becomes Ready once its
+    policy's routing table exists (apply the samples next)."""
+    with tempfile.TemporaryDirectory(prefix="zeta-manifests-") as tmp:
+        overlay = Path(tmp)
+        shutil.copytree(MANIFESTS, overlay / "manifests", ignore=shutil.ignore_patterns("samples"))
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["manifests"],
+            "images": [{"name": "ghcr.io/zeta-dev/zeta", "newName": image.repository, "newTag": image.tag}],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        node.cluster.kubectl("apply", "-k", str(overlay))
+    namespace = str(yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["namespace"])
+    wait_for_rollout(node, "deployment/zeta-operator", namespace=namespace)
+    return namespace
+
+
+def router_service_url(node: Node, *, namespace: str) -> str:
+    """The router's Service as a client on this machine sees it: its ClusterIP, through kube-proxy."""
+    out = node.cluster.kubectl(
+        "get", "service", f"{RELEASE}-router", "-n", namespace, "-o",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+    ).stdout  # fmt: skip
+    return f"http://{out}"
+
+
+def wait_for_rollout(node: Node, kind_name: str, *, namespace: str, timeout: float = 110) -> None:
+    """`kubectl rollout status` (within the harness's 120 s limit on one kubectl call)."""
+    node.cluster.kubectl("rollout", "status", kind_name, "-n", namespace, f"--timeout={int(timeout)}s")
+
+
+def ready_pod_ips(node: Node, *, namespace: str, selector: str) -> list[str]:
+    out = node.cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", selector, "-o",
+        'jsonpath={range .items[?(@.status.podIP)]}{.status.podIP}{"\\n"}{end}',
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def endpoint_slice_addresses(node: Node, *, namespace: str, service: str) -> list[str]:
+    out = node.cluster.kubectl(
+        "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o",
+        'jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\\n"}{end}',
+    ).stdout  # fmt: skip
+    return sorted(out.split())

@@ -1,0 +1,200 @@
+"""Zeta on a real node, installed as a user installs it: `helm install charts/zeta` with the image built from
+the Dockerfile, simulated model servers as Deployments behind Services, `kubectl apply -k manifests/samples/`.
+
+Requests go through the router's Service (a ClusterIP, through kube-proxy's iptables rules) to model servers at
+real Pod IPs from their EndpointSlices. Failed requests during a router rollout and a model-server Pod deletion
+are counted and printed (docs/node.md records them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from zeta_dev.localcluster.fleet import read_table
+from zeta_dev.localcluster.node import Image, Node
+from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_dev.localcluster.zeta_on_node import (
+    FLEET,
+    apply_samples,
+    deploy_fleet,
+    endpoint_slice_addresses,
+    helm_binary,
+    helm_install,
+    kustomize_install,
+    node_prometheus,
+    router_service_url,
+    wait_for_rollout,
+)
+from zeta_dev.waiting import eventually
+
+from .load import SteadyLoad, chat
+
+NAMESPACE = "zeta"
+TABLE = "zeta-routes-demo"
+
+
+@dataclass
+class Installed:
+    node: Node
+    prometheus: Prometheus
+    router_url: str
+    timings: dict[str, float]
+    images: dict[str, Image]
+
+    def kubectl(self, *args: str) -> str:
+        return self.node.cluster.kubectl(*args, "-n", NAMESPACE).stdout
+
+    def table_endpoints(self, backend: str) -> list[str]:
+        table = read_table(self.node.cluster, NAMESPACE, TABLE)
+        if table is None:
+            return []
+        return sorted(
+            str(e.url).split("//")[1].split(":")[0]
+            for b in table.backends
+            if b.name == backend
+            for e in b.endpoints
+        )
+
+
+@pytest.fixture(scope="module")
+def zeta(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installed]:
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - start, 1)
+
+    with Node.running(images=images, binaries=node_binaries) as node:
+        lap("node ready")
+        node.cluster.install_crds()
+        node.cluster.kubectl("create", "namespace", NAMESPACE)
+        deploy_fleet(node, images["zeta-sim"], namespace=NAMESPACE)
+        lap("model servers ready")
+        with node_prometheus(node, namespace=NAMESPACE) as prom:
+            apply_samples(node, namespace=NAMESPACE, prometheus_url=prom.url)
+            helm_install(node, images["zeta"], namespace=NAMESPACE)
+            lap("helm install done")
+            installed = Installed(node, prom, router_service_url(node, namespace=NAMESPACE), timings, images)
+            eventually(lambda: chat(installed.router_url, "hi").status == 200, timeout=120,
+                       what="a first answer through the router's Service")  # fmt: skip
+            lap("first answer")
+            print(f"\nnode set-up timings (s): {timings}")
+            yield installed
+
+
+def test_requests_through_the_router_service_reach_model_servers_at_pod_ips(zeta: Installed) -> None:
+    answers = [
+        chat(zeta.router_url, p) for p in ("hello", "def f(): pass  refactor this", "summarize: x") * 3
+    ]
+    assert all(a.status == 200 for a in answers), answers
+    for answer in answers:
+        assert answer.backend in FLEET
+        address = answer.endpoint.split("//")[-1].split(":")[0]
+        # A real Pod IP, from the backend Service's EndpointSlices (never loopback, as in the process tests).
+        assert address in endpoint_slice_addresses(zeta.node, namespace=NAMESPACE, service=answer.backend)
+        assert address.startswith("10.244.0.")
+    assert {a.backend for a in answers[1::3]} == {"coder-7b"}  # code goes to the coder while it is not loaded
+
+
+def test_prometheus_scrapes_the_pods_it_finds_through_the_chart_annotations(zeta: Installed) -> None:
+    def up_pods() -> set[str]:
+        result = zeta.prometheus.query(f'up{{namespace="{NAMESPACE}"}} == 1')
+        return {str(r["metric"]["pod"]) for r in result}  # type: ignore[index]
+
+    pods = set(zeta.kubectl("get", "pods", "-o", "jsonpath={.items[*].metadata.name}").split())
+    eventually(lambda: up_pods() == pods, timeout=60, what=f"every Pod scraped: {sorted(pods)}")
+    # The operator's own metrics and the router's, through the chart's prometheus.io annotations.
+    routed = zeta.prometheus.query("sum(zeta_router_requests_total)")
+    assert routed and float(routed[0]["value"][1]) > 0  # type: ignore[index]
+
+
+def test_router_rollout_restart_under_steady_load(zeta: Installed) -> None:
+    before = zeta.kubectl("get", "pods", "-l", "app.kubernetes.io/component=router", "-o", "name").split()
+    with SteadyLoad(zeta.router_url, workers=4) as load:
+        eventually(lambda: load.count() >= 20, timeout=60, what="steady load flowing")
+        zeta.kubectl("rollout", "restart", "deployment/zeta-router")
+        zeta.kubectl("rollout", "status", "deployment/zeta-router", "--timeout=110s")
+        # Old Pods finish draining after the rollout reports success; keep the load on until they are gone.
+        eventually(
+            lambda: not set(before) & set(zeta.kubectl("get", "pods", "-o", "name").split()),
+            timeout=120, what="the old router Pods gone",
+        )  # fmt: skip
+        settled = load.count()
+        eventually(
+            lambda: load.count() >= settled + 20, timeout=60, what="load still flowing after the rollout"
+        )
+    print(f"\nrouter rollout restart under load: {load.summary()}")
+    assert not load.failures(), load.summary()
+
+
+def test_model_server_pod_deleted_under_load_is_replaced_and_rejoins(zeta: Installed) -> None:
+    backend = "coder-7b"
+    old = endpoint_slice_addresses(zeta.node, namespace=NAMESPACE, service=backend)
+    eventually(lambda: zeta.table_endpoints(backend) == old, timeout=60, what="the table lists both coders")
+    victim = zeta.kubectl("get", "pods", "-l", f"zeta.dev/backend={backend}", "-o", "name").split()[0]
+    with SteadyLoad(zeta.router_url, workers=4) as load:
+        eventually(lambda: load.count() >= 20, timeout=60, what="steady load flowing")
+        zeta.kubectl("delete", victim, "--wait=true")
+        # The ReplicaSet's replacement joins through its EndpointSlice, then the routing table.
+        new = eventually(
+            lambda: (s := endpoint_slice_addresses(zeta.node, namespace=NAMESPACE, service=backend)) != old
+            and len(s) == 2 and s,
+            timeout=180, what="the replacement Pod in the EndpointSlice",
+        )  # fmt: skip
+        eventually(
+            lambda: zeta.table_endpoints(backend) == new, timeout=120, what="the replacement in the table"
+        )
+        settled = load.count()
+        eventually(lambda: load.count() >= settled + 20, timeout=60, what="load still flowing")
+    print(f"\nmodel-server Pod deleted under load: {load.summary()}")
+    # Requests in flight on the deleted Pod may fail once (no retry of non-idempotent POSTs); no more than that.
+    assert len(load.failures()) <= 4, load.summary()
+
+
+def test_operator_pod_deleted_comes_back_and_the_router_keeps_serving(zeta: Installed) -> None:
+    def version() -> int:
+        table = read_table(zeta.node.cluster, NAMESPACE, TABLE)
+        assert table is not None
+        return int(table.version)
+
+    before, start = version(), time.monotonic()
+    with SteadyLoad(zeta.router_url, workers=2) as load:
+        zeta.kubectl("delete", "pod", "-l", "app.kubernetes.io/component=operator", "--wait=true")
+        zeta.kubectl("rollout", "status", "deployment/zeta-operator", "--timeout=110s")
+        # Keep the load on while the new operator adapts (every 5 s): the router must not notice.
+        settled = load.count()
+        eventually(lambda: load.count() >= settled + 60, timeout=120, what="load flowing past the restart")
+    elapsed = time.monotonic() - start
+    print(
+        f"\noperator Pod deleted under load: {load.summary()}; table {before} -> {version()} in {elapsed:.0f}s"
+    )
+    assert not load.failures(), load.summary()
+    # No rewrite storm: the table changes only with its content, at most once per adaptation interval (5 s).
+    assert version() - before <= elapsed / 5 + 2
+
+
+def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:
+    """Last in this module: it replaces the helm release with `kubectl apply -k manifests/`."""
+    node = zeta.node
+    subprocess.run(
+        [str(helm_binary()), "uninstall", "zeta", "-n", NAMESPACE, "--wait", f"--kubeconfig={node.cluster.kubeconfig}"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    namespace = kustomize_install(node, zeta.images["zeta"])
+    deploy_fleet(node, zeta.images["zeta-sim"], namespace=namespace, replicas=1)
+    apply_samples(node, namespace=namespace, prometheus_url=zeta.prometheus.url)
+    wait_for_rollout(node, "deployment/zeta-router", namespace=namespace)
+    url = router_service_url(node, namespace=namespace)
+    answer = eventually(
+        lambda: (a := chat(url, "def f(): pass  refactor this")).status == 200 and a,
+        timeout=180, what="an answer through the kustomize-installed router's Service",
+    )  # fmt: skip
+    assert answer.backend == "coder-7b"
+    address = answer.endpoint.split("//")[-1].split(":")[0]
+    assert address in endpoint_slice_addresses(node, namespace=namespace, service="coder-7b")
