@@ -112,6 +112,10 @@ def report(tally: Tally, agreement: list, args: argparse.Namespace, generated: f
         + ", ".join(f"{o}: {sum(1 for a in agreement if a.expected == o)}" for o in ("invalid", "table"))
         + "), every written table valid and non-empty.\n"
     )
+    transient = [a for a in agreement if not a.problem and a.first != a.actual]
+    if transient:
+        print(f"Of those, {len(transient)} were first reported {transient[0].first} by the operator, before "
+              "its next cycle saw the backends created with the policy (docs/fuzzing.md, finding 3).\n")  # fmt: skip
     problems = [a for a in agreement if a.problem]
     findings = list(tally.findings.items())
     print(f"Findings: {len(findings) + len(problems)} distinct" + (":" if findings or problems else "."))

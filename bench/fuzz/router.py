@@ -450,14 +450,12 @@ def fuzz(fleet: Fleet, *, cases: int, seed: int, tally: Tally, progress: Callabl
         before = tally.total
         run(strategy, share, rng.randrange(2**32), one_schema_case)
         progress(f"{label}: {tally.total - before} cases")
-    fuzz_raw(
-        fleet, cases=max(0, cases - tally.total - tally.unsendable), seed=rng.randrange(2**32), tally=tally
-    )
+    fuzz_raw(fleet, cases=max(0, cases - tally.total), seed=rng.randrange(2**32), tally=tally)
     progress(f"byte-level: {tally.cases['byte-level']} cases")
 
 
 def fuzz_raw(fleet: Fleet, *, cases: int, seed: int, tally: Tally, label: str = "byte-level") -> None:
-    """``cases`` byte-level requests (drawn again when hypothesis ends a run early)."""
+    """``cases`` byte-level requests sent (drawn again when hypothesis ends a run early)."""
     base = fleet.router.url
     session = requests.Session()
     rng = random.Random(seed)
@@ -471,10 +469,10 @@ def fuzz_raw(fleet: Fleet, *, cases: int, seed: int, tally: Tally, label: str = 
         tally.record(label, answer, problems(answer), lambda: request.reproducer(base))
 
     remaining = cases
-    while remaining > 0:
-        before = tally.total + tally.unsendable
+    while remaining > 0:  # counts requests sent: a case the client cannot send is drawn again
+        before = tally.total
         run(raw_requests(), remaining, rng.randrange(2**32), one_raw)
-        drawn = tally.total + tally.unsendable - before
-        if drawn == 0:
+        sent = tally.total - before
+        if sent == 0:
             break
-        remaining -= drawn
+        remaining -= sent
