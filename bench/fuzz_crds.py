@@ -68,14 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             backends, policy, rejections = apply_dry_run(api, namespace, case)
             verdict = judge(case, policy, backends, rejections)
             tally.record(case, verdict, len(backends))
-            if (
-                verdict.outcome != "rejected"
-                and len(sample) < args.operator_cases
-                and (
-                    verdict.outcome == "table"
-                    or sum(1 for c, v in sample if v.outcome == "invalid") < args.operator_cases // 3
-                )
-            ):
+            # two thirds that should make a table, one third InvalidSpec
+            wanted = {
+                "table": args.operator_cases - args.operator_cases // 3,
+                "invalid": args.operator_cases // 3,
+            }
+            if sum(1 for _, v in sample if v.outcome == verdict.outcome) < wanted.get(verdict.outcome, 0):
                 sample.append((case, verdict))
             if tally.total % 100 == 0:
                 print(f"{tally.total} cases", file=sys.stderr)

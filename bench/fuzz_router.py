@@ -12,6 +12,7 @@ stayed up. Exits 1 when anything was found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -28,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of every generator (default %(default)s)")
     parser.add_argument("--logs", type=Path, help="keep the processes' logs here")
     args = parser.parse_args(argv)
-    log_dir = args.logs or Path(tempfile.mkdtemp(prefix="zeta-fuzz-router-"))
     started = time.monotonic()
-    with fuzz_fleet(log_dir) as fleet:
+    with contextlib.ExitStack() as stack:
+        log_dir = args.logs or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="zeta-fuzz-router-"))
+        )
+        fleet = stack.enter_context(fuzz_fleet(log_dir))
         warm = Tally()
         fuzz_raw(fleet, cases=WARMUP_CASES, seed=args.seed + 1, tally=warm, label="warm-up")
         rss_before = fleet.rss_kib()
