@@ -28,6 +28,7 @@ hypothesis (``'many' object has no attribute 'more'``); the CRDs use a small sub
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections import Counter
@@ -367,8 +368,6 @@ def apply_dry_run(api: kubernetes.client.ApiClient, namespace: str, case: Case) 
 
 
 def _api_message(e: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(e.body)["message"])
     except (ValueError, KeyError, TypeError):
