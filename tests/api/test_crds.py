@@ -147,6 +147,9 @@ INVALID: list[tuple[str, str, Callable[[Doc], None], list[str]]] = [
      ["spec.classes[0].latencyObjective"]),
     ("rp-duration-zero", "routingpolicy", _set("spec.classes.0.latencyObjective", "0s"),
      ["spec.classes[0].latencyObjective", "must be a duration above zero"]),
+    # found by bench.fuzz_crds: the models took durations beyond Go's int64 nanoseconds, which CEL cannot hold
+    ("rp-duration-overflow", "routingpolicy", _set("spec.classes.0.latencyObjective", "2600000h"),
+     ["spec.classes[0].latencyObjective"]),
     ("rp-stale-before-interval", "routingpolicy", _set("spec.adaptation", {"interval": "30s", "staleAfter": "10s"}),
      ["staleAfter must be longer than adaptation.interval"]),
     ("rp-watermarks", "routingpolicy", _set("spec.offload", {"highWatermark": 0.5, "lowWatermark": 0.7}),

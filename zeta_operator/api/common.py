@@ -28,9 +28,17 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
 
 
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+"""The longest duration CEL (Go's time.Duration, int64 nanoseconds, about 292 years) can hold: the apiserver
+rejects a longer one, so the models do too."""
+
+
 def _positive_duration(text: str) -> str:
-    if parse_duration(text) <= 0:
+    seconds = parse_duration(text)
+    if seconds <= 0:
         raise ValueError(f"duration {text!r} must be greater than zero")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {text!r} is longer than 292 years, the longest Kubernetes can hold")
     return text
 
 

@@ -169,7 +169,11 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
         asyncio.create_task(_offer_periodically(admission), name="queue-offers"),
     ]
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace,
+        auto_decompress=False,  # the handlers decode request bodies themselves: payload.decompress
     )
     await runner.setup()
     try:

@@ -8,6 +8,7 @@ and the tail) so that classification costs the same for a 1 KiB and a 10 MiB pro
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,41 @@ def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
         parts, token_ids = _token_or_text_parts(body, "prompt" if kind == "completion" else "input")
         view = prompt_view(parts, token_ids)
     return ParsedRequest(body=body, model=model, stream=stream, prompt=view)
+
+
+def decompress(raw: bytes, content_encoding: str | None, *, limit: int) -> bytes:
+    """The body without its Content-Encoding (identity, gzip, x-gzip, deflate; in the order listed), at most
+    ``limit`` bytes decoded. The router decodes, not its HTTP server: a body aiohttp decoded itself would fail
+    while it drains a request the handler never read (a 404, a 405), after the answer, as an unhandled error
+    and a reset connection."""
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    for coding in reversed(codings):  # the last one listed was applied last
+        if coding == "identity":
+            continue
+        if coding not in _WBITS:
+            raise BadRequest(
+                f"Content-Encoding {coding!r} is not supported (send identity, gzip or deflate)",
+                status=415,
+                code="unsupported_encoding",
+            )
+        decoder = zlib.decompressobj(_WBITS[coding])
+        try:
+            raw = decoder.decompress(raw, limit + 1)
+        except zlib.error:
+            raise BadRequest(f"the body is not valid {coding} data", code="invalid_encoding") from None
+        if len(raw) > limit:
+            raise BadRequest(
+                f"the decompressed request body is larger than {limit} bytes",
+                status=413,
+                code="body_too_large",
+            )
+        if not decoder.eof:
+            raise BadRequest(f"the {coding} body is cut short", code="invalid_encoding")
+    return raw
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""zlib window bits per content coding: gzip framing, or zlib framing (HTTP's "deflate", RFC 9110 8.4.1.2)."""
 
 
 def serialise(body: dict[str, Any]) -> bytes:

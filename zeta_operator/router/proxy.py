@@ -28,7 +28,7 @@ from .balancer import Choice, ClassRoute, Eligible
 from .classify import Classification, spill_floor
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
-from .payload import BadRequest, Kind, parse_request, serialise
+from .payload import BadRequest, Kind, decompress, parse_request, serialise
 from .settings import RouterSettings, Timeouts
 from .snapshot import TableSnapshot
 from .tables import TableStore
@@ -43,7 +43,7 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 """Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded."""
 DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "content-encoding", "expect", "accept-encoding"}
-"""Also recomputed for the upstream request: the body is re-serialised (aiohttp has already decoded a
+"""Also recomputed for the upstream request: the body is re-serialised (`payload.decompress` has decoded a
 compressed request body), and identity encoding upstream keeps chunk relaying simple."""
 DROP_RESPONSE = HOP_BY_HOP | {"content-length", "date", "server"}
 NO_BACKEND = "none"
@@ -190,7 +190,8 @@ class Forwarder:
             raise too_large
         try:
             async with asyncio.timeout(self._timeouts.client_body):
-                return await request.read()
+                raw = await request.read()
+            return decompress(raw, request.headers.get("Content-Encoding"), limit=limit)
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
         except TimeoutError:
