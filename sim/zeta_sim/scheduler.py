@@ -139,7 +139,9 @@ class Scheduler:
     def advance(self, now: float) -> None:
         """Bring every running sequence up to ``now``, finish the ones that are done and start waiting ones."""
         last, self._last = self._last, now
-        if last is None or now <= last or self.frozen or not self._running:
+        # A zero step still runs: a batch that grew at this instant shrinks the stream group, and a group that
+        # became due that way must be announced now (next_event_in says 0 until it is; skipping it would spin).
+        if last is None or now < last or self.frozen or not self._running:
             return
         dt = (now - last) / self.time_scale
         factor = self.model.slowdown(len(self._running))

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from zeta_sim.latency import LatencyModel
@@ -164,6 +164,13 @@ def test_kv_cache_holds_prompt_and_generated_tokens_of_running_sequences() -> No
     ),
     max_seqs=st.integers(1, 6),
     alpha=st.floats(0, 2),
+)
+# Found by this test: an arrival grew the batch, which shrank the stream group so a group became due at that
+# very instant; advance() skipped zero-length steps, so next_event_in() said 0 forever (a spin).
+@example(
+    arrivals=[(0.771495239597904, 27, 385, True), (1.0358868924299187, 37, 136, True)],
+    max_seqs=2,
+    alpha=1.9553564903309208,
 )
 def test_every_request_finishes_no_faster_than_alone_and_starts_in_arrival_order(
     arrivals: list[tuple[float, int, int, bool]], max_seqs: int, alpha: float
