@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from zeta_operator.api.common import parse_duration
@@ -438,6 +438,7 @@ def test_load_between_the_watermarks_never_toggles_offloading(
     st.floats(0.05, 0.5),
     st.floats(0.0, 0.1),
 )
+@example(overload=2.024964728493618, idle=0.46875, smoothing=1.0, max_step=0.125, hysteresis=0.0)
 def test_overload_shifts_simple_work_then_returns_to_static(
     overload: float, idle: float, smoothing: float, max_step: float, hysteresis: float
 ) -> None:
@@ -462,7 +463,10 @@ def test_overload_shifts_simple_work_then_returns_to_static(
     assert during.weights["code-complex"]["large-14b"] > 0.5  # complex code only goes up, to the 14B
     assert during.weights["reasoning"] == {"large-14b": 1.0}
     shares = [d.weights["code-simple"]["coder-7b"] for d in decisions[3 : 3 + hot_cycles]]
-    assert shares == sorted(shares, reverse=True)
+    # Never grows while hot; at its lower bound the largest-remainder rounding of the other shares may move it
+    # by one grid unit (0.0216 -> 0.0217 in the pinned example), which is rounding, not a correction.
+    assert all(later <= earlier + ROUNDING + 1e-12 for earlier, later in itertools.pairwise(shares)), shares
+    assert shares[-1] < shares[0]
     after = decisions[-1]
     assert not any(after.offloading.values())
     for name, weights in static.items():
