@@ -20,11 +20,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
 from ..api.common import parse_duration
 from .app import serve
-from .balancer import STRATEGIES, Strategy, use_strategy
+from .balancer import STRATEGIES
 from .kubeapi import KubeConfigError
 from .logs import configure
 from .model import LearnedModel, ModelError, load, shipped
@@ -224,7 +223,6 @@ def load_classifier(settings: RouterSettings) -> LearnedModel | None:
 def main(argv: Sequence[str] | None = None) -> None:
     settings, level = parse_args(argv)
     configure(level)
-    use_strategy(cast(Strategy, settings.strategy))
     try:
         model = load_classifier(settings)
     except ModelError as e:

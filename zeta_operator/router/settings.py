@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .balancer import Strategy
+
 
 @dataclass(frozen=True, kw_only=True)
 class TableFile:
@@ -87,6 +89,6 @@ class RouterSettings:
     and the zeta_router_classifier_info metric report)."""
     classifier_weights: Path | None = None
     """Another weights file for the learned classifier (default: the one in the package)."""
-    strategy: str = "weighted"
+    strategy: Strategy = "weighted"
     """How an endpoint is picked: "weighted" (the operator's weights, Zeta's routing), or a benchmark
     baseline that ignores them: "round-robin" or "least-request" over the capable endpoints."""
