@@ -9,9 +9,12 @@ from collections import Counter
 
 import pytest
 
-from zeta_operator.router import balancer
 from zeta_operator.router.__main__ import parse_args
-from zeta_operator.router.balancer import RoundRobin, baseline, choose, least_request, use_strategy
+from zeta_operator.router.admission import Admission
+from zeta_operator.router.balancer import RoundRobin, least_request, picker, weighted
+from zeta_operator.router.endpoints import EndpointTracker
+from zeta_operator.router.metrics import RouterMetrics
+from zeta_operator.router.settings import Ejection
 
 from .test_balancer import Clock, eligible, tracker
 
@@ -70,25 +73,24 @@ def test_least_request_honours_exclude_and_capacity() -> None:
     assert least_request(e, load, random.Random(1), frozenset()) is None
 
 
-def test_choose_defers_to_a_baseline_only_when_told() -> None:
+def test_admission_uses_the_injected_picker() -> None:
     e = eligible("code", complexity=2)
-    try:
-        use_strategy("least-request")
-        load = tracker()
-        for url in ("http://s1:1", "http://s2:1", "http://b1:1"):
-            load.acquire(url)
-        choice = choose(e, load, random.Random(1))
-        assert choice is not None and choice.endpoint.url == "http://c1:1"
-    finally:
-        use_strategy("weighted")
-    assert balancer._baseline is None
+    least = Admission(tracker(), RouterMetrics(), random.Random(1), pick=picker("least-request"))
+    for url in ("http://s1:1", "http://s2:1", "http://b1:1"):
+        least.tracker.acquire(url)
+    choice = least.try_now(e)
+    assert choice is not None and choice.endpoint.url == "http://c1:1"
+    # Another admission in the same process keeps Zeta's weighted choice (nothing process-wide).
+    default = Admission(EndpointTracker(Ejection()), RouterMetrics(), random.Random(1))
+    assert default._pick is weighted
 
 
-def test_baseline_names() -> None:
-    assert baseline("weighted") is None
-    assert isinstance(baseline("round-robin"), RoundRobin)
+def test_picker_names() -> None:
+    assert picker("weighted") is weighted
+    assert isinstance(picker("round-robin"), RoundRobin)
+    assert picker("least-request") is least_request
     with pytest.raises(ValueError, match="unknown strategy"):
-        baseline("random")  # type: ignore[arg-type]
+        picker("random")  # type: ignore[arg-type]
 
 
 def test_strategy_flag() -> None:

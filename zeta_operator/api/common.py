@@ -6,10 +6,12 @@ JSON schema into the structural OpenAPI schema in `crds/`, and a test keeps the 
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
 GROUP = "zeta.dev"
@@ -48,6 +50,16 @@ Duration = Annotated[
     AfterValidator(_positive_duration),
 ]
 """A positive Kubernetes-style duration (``500ms``, ``5s``, ``1m30s``); CEL checks it is above zero."""
+
+
+@functools.cache
+def _duration_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(extra := info.json_schema_extra, dict) and extra.get("x-zeta-duration") is True
+    )
+
 
 Name = Annotated[
     str,
@@ -88,6 +100,26 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+    _seconds: dict[str, float] = PrivateAttr(default_factory=dict)
+    """Every `Duration` field in seconds, parsed once when the model is built (the wire keeps the strings)."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._seconds = {
+            name: parse_duration(value)
+            for name in _duration_fields(type(self))
+            if isinstance(value := getattr(self, name), str)
+        }
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy.model_post_init(None)  # a replaced duration gets its seconds too
+        return copy
+
+    def seconds(self, name: str) -> float:
+        """The seconds of the `Duration` field `name` (models expose typed ``*_seconds`` properties)."""
+        return self._seconds[name]
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict as it appears in Kubernetes (camelCase, unset optionals left out)."""

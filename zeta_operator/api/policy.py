@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .backend import LabelSelector, SignalQueries
-from .common import Complexity, Condition, Duration, Fraction, Model, Name, cel_rules, parse_duration
+from .common import Complexity, Condition, Duration, Fraction, Model, Name, cel_rules
 
 QUERY_PLACEHOLDERS = ("namespace", "pods", "backends", "window", "quantile")
 """Names a PromQL template may use in braces: ``{namespace}``, ``{pods}`` and ``{backends}`` (regex
@@ -71,6 +71,10 @@ class TaskClass(Model):
     )
     latency_objective: Duration = Field(default="10s", description="Target p95 end-to-end latency.")
     priority: int = Field(default=5, ge=0, le=9, description="Queue priority; 9 is served first.")
+
+    @property
+    def latency_objective_seconds(self) -> float:
+        return self.seconds("latency_objective")
 
     @model_validator(mode="after")
     def _disjoint(self) -> TaskClass:
@@ -273,6 +277,14 @@ class PrometheusSettings(Model):
         default=None, description="A Secret key holding a token sent as `Authorization: Bearer`."
     )
 
+    @property
+    def timeout_seconds(self) -> float:
+        return self.seconds("timeout")
+
+    @property
+    def window_seconds(self) -> float:
+        return self.seconds("window")
+
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSettings:  # mirrors the CEL rule above
         if self.basic_auth is not None and self.bearer_token is not None:
@@ -304,6 +316,18 @@ class Adaptation(Model):
     stale_after: Duration = Field(default="60s", description="Then fall back to static preferences.")
     blackout: Duration = Field(default="10s", description="New endpoints get the floor only, this long.")
 
+    @property
+    def interval_seconds(self) -> float:
+        return self.seconds("interval")
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return self.seconds("stale_after")
+
+    @property
+    def blackout_seconds(self) -> float:
+        return self.seconds("blackout")
+
 
 class OffloadRules(Model):
     """Spill-over from overloaded preferred backends to fallbacks, with hysteresis."""
@@ -331,6 +355,14 @@ class QueueSettings(Model):
     max_size: int = Field(default=256, ge=0, le=100_000)
     max_wait: Duration = "10s"
     aging: Duration = Field(default="2s", description="A waiting request gains one priority level per aging.")
+
+    @property
+    def max_wait_seconds(self) -> float:
+        return self.seconds("max_wait")
+
+    @property
+    def aging_seconds(self) -> float:
+        return self.seconds("aging")
 
 
 class RoutingTableRef(Model):
@@ -381,7 +413,7 @@ class RoutingPolicySpec(Model):
             raise ValueError("task class names must be unique")
         if self.default_class is not None and self.default_class not in names:
             raise ValueError("defaultClass must name one of the classes")
-        if parse_duration(self.adaptation.stale_after) <= parse_duration(self.adaptation.interval):
+        if self.adaptation.stale_after_seconds <= self.adaptation.interval_seconds:
             raise ValueError("adaptation.staleAfter must be longer than adaptation.interval")
         served = {c.task_type for c in self.classes}
         if any(e.task_type not in served for e in self.classifier.examples):

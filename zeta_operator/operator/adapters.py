@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiException
 
-from ..api.common import GROUP, VERSION, parse_duration
+from ..api.common import GROUP, VERSION
 from ..api.policy import RoutingPolicySpec
 from . import credentials
 from .discovery import WatchedEndpoints
@@ -56,7 +56,7 @@ class PrometheusMetrics:
     async def _prometheus(self, policy: RoutingPolicySpec, namespace: str) -> PrometheusSource:
         settings = policy.prometheus
         tls, auth = await asyncio.to_thread(credentials.resolve, self._api, namespace, settings)
-        timeout = parse_duration(settings.timeout)
+        timeout = settings.timeout_seconds
         src = self._source
         wanted = (settings.address, timeout, tls, auth)
         if src is None or (src.address, src.timeout, src.tls, src.auth) != wanted:

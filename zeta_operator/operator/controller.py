@@ -20,7 +20,6 @@ from typing import Any
 import pydantic
 
 from ..api.backend import ModelBackendSpec, ModelBackendStatus, Signal
-from ..api.common import parse_duration
 from ..api.policy import ClassWeights, PrometheusConnection, RoutingPolicySpec, RoutingPolicyStatus, TableRef
 from ..api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from . import savedstate
@@ -283,8 +282,8 @@ class PolicyLoop:
             classifier=policy.classifier,
             queue=TableQueue(
                 max_size=policy.queue.max_size,
-                max_wait_seconds=parse_duration(policy.queue.max_wait),
-                aging_seconds=parse_duration(policy.queue.aging),
+                max_wait_seconds=policy.queue.max_wait_seconds,
+                aging_seconds=policy.queue.aging_seconds,
             ),
             backends=[
                 TableBackend(
@@ -315,7 +314,7 @@ class PolicyLoop:
                     task_type=c.task_type,
                     complexity=c.complexity,
                     priority=c.priority,
-                    latency_objective_seconds=parse_duration(c.latency_objective),
+                    latency_objective_seconds=c.latency_objective_seconds,
                     weights=decision.weights.get(c.name, {}),
                     preferred=list(c.preferred),
                     # Only the kind of reason goes into the table: live numbers would change its hash every cycle.

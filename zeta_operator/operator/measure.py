@@ -33,7 +33,6 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from ..api.backend import SignalQueries
-from ..api.common import parse_duration
 from ..api.policy import RoutingPolicySpec
 from .promql import DEFAULT_QUERIES, ENGINE_QUERIES, regex_alternation, render
 from .weights import Reading
@@ -361,7 +360,7 @@ def _plan(
                 "namespace": namespace,
                 "pods": regex_alternation([p for b in members for p in b.pods]),
                 "backends": regex_alternation([b.name for b in members]),
-                "window": promql_duration(parse_duration(policy.prometheus.window)),
+                "window": promql_duration(policy.prometheus.window_seconds),
                 "quantile": f"{policy.prometheus.latency_quantile:g}",
             }
             planned.append(_Query(signal, render(template, values), members))

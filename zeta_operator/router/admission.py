@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..api.table import TableQueue
-from .balancer import Choice, Eligible, choose
+from .balancer import Choice, Eligible, Picker, weighted
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .queue import QueueFull, Waiter, WaitQueue
@@ -48,9 +48,11 @@ class Admission:
         metrics: RouterMetrics,
         rng: random.Random,
         *,
+        pick: Picker = weighted,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracker = tracker
+        self._pick = pick
         self._metrics = metrics
         self._rng = rng
         self._clock = clock
@@ -75,7 +77,7 @@ class Admission:
         self.offer_all()
 
     def try_now(self, eligible: Eligible, *, exclude: frozenset[str] = frozenset()) -> Choice | None:
-        choice = choose(eligible, self.tracker, self._rng, exclude=exclude)
+        choice = self._pick(eligible, self.tracker, self._rng, exclude)
         if choice is not None:
             self._take(choice)
         return choice
@@ -135,7 +137,7 @@ class Admission:
         """Give free capacity to waiters, best first (each waiter may use different endpoints)."""
         now = self._clock()
         for waiter in self._queue.in_order(now=now, aging_seconds=self._aging_seconds):
-            choice = choose(waiter.payload.eligible, self.tracker, self._rng)
+            choice = self._pick(waiter.payload.eligible, self.tracker, self._rng, frozenset())
             if choice is not None:
                 self._hand_over(waiter, choice)
 
@@ -144,7 +146,7 @@ class Admission:
             waiter = self._queue.best(now=self._clock(), aging_seconds=self._aging_seconds, endpoint=url)
             if waiter is None:
                 return
-            choice = choose(waiter.payload.eligible, self.tracker, self._rng)
+            choice = self._pick(waiter.payload.eligible, self.tracker, self._rng, frozenset())
             if choice is None:
                 return
             self._hand_over(waiter, choice)

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from .admission import Admission
+from .balancer import picker
 from .endpoints import EndpointTracker
 from .kubeapi import KubeCredentials, load_credentials
 from .metrics import RouterMetrics
@@ -138,7 +139,12 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
     metrics = RouterMetrics()
     details = classifier_details(model)
     metrics.classifier.labels(details["kind"], details.get("weights", "")).set(1)
-    admission = Admission(EndpointTracker(settings.ejection), metrics, random.Random(settings.seed))
+    admission = Admission(
+        EndpointTracker(settings.ejection),
+        metrics,
+        random.Random(settings.seed),
+        pick=picker(settings.strategy),
+    )
 
     def adopt(snapshot: TableSnapshot) -> None:
         admission.configure(snapshot.table.queue, snapshot.endpoint_owner)

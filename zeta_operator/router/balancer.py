@@ -125,8 +125,6 @@ def choose(
     exclude: frozenset[str] = frozenset(),
 ) -> Choice | None:
     """The endpoint for one request, or None when every eligible endpoint is at capacity."""
-    if _baseline is not None:  # a benchmark baseline chosen with --strategy; never set by default
-        return _baseline(eligible, load, rng, exclude)
     usable = _usable_filter(eligible, load, exclude)
     weighted = [(b, w) for b, w in eligible.weighted if b.endpoints]
     if weighted:
@@ -209,13 +207,21 @@ def _fallback(
 # Not how Zeta routes: these exist so the routing benchmark (bench/bench_routing.py) can run the classic
 # alternatives through the very same router. Both ignore the operator's weights and keep the capability filter,
 # the endpoint capacity (an endpoint at max_concurrency is never chosen) and ejection. The default strategy,
-# "weighted", is `choose` above and is untouched: `choose` only defers here after `use_strategy` was called.
+# "weighted", is `choose` above; the router's settings name the strategy and `picker` turns it into the
+# function admission calls.
 
 Strategy = Literal["weighted", "round-robin", "least-request"]
 STRATEGIES: tuple[Strategy, ...] = ("weighted", "round-robin", "least-request")
 
-_Picker = Callable[[Eligible, LoadView, random.Random, frozenset[str]], Choice | None]
-_baseline: _Picker | None = None
+Picker = Callable[[Eligible, LoadView, random.Random, frozenset[str]], Choice | None]
+"""Chooses the endpoint of one request: (eligible, load, rng, exclude) -> a choice, or None when full."""
+
+
+def weighted(
+    eligible: Eligible, load: LoadView, rng: random.Random, exclude: frozenset[str]
+) -> Choice | None:
+    """Zeta's routing (`choose`) as a `Picker`."""
+    return choose(eligible, load, rng, exclude=exclude)
 
 
 class RoundRobin:
@@ -262,21 +268,15 @@ def least_request(
     return Choice(backend, endpoint, "fallback")
 
 
-def baseline(strategy: Strategy) -> _Picker | None:
-    """The picker of a baseline strategy; None for "weighted" (Zeta's own `choose`)."""
+def picker(strategy: Strategy) -> Picker:
+    """The picker of a strategy: `weighted` (Zeta's own `choose`) or a fresh baseline."""
     if strategy == "weighted":
-        return None
+        return weighted
     if strategy == "round-robin":
         return RoundRobin()
     if strategy == "least-request":
         return least_request
     raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-
-
-def use_strategy(strategy: Strategy) -> None:
-    """Make `choose` (process-wide) use a baseline strategy; "weighted" restores the default."""
-    global _baseline
-    _baseline = baseline(strategy)
 
 
 def _ring(eligible: Eligible) -> list[tuple[TableBackend, TableEndpoint]]:

@@ -1,9 +1,100 @@
-"""The router's own settings (everything that is not in the routing table): CLI flags and ZETA_ROUTER_* env."""
+"""The router's own settings (everything that is not in the routing table), defined once.
+
+Each field that a flag sets carries an `Option` (flag, help, parser; its default is the field's); `build_parser`
+turns them into the argparse CLI and reads the ZETA_ROUTER_<NAME> environment variables (flags win), and
+`from_args` builds the typed settings. Durations become seconds here, once, with a clear error for a bad value.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
+
+from ..api.common import parse_duration
+from .balancer import STRATEGIES, Strategy
+
+ENV_PREFIX = "ZETA_ROUTER_"
+CLASSIFIERS = ("learned", "rules")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+T = TypeVar("T")
+
+
+def duration(text: str) -> float:
+    """Seconds, zero allowed: 250ms, 5s, 1m30s or plain seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = parse_duration(text)
+    if value < 0:
+        raise ValueError(f"{text!r} must not be negative")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration above zero."""
+    value = duration(text)
+    if value == 0:
+        raise ValueError(f"{text!r} must be above zero")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def retries(text: str) -> int:
+    """A count of extra attempts; a negative one means none."""
+    return max(0, int(text))
+
+
+def _show_seconds(value: Any) -> str:
+    return f"{value:g}s"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """How one setting is given on the command line and in the environment."""
+
+    flag: str
+    help: str
+    parse: Callable[[str], Any] = str
+    """Text to value (raising ValueError with a message)."""
+    switch: bool = False
+    """A flag without a value (its variable: 1, true or yes)."""
+    env: str = ""
+    """The ZETA_ROUTER_ suffix, when not the flag's name."""
+    choices: tuple[str, ...] | None = None
+    show: Callable[[Any], str] = str
+    """How the default is printed in --help."""
+
+    @property
+    def dest(self) -> str:
+        return (self.env or self.flag.removeprefix("--")).lower().replace("-", "_")
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+def option(default: T, **cli: Any) -> T:
+    """A dataclass field with its default and its `Option`."""
+    result: T = field(default=default, metadata={"option": Option(**cli)})
+    return result
+
+
+# Flags that fill more than one field (or none): their values are combined in `from_args`.
+LISTEN = Option(flag="--listen", help="host:port to serve on")
+TABLE_FILE = Option(flag="--table-file", parse=Path, help="routing table JSON file, reloaded when it changes")
+CONFIGMAP = Option(flag="--configmap", help="NAMESPACE/NAME of the routing table ConfigMap to watch")
+LOG_LEVEL = Option(flag="--log-level", choices=LOG_LEVELS, help="log level")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,10 +112,17 @@ class TableConfigMap:
 
     namespace: str
     name: str
-    kubeconfig: Path | None = None
+    kubeconfig: Path | None = option(
+        None,
+        flag="--kubeconfig",
+        parse=Path,
+        help="kubeconfig for --configmap (default: $KUBECONFIG, else the in-cluster ServiceAccount)",
+    )
     """A kubeconfig file; without it $KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config
     (loaded by the kubernetes library: tokens, client certificates, exec plugins, auth providers)."""
-    watch_seconds: int = 240
+    watch_seconds: int = option(
+        240, flag="--watch-seconds", parse=positive_int, help="length of one ConfigMap watch request"
+    )
     """Server-side timeout of one watch request; the watch then resumes from the last resourceVersion."""
 
 
@@ -32,14 +130,42 @@ class TableConfigMap:
 class Timeouts:
     """Upstream time limits, in seconds."""
 
-    connect: float = 2.0
+    connect: float = option(
+        2.0,
+        flag="--connect-timeout",
+        env="timeout_connect",
+        parse=seconds,
+        show=_show_seconds,
+        help="upstream connect",
+    )
     """TCP (and TLS) connect to one endpoint; a connect failure is retried on another endpoint."""
-    first_byte: float = 120.0
+    first_byte: float = option(
+        120.0,
+        flag="--first-byte-timeout",
+        env="timeout_first_byte",
+        parse=seconds,
+        show=_show_seconds,
+        help="upstream first byte",
+    )
     """From sending the request to the first body byte (for a non-streamed answer, the whole generation);
     also the longest silence allowed between two chunks of a stream."""
-    total: float = 600.0
+    total: float = option(
+        600.0,
+        flag="--total-timeout",
+        env="timeout_total",
+        parse=seconds,
+        show=_show_seconds,
+        help="whole upstream exchange",
+    )
     """The whole upstream exchange, streaming included."""
-    client_body: float = 30.0
+    client_body: float = option(
+        30.0,
+        flag="--body-timeout",
+        env="timeout_client_body",
+        parse=seconds,
+        show=_show_seconds,
+        help="reading the client's body",
+    )
     """Reading the client's request body; a client slower than this gets 408."""
 
 
@@ -47,11 +173,17 @@ class Timeouts:
 class Ejection:
     """Passive outlier ejection: endpoints that keep failing get no new requests for a while."""
 
-    consecutive_failures: int = 3
+    consecutive_failures: int = option(
+        3, flag="--eject-after", parse=positive_int, help="consecutive failures that eject"
+    )
     """Failures in a row (connect error, 5xx, timeout) that eject an endpoint."""
-    base_seconds: float = 5.0
+    base_seconds: float = option(
+        5.0, flag="--eject-time", parse=seconds, show=_show_seconds, help="first ejection time, doubling"
+    )
     """First ejection time; it doubles on each ejection in a row."""
-    max_seconds: float = 60.0
+    max_seconds: float = option(
+        60.0, flag="--eject-max-time", parse=seconds, show=_show_seconds, help="longest ejection"
+    )
     """Cap of the ejection time."""
 
 
@@ -64,29 +196,166 @@ class RouterSettings:
     table_source: TableFile | TableConfigMap
     timeouts: Timeouts = Timeouts()
     ejection: Ejection = Ejection()
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = option(
+        10 * 1024 * 1024, flag="--max-body-bytes", parse=positive_int, help="request body limit"
+    )
     """Largest request body accepted (413 above it)."""
-    retries: int = 2
+    retries: int = option(
+        2, flag="--retries", parse=retries, help="attempts on other endpoints before the first byte"
+    )
     """Extra attempts on other endpoints when nothing was sent to the client yet."""
-    drain_delay: float = 5.0
+    drain_delay: float = option(
+        5.0,
+        flag="--drain-delay",
+        parse=duration,
+        show=_show_seconds,
+        help="on SIGTERM, keep accepting for this long while /readyz fails (0: close at once)",
+    )
     """On SIGTERM, how long the router keeps accepting and serving new connections while /readyz already
     fails, so that kube-proxy and load balancers stop sending traffic before the listener closes (endpoint
     removal reaches them seconds after SIGTERM). 0 closes the listener at once."""
-    shutdown_grace: float = 30.0
+    shutdown_grace: float = option(
+        30.0,
+        flag="--shutdown-grace",
+        parse=seconds,
+        show=_show_seconds,
+        help="then, time for requests in flight to finish",
+    )
     """After the drain delay, when the listener has closed: how long in-flight requests (streams included)
     may take to finish before they are cut. The pod's terminationGracePeriodSeconds must exceed
     drain_delay + shutdown_grace."""
-    access_log: bool = False
+    access_log: bool = option(False, flag="--access-log", switch=True, help="one JSON line per request")
     """One JSON line per request (no prompt, no headers)."""
-    seed: int | None = None
+    seed: int | None = option(
+        None, flag="--seed", parse=int, help="seed the balancer's random choices (tests)"
+    )
     """Seed of the balancer's random choices (tests); None draws one from the OS."""
-    classifier: str = "learned"
+    classifier: str = option(
+        "learned",
+        flag="--classifier",
+        choices=CLASSIFIERS,
+        help="learned (the shipped model, with calibrated confidence) or rules (the built-in keyword "
+        "vocabulary; no confidence, so spills follow the estimated complexity alone)",
+    )
     """How requests are classified when headers, aliases and the policy's rules leave it open: "learned" (the
     model shipped with the router; the router refuses to start if its weights are missing or corrupt) or
     "rules" (the built-in keyword vocabulary, without calibrated confidence: an explicit choice that /healthz
     and the zeta_router_classifier_info metric report)."""
-    classifier_weights: Path | None = None
+    classifier_weights: Path | None = option(
+        None,
+        flag="--classifier-weights",
+        parse=Path,
+        help="weights file of the learned classifier (default: shipped)",
+    )
     """Another weights file for the learned classifier (default: the one in the package)."""
-    strategy: str = "weighted"
+    strategy: Strategy = option(
+        "weighted",
+        flag="--strategy",
+        choices=STRATEGIES,
+        help="endpoint choice: weighted (the operator's weights) or a benchmark baseline",
+    )
     """How an endpoint is picked: "weighted" (the operator's weights, Zeta's routing), or a benchmark
     baseline that ignores them: "round-robin" or "least-request" over the capable endpoints."""
+
+
+_DEFAULT_LISTEN = f"{RouterSettings.host}:{RouterSettings.port}"
+
+
+def _options(cls: type) -> Iterator[tuple[Option, Field[Any]]]:
+    for f in fields(cls):
+        if "option" in f.metadata:
+            yield f.metadata["option"], f
+
+
+def _all_options() -> Iterator[tuple[Option, Any]]:
+    """Every flag in --help order, with its default."""
+    yield LISTEN, _DEFAULT_LISTEN
+    yield TABLE_FILE, None
+    yield CONFIGMAP, None
+    for cls in (TableConfigMap, Timeouts, RouterSettings, Ejection):
+        for opt, f in _options(cls):
+            yield opt, f.default
+    yield LOG_LEVEL, "info"
+
+
+def _argparse_type(opt: Option) -> Callable[[str], Any]:
+    parse = opt.parse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _from_env(parser: argparse.ArgumentParser, opt: Option, default: Any) -> Any:
+    """The default, overridden by ZETA_ROUTER_<NAME>; a bad value stops with a message naming the variable."""
+    text = os.environ.get(opt.env_name)
+    if text is None:
+        return default
+    if opt.switch:
+        return text.lower() in ("1", "true", "yes")
+    try:
+        value = opt.parse(text)
+    except ValueError as e:
+        parser.error(f"{opt.env_name}={text!r}: {e}")
+    if opt.choices is not None and value not in opt.choices:
+        parser.error(f"{opt.env_name}={text!r}: choose from {', '.join(opt.choices)}")
+    return value
+
+
+def build_parser(*, prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The CLI of every option; defaults come from the dataclasses, then from the environment."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for opt, default in _all_options():
+        text = opt.help
+        if default is not None and not opt.switch:
+            text += f" (default {opt.show(default)})"
+        text += f" [{opt.env_name}]"
+        value = _from_env(parser, opt, default)
+        if opt.switch:
+            parser.add_argument(opt.flag, dest=opt.dest, action="store_true", default=value, help=text)
+        else:
+            parser.add_argument(
+                opt.flag,
+                dest=opt.dest,
+                type=_argparse_type(opt),
+                choices=opt.choices,
+                default=value,
+                help=text,
+            )
+    return parser
+
+
+def _values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, opt.dest) for opt, f in _options(cls)}
+
+
+def from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RouterSettings:
+    """The typed settings of parsed flags; exits with a usage error when flags do not fit together."""
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        parser.error(f"--listen {args.listen!r}: expected HOST:PORT")
+    if bool(args.table_file) == bool(args.configmap):
+        parser.error("give exactly one of --table-file or --configmap")
+    source: TableFile | TableConfigMap
+    if args.table_file:
+        source = TableFile(path=args.table_file)
+    else:
+        namespace, _, name = args.configmap.partition("/")
+        if not namespace or not name:
+            parser.error("--configmap must be NAMESPACE/NAME")
+        source = TableConfigMap(namespace=namespace, name=name, **_values(TableConfigMap, args))
+    return RouterSettings(
+        host=host.strip("[]"),
+        port=int(port),
+        table_source=source,
+        timeouts=Timeouts(**_values(Timeouts, args)),
+        ejection=Ejection(**_values(Ejection, args)),
+        **_values(RouterSettings, args),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ...api.common import BackendState, parse_duration
+from ...api.common import BackendState
 from ...api.policy import RoutingPolicySpec
 from .model import BackendInput, ControllerState, Reading, _Knobs
 
@@ -31,7 +31,7 @@ def backend_load(backend: BackendInput, policy: RoutingPolicySpec) -> float | No
         reading = backend.latency.get(task_class.name)
         value = _counted(reading) if reading is not None else None
         if value is not None:
-            ratios.append(_ratio(value, parse_duration(task_class.latency_objective) * t.latency))
+            ratios.append(_ratio(value, task_class.latency_objective_seconds * t.latency))
     return max(ratios) if ratios else None
 
 

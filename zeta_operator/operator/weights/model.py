@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...api.common import BackendState, parse_duration
+from ...api.common import BackendState
 from ...api.policy import RoutingPolicySpec
 
 Signal = Literal["cpu", "memory", "queueDepth", "kvCache", "errorRate", "running"]
@@ -184,13 +184,13 @@ class _Knobs:
     def of(cls, policy: RoutingPolicySpec) -> _Knobs:
         a, o = policy.adaptation, policy.offload
         return cls(
-            interval=parse_duration(a.interval),
+            interval=a.interval_seconds,
             smoothing=a.smoothing,
             max_step=a.max_step,
             floor=a.weight_floor,
             deadband=max(a.hysteresis, _RESOLUTION_BAND),
-            stale_after=parse_duration(a.stale_after),
-            blackout=parse_duration(a.blackout),
+            stale_after=a.stale_after_seconds,
+            blackout=a.blackout_seconds,
             high=o.high_watermark,
             low=o.low_watermark,
             setpoint=(o.low_watermark + o.high_watermark) / 2.0,
