@@ -51,6 +51,12 @@ def clean_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield env_dir / "bin"
 
 
+def _in_product(directory: str) -> bool:
+    return directory == "zeta_operator" or any(
+        directory == layer or directory.startswith(f"{layer}/") for layer in PRODUCT_PACKAGES
+    )
+
+
 def _without_checkout() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
