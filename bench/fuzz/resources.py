@@ -51,6 +51,7 @@ from zeta_operator.operator.controller import PolicyLoop, SelectedBackend, selec
 from zeta_operator.operator.discovery import Endpoint
 from zeta_operator.operator.validation import validate
 from zeta_operator.operator.weights import BackendInput, Reading, decide
+from zeta_operator.router.model import shipped
 from zeta_operator.router.snapshot import TableSnapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -508,7 +509,7 @@ def table_problems(table: RoutingTable) -> list[str]:
     try:
         sealed = table.sealed(version=1, generated_at="2026-01-01T00:00:00Z")
         loaded = RoutingTable.from_json(sealed.to_json())
-        TableSnapshot.build(loaded)
+        TableSnapshot.build(loaded, model=shipped())  # as the router loads it, learned classifier included
     except (ValueError, TypeError, KeyError) as e:
         problems.append(f"the table does not load: {type(e).__name__}: {_normalise(str(e))}")
     for c in table.classes:
