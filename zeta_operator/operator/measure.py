@@ -13,10 +13,12 @@ Credentials are never logged and never part of a message: errors name the addres
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import hashlib
 import math
 import re
+import shutil
 import ssl
 import tempfile
 import threading
@@ -258,6 +260,7 @@ def _ca_file(pem: str) -> str:
     with _ca_lock:
         if _ca_dir is None:
             _ca_dir = Path(tempfile.mkdtemp(prefix="zeta-prometheus-ca-"))
+            atexit.register(shutil.rmtree, _ca_dir, ignore_errors=True)  # requests wants a path; leave none
         path = _ca_dir / f"{hashlib.sha256(pem.encode()).hexdigest()[:32]}.pem"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
