@@ -99,7 +99,12 @@ def test_requests_through_the_router_service_reach_model_servers_at_pod_ips(zeta
         # A real Pod IP, from the backend Service's EndpointSlices (never loopback, as in the process tests).
         assert address in endpoint_slice_addresses(zeta.node, namespace=NAMESPACE, service=answer.backend)
         assert address.startswith("10.244.0.")
-    assert {a.backend for a in answers[1::3]} == {"coder-7b"}  # code goes to the coder while it is not loaded
+    # Code goes to the coder while it is not loaded. Every capable fallback keeps a small probing share (the
+    # weight floor), so a single request may land elsewhere: count over enough of them.
+    code = [chat(zeta.router_url, f"def f{i}(): pass  refactor this") for i in range(20)]
+    assert all(a.status == 200 for a in code), code
+    to_coder = sum(a.backend == "coder-7b" for a in code)
+    assert to_coder >= 15, [a.backend for a in code]
 
 
 def test_prometheus_scrapes_the_pods_it_finds_through_the_chart_annotations(zeta: Installed) -> None:
