@@ -107,7 +107,21 @@ class ControlPlane:
         cp: ControlPlane | None = None
         procs: list[ManagedProcess] = []
         try:
-            cp = cls._start(bin_dir, work, procs, controllers=controllers, timeout=startup_timeout, node=node)
+            for attempt in range(3):
+                # free_port() can lose a port to another process before etcd binds it: start again elsewhere.
+                here = work if attempt == 0 else Path(tempfile.mkdtemp(prefix="retry-", dir=work))
+                try:
+                    cp = cls._start(
+                        bin_dir, here, procs, controllers=controllers, timeout=startup_timeout, node=node
+                    )
+                    break
+                except StartupError as e:
+                    if "address already in use" not in str(e) or attempt == 2:
+                        raise
+                    for proc in reversed(procs):
+                        proc.stop()
+                    procs.clear()
+            assert cp is not None
             yield cp
         finally:
             for proc in reversed(procs):
