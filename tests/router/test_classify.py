@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from zeta_dev.classifier import evaluate
 from zeta_operator.api.policy import ClassifierSettings, RoutingPolicySpec
 from zeta_operator.api.table import TableClass
 from zeta_operator.router.classify import Classifier
@@ -29,19 +30,7 @@ COMPLEXITY_WITHIN_ONE_FLOOR = 0.90
 def sample_classifier(model: LearnedModel | None = None) -> Classifier:
     """The classifier the sample RoutingPolicy (manifests/samples) configures, over its classes; without
     ``model``, the rule classifier (whose built-in vocabulary most tests here pin down)."""
-    spec = RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
-    classes = [
-        TableClass(
-            name=c.name,
-            task_type=c.task_type,
-            complexity=c.complexity,
-            priority=c.priority,
-            latency_objective_seconds=1.0,
-            weights={},
-        )
-        for c in spec.classes
-    ]
-    return Classifier(spec.classifier, classes, default_class=spec.default_class, model=model)
+    return evaluate.sample_classifier(model)
 
 
 def labelled_prompts() -> list[dict[str, Any]]:
