@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ..api.table import TableBackend
 from .admission import Admission, Rejected
 from .balancer import Choice, ClassRoute, Eligible
-from .classify import Classification, spill_floor
+from .classify import Classification, plausible_tasks, spill_floor
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .payload import BadRequest, Kind, decompress, parse_request, serialise
@@ -170,15 +170,19 @@ class Forwarder:
 
     @staticmethod
     def _eligible(route: ClassRoute, cls: Classification, offload_confidence: float) -> Eligible:
-        """The capable backends, without the smaller ones unless the classifier is confident enough that the
-        request is within their ceiling (never down on doubt). Only when nothing at or above that floor has
-        endpoints does the estimate alone decide, as it would without a confidence."""
+        """The capable backends, never down on doubt: without the smaller ones unless the classifier is
+        confident enough that the request is within their ceiling, and without those lacking a task type the
+        request plausibly is (`plausible_tasks`, at the same confidence). When nothing that careful has
+        endpoints, the least likely task types are dropped first, then the complexity floor, down to the
+        estimate alone, as it would be without a confidence."""
         floor = spill_floor(
             cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
         )
-        eligible = route.eligible(complexity=floor, tokens=cls.tokens)
-        if eligible or floor == cls.complexity:
-            return eligible
+        plausible = plausible_tasks(cls, confidence=offload_confidence)
+        for kept in range(len(plausible), 0, -1):
+            eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[:kept])
+            if eligible:
+                return eligible
         return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
     async def _read_body(self, request: web.Request) -> bytes:
