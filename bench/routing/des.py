@@ -260,6 +260,7 @@ class Simulation:
             TableClass(
                 name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
                 latency_objective_seconds=parse_duration(c.latency_objective), weights=weights.get(c.name, {}),
+                preferred=list(c.preferred),  # as the operator's table has them: the router's spill floor uses them
             )
             for c in policy.classes
         ]  # fmt: skip
