@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostic: requests also carry their true labels as headers (routing apart from the classifier)",
     )
     parser.add_argument(
+        "--no-task-doubt",
+        action="store_true",
+        help="diagnostic (DES): the router's filter ignores doubt about the task type (complexity gate only)",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"
     )
     parser.add_argument(
@@ -233,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+        if args.no_task_doubt:
+            sc = scenario.Scenario(**{**sc.__dict__, "task_doubt": False})
         sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)

@@ -306,7 +306,8 @@ class Simulation:
             )
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls
-        req.eligible = router_eligible(self.routes[cls.task_class.name], cls, self.snapshot.table)
+        gated = cls if self.sc.task_doubt else replace(cls, task_probabilities=())
+        req.eligible = router_eligible(self.routes[cls.task_class.name], gated, self.snapshot.table)
         if not req.eligible:
             self._finish(req, "rejected")
             return

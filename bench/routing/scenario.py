@@ -164,6 +164,9 @@ class Scenario:
     label_headers: bool = False
     """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
     complexity), so the router's classification is always right: routing measured apart from the classifier."""
+    task_doubt: bool = True
+    """False (diagnostic only, DES): the router's capability filter ignores the classifier's doubt about the
+    task type (`classify.plausible_tasks`) and keeps only the complexity gate, to show what the filter costs."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
