@@ -49,7 +49,7 @@ from zeta_operator.router.endpoints import EndpointTracker
 from zeta_operator.router.payload import parse_request
 from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
 from zeta_operator.router.settings import Ejection
-from zeta_operator.router.snapshot import TableSnapshot
+from zeta_operator.router.snapshot import TableSnapshot, replica_share
 from zeta_sim.scheduler import Scheduler, Sequence
 
 from . import prompts as prompt_sets
@@ -281,8 +281,9 @@ class Simulation:
     def _install(self, table: RoutingTable, *, record: bool) -> None:
         static = self.strategy == "static"
         self.routes = {}
+        backends = replica_share(table.backends, self.sc.routers)  # as each router replica's snapshot does
         for c in table.classes:
-            route = ClassRoute.build(c, table.backends)
+            route = ClassRoute.build(c, backends)
             if static:  # preferred only: no unweighted last resort
                 route = replace(route, unweighted=())
             self.routes[c.name] = route
