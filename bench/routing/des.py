@@ -129,8 +129,8 @@ def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable)
     complexity alone."""
     gate = getattr(proxy.Forwarder, "_eligible", None)
     if gate is not None:
-        confidence = getattr(table.classifier, "offload_confidence", None)
-        return gate(route, cls, confidence)  # type: ignore[no-any-return,unused-ignore]
+        settings = table.classifier
+        return gate(route, cls, settings.offload_confidence, settings.task_confidence)  # type: ignore[no-any-return,unused-ignore]
     return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
 
@@ -307,8 +307,7 @@ class Simulation:
             )
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls
-        gated = cls if self.sc.task_doubt else replace(cls, task_probabilities=())
-        req.eligible = router_eligible(self.routes[cls.task_class.name], gated, self.snapshot.table)
+        req.eligible = router_eligible(self.routes[cls.task_class.name], cls, self.snapshot.table)
         if not req.eligible:
             self._finish(req, "rejected")
             return

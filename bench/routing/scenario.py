@@ -164,9 +164,6 @@ class Scenario:
     label_headers: bool = False
     """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
     complexity), so the router's classification is always right: routing measured apart from the classifier."""
-    task_doubt: bool = True
-    """False (diagnostic only, DES): the router's capability filter ignores the classifier's doubt about the
-    task type (`classify.plausible_tasks`) and keeps only the complexity gate, to show what the filter costs."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
@@ -566,3 +563,10 @@ def with_prompts(scenario: Scenario, by_class: Mapping[str, Sequence[Any]]) -> S
 
 def names() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def with_task_confidence(scenario: Scenario, confidence: float) -> Scenario:
+    """The same scenario, its policy's ``spec.classifier.taskConfidence`` set to ``confidence``."""
+    classifier = scenario.policy.classifier.model_copy(update={"task_confidence": confidence})
+    policy = scenario.policy.model_copy(update={"classifier": classifier})
+    return Scenario(**{**scenario.__dict__, "policy": policy})

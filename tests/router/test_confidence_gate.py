@@ -96,7 +96,8 @@ def served_by(
     snapshot = TableSnapshot.build(table or offloading_table(), model=model)
     cls = snapshot.classifier.classify(headers or {}, "any", prompt_view([text]))
     route = snapshot.routes[cls.task_class.name]
-    eligible = Forwarder._eligible(route, cls, snapshot.table.classifier.offload_confidence)
+    settings = snapshot.table.classifier
+    eligible = Forwarder._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
     rng = random.Random(7)
     served: Counter[str] = Counter()
     for _ in range(400):
@@ -172,11 +173,11 @@ CHAT_OR_SUMMARY_STRUCTURE: dict[str, tuple[list[float], list[float]]] = {
 CHAT_OR_SUMMARY = learned_model(structure=CHAT_OR_SUMMARY_STRUCTURE, offload_confidence=0.9)
 
 
-def chat_table() -> RoutingTable:
+def chat_table(task_confidence: float = 0.9) -> RoutingTable:
     """The chat class leans on the coder (it chats but cannot summarize); the general model does both."""
     return RoutingTable(
         policy="test/gate",
-        classifier=ClassifierSettings(offload_confidence=0.9),
+        classifier=ClassifierSettings(offload_confidence=0.9, task_confidence=task_confidence),
         queue=TableQueue(max_size=10, max_wait_seconds=1, aging_seconds=1),
         backends=[
             TableBackend(
@@ -211,6 +212,13 @@ def test_a_request_that_may_be_a_summary_never_goes_to_a_backend_that_cannot_sum
     unsure = snapshot.classifier.classify({}, "any", prompt_view([LONGER]))
     assert unsure.task_type == "chat" and 0.5 < unsure.task_probabilities[0][1] < 0.6
     assert served_by(LONGER, table=chat_table(), model=CHAT_OR_SUMMARY) == {"general-4b": 400}
+
+
+def test_without_a_task_confidence_the_most_likely_task_type_alone_decides() -> None:
+    """taskConfidence 0 (the default): the unsure request follows the chat class's weights, mostly to the
+    coder, which cannot summarize."""
+    served = served_by(LONGER, table=chat_table(task_confidence=0.0), model=CHAT_OR_SUMMARY)
+    assert served["coder-7b"] > 250  # about 80% of 400, as the weights say
 
 
 def test_a_request_surely_of_one_task_type_follows_the_weights() -> None:

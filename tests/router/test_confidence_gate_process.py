@@ -43,7 +43,7 @@ def test_a_request_that_may_be_a_summary_is_served_by_a_backend_that_summarizes(
             task_class("chat", "chat", {"coder": 0.8, "general": 0.2}),
             task_class("summarize", "summarize", {"general": 1.0}),
         ],
-        classifier={"offloadConfidence": 0.9},
+        classifier={"offloadConfidence": 0.9, "taskConfidence": 0.9},
     )
     router = router_factory(routes, "--classifier-weights", str(weights))
     url = f"{router.url}/v1/chat/completions"

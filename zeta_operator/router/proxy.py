@@ -152,7 +152,8 @@ class Forwarder:
         req.classification, req.task_class = cls, cls.task_class.name
         self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]
-        eligible = self._eligible(route, cls, req.snapshot.table.classifier.offload_confidence)
+        settings = req.snapshot.table.classifier
+        eligible = self._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
         if not eligible:
             self._no_capable_backend(
                 req, cls, too_long=route.too_long(complexity=cls.complexity, tokens=cls.tokens)
@@ -169,16 +170,18 @@ class Forwarder:
         return await self._attempts(request, req, choice)
 
     @staticmethod
-    def _eligible(route: ClassRoute, cls: Classification, offload_confidence: float) -> Eligible:
+    def _eligible(
+        route: ClassRoute, cls: Classification, offload_confidence: float, task_confidence: float = 0.0
+    ) -> Eligible:
         """The capable backends, never down on doubt: without the smaller ones unless the classifier is
         confident enough that the request is within their ceiling, and without those lacking a task type the
-        request plausibly is (`plausible_tasks`, at the same confidence). When nothing that careful has
+        request plausibly is (`plausible_tasks`, at the policy's taskConfidence). When nothing that careful has
         endpoints, the least likely task types are dropped first, then the complexity floor, down to the
         estimate alone, as it would be without a confidence."""
         floor = spill_floor(
             cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
         )
-        plausible = plausible_tasks(cls, confidence=offload_confidence)
+        plausible = plausible_tasks(cls, confidence=task_confidence)
         for kept in range(len(plausible), 0, -1):
             eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[:kept])
             if eligible:
