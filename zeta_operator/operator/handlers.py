@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..api.common import GROUP, VERSION, parse_duration
 from .adapters import kubernetes_ports
-from .controller import PolicyLoop
+from .controller import PENDING_RECHECK, PolicyLoop
 from .discovery import pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
 from .routestore import MANAGED_BY, configmap_summary
@@ -137,8 +137,10 @@ async def control_loop(
             except Exception:  # one bad cycle must not end the loop: log it, try again next interval
                 log.exception("control cycle of %s failed", policy)
             memo.metrics.alive(policy, interval)
-            # Fixed rate: the next cycle starts one interval after this one started, not after it ended.
-            await stopped.wait(max(0.0, interval - (time.monotonic() - started)))
+            # Fixed rate: the next cycle starts one interval after this one started, not after it ended; a
+            # policy waiting for backends it names to reach the index is looked at again sooner.
+            period = min(interval, PENDING_RECHECK) if loop.pending else interval
+            await stopped.wait(max(0.0, period - (time.monotonic() - started)))
         log.info("control loop of %s stopped between cycles (%s)", policy, stopped.reason)
     finally:
         memo.metrics.forget(policy)
