@@ -14,6 +14,8 @@ written (parses as the router loads it, every class has a capable weighted backe
 
     python -m bench.bench_chaos                         # every fault, 10 s each
     python -m bench.bench_chaos --fault apiserver --seconds 30
+    git archive 1dfa146 zeta_operator | tar -x -C /tmp/chaos-before   # the router before the retry fix
+    python -m bench.bench_chaos --fault backend --router-source /tmp/chaos-before
 
 Prints a markdown table: per fault, requests sent from the fault until recovery, answered, retried by the
 router (X-Zeta-Retries), failed, failed before the first byte, streams, and the time to recover.
@@ -26,16 +28,19 @@ import os
 import platform
 import sys
 from collections import Counter
+from pathlib import Path
 
 from zeta_dev.chaos.faults import FAULTS, Dwell, FaultRun, run_fault
 from zeta_dev.chaos.load import SteadyLoad
 from zeta_dev.chaos.rig import running_rig
 
 
-def run(faults: list[str], how: Dwell, rate: float) -> tuple[list[FaultRun], list[str], int, set[int]]:
+def run(
+    faults: list[str], how: Dwell, rate: float, router_source: Path | None
+) -> tuple[list[FaultRun], list[str], int, set[int]]:
     """The runs, the watcher's problems, how many table states it saw, and versions the router served that
     the watcher never saw."""
-    with running_rig() as rig, SteadyLoad(rig.router.url, rate=rate) as load:
+    with running_rig(router_source=router_source) as rig, SteadyLoad(rig.router.url, rate=rate) as load:
         runs = []
         for name in ["baseline", *faults]:
             runs.append(run_fault(name, rig, load, how))
@@ -62,10 +67,15 @@ def main() -> None:
     p.add_argument("--fault", choices=["all", *FAULTS], default="all")
     p.add_argument("--seconds", type=float, default=10.0, help="how long each fault lasts (default 10)")
     p.add_argument("--rate", type=float, default=8.0, help="requests per second (default 8)")
+    p.add_argument(
+        "--router-source", type=Path, help="a source tree whose router runs instead of this checkout's"
+    )
     args = p.parse_args()
     faults = list(FAULTS) if args.fault == "all" else [args.fault]
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()}", file=sys.stderr)
-    runs, problems, states, unseen = run(faults, Dwell(requests=10, seconds=args.seconds), args.rate)
+    runs, problems, states, unseen = run(
+        faults, Dwell(requests=10, seconds=args.seconds), args.rate, args.router_source
+    )
     print("| fault | sent | answered | retried | failed | failed before first byte | streams answered "
           "| recovery s | recovered when |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

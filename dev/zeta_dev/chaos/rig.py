@@ -78,7 +78,8 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running_rig() -> Iterator[Rig]:
+def running_rig(*, router_source: Path | None = None) -> Iterator[Rig]:
+    """``router_source``: a source tree whose router runs instead of this checkout's (see `start_router`)."""
     workdir = Path(tempfile.mkdtemp(prefix="zeta-chaos-"))
     try:
         binaries = control_plane_binaries()
@@ -88,14 +89,14 @@ def running_rig() -> Iterator[Rig]:
             cluster.install_crds()
             cluster.kubectl("create", "namespace", NAMESPACE)
             cluster.kubectl("create", "serviceaccount", "default", "-n", NAMESPACE)  # the controller's job
-            with _fleet(cp, cluster, workdir) as rig:
+            with _fleet(cp, cluster, workdir, router_source) as rig:
                 yield rig
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _fleet(cp: ControlPlane, cluster: Cluster, workdir: Path) -> Iterator[Rig]:
+def _fleet(cp: ControlPlane, cluster: Cluster, workdir: Path, router_source: Path | None) -> Iterator[Rig]:
     specs = [SimSpec(model=sample_manifest(n)["spec"]["model"], size_b=s, max_seqs=m, seed=i)
              for i, (n, (s, m)) in enumerate(FLEET.items())]  # fmt: skip
     with Prometheus.running(scrape_interval="1s") as prom, start_sims(specs, log_dir=workdir) as started:
@@ -115,7 +116,10 @@ def _fleet(cp: ControlPlane, cluster: Cluster, workdir: Path) -> Iterator[Rig]:
             with (
                 router_identity(cluster, workdir) as kubeconfig,
                 start_router(
-                    configmap=f"{NAMESPACE}/{CONFIGMAP}", kubeconfig=kubeconfig, log_dir=workdir
+                    configmap=f"{NAMESPACE}/{CONFIGMAP}",
+                    kubeconfig=kubeconfig,
+                    log_dir=workdir,
+                    source=router_source,
                 ) as router,
             ):
                 rig = Rig(cp, cluster, prom, sims, operator, router, watcher, workdir)
