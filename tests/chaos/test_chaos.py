@@ -15,6 +15,7 @@ import pytest
 from zeta_dev.chaos.faults import VICTIM, Dwell, FaultRun, run_fault
 from zeta_dev.chaos.load import SteadyLoad
 from zeta_dev.chaos.rig import Rig, running_rig
+from zeta_dev.waiting import eventually
 
 pytestmark = pytest.mark.controlplane  # its own: it kills the apiserver, so never ZETA_TEST_KUBECONFIG's
 
@@ -63,6 +64,9 @@ def test_a_killed_backend_costs_no_request_before_its_first_byte(rig: Rig, load:
 
 def test_the_operator_killed_mid_cycle_writes_again_after_its_restart(rig: Rig, load: SteadyLoad) -> None:
     assert_nothing_lost(run_fault("operator", rig, load, DWELL))
+    eventually(
+        lambda: rig.metrics_available() == "True", timeout=120, what="the restarted operator measuring"
+    )
 
 
 def test_an_apiserver_restart_loses_nothing_and_the_router_watch_resumes(rig: Rig, load: SteadyLoad) -> None:

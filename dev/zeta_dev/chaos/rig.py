@@ -6,7 +6,9 @@ too) and the scratch directory are gone when the context ends, however it ends."
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from ..localcluster.fleet import (
     start_operator,
     watch_prometheus,
 )
+from ..localcluster.processes import metric_samples
 from ..localcluster.prometheus import Prometheus
 from ..waiting import eventually
 from .watcher import TableWatcher
@@ -59,10 +62,19 @@ class Rig:
         found = condition(policy_status(self.cluster, self.namespace, POLICY), "MetricsAvailable")
         return None if found is None else str(found["status"])
 
-    def reported_table_version(self) -> int | None:
-        """The table version the policy's status reports (the operator writes it after the table)."""
-        table = policy_status(self.cluster, self.namespace, POLICY).get("table") or {}
-        return table.get("version")
+    def operator_metric(self, name: str, **labels: str) -> float:
+        return sum(metric_samples(self.operator.metrics(), name, labels))
+
+    @contextlib.contextmanager
+    def prometheus_frozen(self) -> Iterator[None]:
+        """Prometheus stopped (SIGSTOP) inside the block: connections open, nothing answered."""
+        process = self.prometheus.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
 
     def weight(self, task_class: str, backend: str) -> float:
         """The backend's weight in the class, in the table the watcher saw last."""
