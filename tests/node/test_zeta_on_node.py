@@ -11,23 +11,22 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from zeta_dev.localcluster.fleet import read_table
-from zeta_dev.localcluster.node import Image, Node
-from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_dev.localcluster.node import Image
 from zeta_dev.localcluster.zeta_on_node import (
     FLEET,
+    TABLE,
+    Installed,
     apply_samples,
     deploy_fleet,
     endpoint_slice_addresses,
     helm_binary,
-    helm_install,
+    installed,
     kustomize_install,
-    node_prometheus,
     router_service_url,
     wait_for_rollout,
 )
@@ -36,56 +35,13 @@ from zeta_dev.waiting import eventually
 from .load import SteadyLoad, chat
 
 NAMESPACE = "zeta"
-TABLE = "zeta-routes-demo"
-
-
-@dataclass
-class Installed:
-    node: Node
-    prometheus: Prometheus
-    router_url: str
-    timings: dict[str, float]
-    images: dict[str, Image]
-
-    def kubectl(self, *args: str) -> str:
-        return self.node.cluster.kubectl(*args, "-n", NAMESPACE).stdout
-
-    def table_endpoints(self, backend: str) -> list[str]:
-        table = read_table(self.node.cluster, NAMESPACE, TABLE)
-        if table is None:
-            return []
-        return sorted(
-            str(e.url).split("//")[1].split(":")[0]
-            for b in table.backends
-            if b.name == backend
-            for e in b.endpoints
-        )
 
 
 @pytest.fixture(scope="module")
 def zeta(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installed]:
-    timings: dict[str, float] = {}
-    start = time.monotonic()
-
-    def lap(name: str) -> None:
-        timings[name] = round(time.monotonic() - start, 1)
-
-    with Node.running(images=images, binaries=node_binaries) as node:
-        lap("node ready")
-        node.cluster.install_crds()
-        node.cluster.kubectl("create", "namespace", NAMESPACE)
-        deploy_fleet(node, images["zeta-sim"], namespace=NAMESPACE)
-        lap("model servers ready")
-        with node_prometheus(node, namespace=NAMESPACE) as prom:
-            apply_samples(node, namespace=NAMESPACE, prometheus_url=prom.url)
-            helm_install(node, images["zeta"], namespace=NAMESPACE)
-            lap("helm install done")
-            installed = Installed(node, prom, router_service_url(node, namespace=NAMESPACE), timings, images)
-            eventually(lambda: chat(installed.router_url, "hi").status == 200, timeout=120,
-                       what="a first answer through the router's Service")  # fmt: skip
-            lap("first answer")
-            print(f"\nnode set-up timings (s): {timings}")
-            yield installed
+    with installed(node_binaries, images, namespace=NAMESPACE) as zeta:
+        print(f"\nnode set-up timings (s): {zeta.timings}")
+        yield zeta
 
 
 def test_requests_through_the_router_service_reach_model_servers_at_pod_ips(zeta: Installed) -> None:
