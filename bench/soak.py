@@ -9,6 +9,12 @@ version in the ConfigMap annotation, and the machine's load average.
 
     python -m bench.soak --minutes 30                 # the recorded run (docs/benchmarks.md, "Soak")
     python -m bench.soak --minutes 2 --warmup-minutes 0.5 --sample-every 10   # smoke run
+    python -m bench.soak --minutes 15 --trace zeta_operator.operator   # where that process's memory grows
+
+With ``--trace MODULE`` the child started as ``python -m MODULE`` runs under tracemalloc (bench/soak_trace) and
+dumps a snapshot every ``--trace-every`` seconds; at the end the soak prints what grew between the first snapshot
+after the warm-up and the last one, by source line. Tracing slows that process and adds to its RSS, so a traced
+run's RSS figures are not the soak's figures.
 
 Goal: router and operator RSS grow < 5% from the end of the warm-up to the end, 0 failed requests. Prints a
 markdown summary; every sample goes to ``--out`` (JSON).
@@ -27,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +125,7 @@ class Tally:
         self.latencies: list[float] = []
 
     @property
-    def sent(self) -> int:
+    def answered(self) -> int:
         return sum(self.statuses.values())
 
     @property
@@ -172,7 +179,7 @@ async def sampler(stack: Stack, tally: Tally, every: float, stop: asyncio.Event)
             "router_metrics_bytes": metrics_bytes(stack.router.metrics_text),
             "operator_metrics_bytes": metrics_bytes(stack.operator.metrics),
             "table_version": table_version(core, stack.configmap),
-            "sent": tally.sent,
+            "answered": tally.answered,
             "failed": tally.failed,
             "p50_s": round(statistics.median(latencies), 3) if latencies else None,
             "p99_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
@@ -195,7 +202,7 @@ def _progress(s: dict[str, Any]) -> str:
     return (
         f"    t={s['t']:7.1f}s  router {p['router']['rss_kib'] / 1024:6.1f} MiB {p['router']['fds']:3} fds  "
         f"operator {p['operator']['rss_kib'] / 1024:6.1f} MiB {p['operator']['fds']:3} fds  "
-        f"table v{s['table_version']}  sent {s['sent']} failed {s['failed']}  p50 {s['p50_s']}s  "
+        f"table v{s['table_version']}  answered {s['answered']} failed {s['failed']}  p50 {s['p50_s']}s  "
         f"load {s['load_avg'][0]:.2f}"
     )
 
@@ -210,6 +217,56 @@ async def soak(
     finally:
         stop.set()
     return await watcher, tally
+
+
+# --- the leak hunt (--trace) ---------------------------------------------------------------------------------
+
+TRACE_SITE = Path(__file__).resolve().parent / "soak_trace"
+TRACE_AFTER = 60.0
+"""Seconds after its start before the traced process starts tracing: its imports, traced, outlast the harness's
+start-up wait on a loaded machine."""
+
+
+def enable_tracing(module: str, directory: Path, every: float) -> None:
+    """Make the child started as ``python -m module`` trace its allocations (children inherit this environment)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.snap"):
+        old.unlink()
+    os.environ |= {
+        "ZETA_TRACE_DIR": str(directory),
+        "ZETA_TRACE_MODULE": module,
+        "ZETA_TRACE_EVERY": str(every),
+    }
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(TRACE_SITE), os.environ.get("PYTHONPATH")) if p
+    )
+
+
+def print_growth(directory: Path, warmup: float, every: float, top: int = 15) -> None:
+    """What grew, by source line, from the first snapshot after the warm-up to the last one."""
+    snaps = sorted(directory.glob("*.snap"))
+    # Snapshot n is taken TRACE_AFTER + (n + 1) * every seconds after the process started (about when the load did).
+    first_warm = int(max(0.0, warmup - TRACE_AFTER) // every)
+    if len(snaps) <= first_warm + 1:
+        print(f"\n(--trace: {len(snaps)} snapshots, too few to compare after the warm-up)")
+        return
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>"),
+              tracemalloc.Filter(False, "<unknown>")]  # fmt: skip
+    before = tracemalloc.Snapshot.load(str(snaps[first_warm])).filter_traces(ignore)
+    after = tracemalloc.Snapshot.load(str(snaps[-1])).filter_traces(ignore)
+    total = sum(s.size for s in after.statistics("filename")) - sum(
+        s.size for s in before.statistics("filename")
+    )
+    print(
+        f"\ntraced heap growth {snaps[first_warm].name} -> {snaps[-1].name}: {total / 1024:+.1f} KiB; top lines:"
+    )
+    for stat in after.compare_to(before, "lineno")[:top]:
+        print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}")
+    print("top growth with its callers:")
+    for stat in after.compare_to(before, "traceback")[:3]:
+        print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+        for line in stat.traceback.format(limit=8):
+            print(f"        {line}")
 
 
 # --- the report ------------------------------------------------------------------------------------------
@@ -250,7 +307,7 @@ def summarize(samples: list[dict[str, Any]], tally: Tally, warmup: float) -> dic
     versions = [s["table_version"] for s in samples if s["table_version"] is not None]
     return {
         "processes": {name: growth(samples, name, warmup) for name in names},
-        "requests": tally.sent,
+        "requests": tally.answered,
         "failed": tally.failed,
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "backends": dict(tally.backends.most_common()),
@@ -295,7 +352,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second offered, all classes")
     parser.add_argument("--sample-every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--out", type=Path, default=Path("out/soak/soak.json"), help="every sample, as JSON")
+    parser.add_argument(
+        "--trace", metavar="MODULE", help="trace allocations in the child run as python -m MODULE"
+    )
+    parser.add_argument(
+        "--trace-every", type=float, default=60.0, help="seconds between tracemalloc snapshots"
+    )
     args = parser.parse_args(argv)
+    trace_dir = args.out.parent / "trace"
+    if args.trace:
+        enable_tracing(args.trace, trace_dir.resolve(), args.trace_every)
     machine = machine_description()
     workdir = Path(tempfile.mkdtemp(prefix="zeta-soak-"))
     try:
@@ -314,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     print_summary(summary, command=command.strip(), machine=machine, rate=args.rate, minutes=args.minutes,
                   warmup_minutes=args.warmup_minutes)  # fmt: skip
+    if args.trace:
+        print_growth(trace_dir, args.warmup_minutes * 60, args.trace_every)
     print(f"wrote {args.out}")
     return 0 if summary["failed"] == 0 else 1
 
