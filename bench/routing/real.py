@@ -171,9 +171,9 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
 
 
 def run_zeta(sc: Scenario) -> RunResult:
-    from zeta_dev.demo.__main__ import router_identity
     from zeta_dev.demo.settings import FLEET, NAMESPACE, demo_backend, demo_policy
     from zeta_dev.demo.show import wait_for_table
+    from zeta_dev.demo.stack import router_identity
     from zeta_dev.localcluster.cluster import Cluster
     from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
     from zeta_dev.localcluster.fleet import (

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..demo.__main__ import FLEET, NAMESPACE, demo_backend, demo_policy, router_identity, sample_manifest
+from ..demo.settings import FLEET, NAMESPACE, demo_backend, demo_policy, sample_manifest
+from ..demo.stack import router_identity
 from ..launch.router import RunningRouter, start_router
 from ..launch.sim import RunningSim, SimSpec, start_sims
 from ..localcluster.cluster import Cluster
