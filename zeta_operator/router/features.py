@@ -57,7 +57,8 @@ class TurnTokens:
     symbols: list[str]
     """Runs of symbols, at most 8 characters each."""
     instruction: list[str]
-    """The distinct words of the `instruction`."""
+    """The distinct words of the `instruction`: the very list ``words`` when the instruction is the whole turn
+    (then the model adds each word's two rows at once)."""
     word_count: int
     """Words with repeats."""
 

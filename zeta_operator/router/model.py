@@ -94,7 +94,9 @@ class LearnedModel:
         self.offload_confidence = float(data["offloadConfidence"])
         self.corpus = str(data.get("corpus", ""))
         self._mask = (1 << LANE_BITS) - 1
-        self._shifts = tuple(LANE_BITS * i for i in range(self.outputs))
+        shifts = (LANE_BITS * i for i in range(self.outputs))
+        self._heads = tuple(zip(self.bias, shifts, self.scale, strict=False))  # parse() checks the lengths
+        """(bias, lane shift, scale) per output."""
         self._count_shift = LANE_BITS * self.outputs
         self._rows = _text_rows(data["text"], self.outputs)
         structure = {name: _pack(q) for name, q in data["structure"].items()}
@@ -104,6 +106,8 @@ class LearnedModel:
         """Word -> packed sum of its buckets' rows; symbol run -> its row (the two never look alike)."""
         self._instruction_cache: dict[str, int] = {}
         """Word -> its row as an instruction word."""
+        self._both_cache: dict[str, int] = {}
+        """Word -> both: a word of a turn that is all instruction (most short turns) adds both at once."""
 
     def logits(self, view: PromptView, turn: features.TurnTokens | None = None) -> list[float]:
         """Raw (untempered) outputs: the task heads, then the complexity heads.
@@ -111,13 +115,20 @@ class LearnedModel:
         ``turn``: `features.split_turn` of the view's last user turn, when the caller has it."""
         if turn is None:
             turn = features.split_turn(view.last_user)
-        text, n = self._unpack(self._text_sum(turn))
+        text = self._text_sum(turn)
         indices = features.structure_indices(view, words=turn.word_count)
-        struct, _ = self._unpack(sum(map(self._structure_rows.__getitem__, indices)))
+        struct = sum(map(self._structure_rows.__getitem__, indices))
+        n = text >> self._count_shift
         norm = 1.0 / math.sqrt(n) if n else 0.0
+        text_offset = n * OFFSET
+        struct_offset = (struct >> self._count_shift) * OFFSET
+        mask = self._mask
+        # Per output: b + (t * norm + s) / scale, t and s that output's lane of each sum less its offsets.
         return [
-            b + (t * norm + s) / scale
-            for b, t, s, scale in zip(self.bias, text, struct, self.scale, strict=True)
+            b
+            + ((((text >> shift) & mask) - text_offset) * norm + (((struct >> shift) & mask) - struct_offset))
+            / scale
+            for b, shift, scale in self._heads
         ]
 
     def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
@@ -132,19 +143,28 @@ class LearnedModel:
 
     def _text_sum(self, turn: features.TurnTokens) -> int:
         """The packed sum of the turn's text buckets (with repeats), their count in the last lane."""
-        try:  # the usual case: every word seen before
-            total = sum(map(self._cache.__getitem__, turn.words))
-            total += sum(map(self._instruction_cache.__getitem__, turn.instruction))
+        if turn.instruction is turn.words:
+            try:  # the usual case: every word seen before
+                total = sum(map(self._both_cache.__getitem__, turn.words))
+            except KeyError:
+                total = sum(map(self._word_and_instruction, turn.words))
+        else:
+            try:
+                total = sum(map(self._cache.__getitem__, turn.words))
+                total += sum(map(self._instruction_cache.__getitem__, turn.instruction))
+            except KeyError:
+                total = sum(map(self._word_sum, turn.words))
+                total += sum(map(self._instruction_row, turn.instruction))
+        try:
             return total + sum(map(self._cache.__getitem__, turn.symbols))
         except KeyError:
-            total = sum(map(self._word_sum, turn.words))
-            total += sum(map(self._instruction_row, turn.instruction))
             return total + sum(map(self._symbol_row, turn.symbols))
 
     def clear_cache(self) -> None:
         """Forget every cached word and symbol run (the benchmark's worst case: every word is new)."""
         self._cache.clear()
         self._instruction_cache.clear()
+        self._both_cache.clear()
 
     def _word_sum(self, word: str) -> int:
         hit = self._cache.get(word)
@@ -152,6 +172,12 @@ class LearnedModel:
             hit = self._cached(
                 self._cache, word, sum(map(self._rows.__getitem__, features.word_buckets(word)))
             )
+        return hit
+
+    def _word_and_instruction(self, word: str) -> int:
+        hit = self._both_cache.get(word)
+        if hit is None:
+            hit = self._cached(self._both_cache, word, self._word_sum(word) + self._instruction_row(word))
         return hit
 
     def _instruction_row(self, word: str) -> int:
@@ -173,13 +199,6 @@ class LearnedModel:
             cache.clear()
         cache[key] = value
         return value
-
-    def _unpack(self, packed: int) -> tuple[list[int], int]:
-        """The outputs' sums of a packed sum of rows (their offsets taken off), and how many rows it sums."""
-        rows = packed >> self._count_shift
-        offset = rows * OFFSET
-        mask = self._mask
-        return [((packed >> shift) & mask) - offset for shift in self._shifts], rows
 
 
 def softmax(z: list[float], temperature: float) -> list[float]:
