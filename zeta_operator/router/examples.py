@@ -7,9 +7,11 @@ restricted to words: the buckets of each distinct word and of its character 3- a
 token_buckets`), so typos, inflections and scripts without spaces still match. Similarity is the cosine of the
 two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.23 for the nearest of 64
 unrelated prompts (median). Word pairs and symbol runs are left out because they cost as much again per request and add little to
-"is this the same ask". The per-request cost is one pass over the request's distinct words (their buckets are
-cached) and one big-integer addition per bucket that some example holds, whatever the number of examples: each
-bucket carries a 1 in the 16-bit lane of every example that has it. Buckets that many examples with different
+"is this the same ask". The per-request cost is one pass over the request's distinct words (the classifier
+splits the turn once for this and the learned model, `features.split_turn`; a word's buckets are cached, in
+`features.cached_word_buckets`, which the model reads too, so a new word is hashed once) and one big-integer
+addition per bucket that some example holds, whatever the number of examples: each bucket carries a 1 in the
+16-bit lane of every example that has it. Buckets that many examples with different
 labels hold (`COMMON_SHARE`) are left out on both sides: they tell examples apart least and cost the most.
 
 What a match means is asymmetric, because of "never down on doubt":
@@ -37,7 +39,7 @@ import re
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -50,8 +52,6 @@ FULL_AT = 0.9
 """Similarity from which an example's task type outweighs the model and its level is a firm lower bound."""
 EXACT = 1.0 - 1e-9
 """A cosine this close to 1 means the same bag of tokens: then the texts are compared exactly."""
-WORD_CACHE_SIZE = 20_000
-"""Distinct words whose buckets are kept (cleared when full: a miss costs a few microseconds)."""
 LANE_BITS = 16
 """Per example, the count of shared buckets is summed in its own 16-bit lane of one big integer (an example
 of 2048 characters has a few thousand buckets, well below 65536)."""
@@ -92,8 +92,7 @@ class ExampleIndex:
             raise ValueError(f"at most {MAX_EXAMPLES} examples, got {len(examples)}")
         self._examples = tuple(examples)
         self._exact = {normalized_example_text(e.text): i for i, e in enumerate(self._examples)}
-        self._word_buckets: dict[str, tuple[int, ...]] = {}
-        sets = [self._buckets(e.text) for e in self._examples]
+        sets = [self._buckets(_distinct_words(e.text)) for e in self._examples]
         frequency = Counter(chain.from_iterable(sets))
         most = max(COMMON_FLOOR, len(sets) // COMMON_SHARE)
         frequent = {b for b, n in frequency.items() if n > most}
@@ -111,6 +110,7 @@ class ExampleIndex:
         self._vocabulary = frozenset(self._packed)
         reach = MATCH_FROM * MATCH_FROM
         self._size_range = (math.ceil(min(self._sizes) * reach), math.floor(max(self._sizes) / reach))
+        self._smallest = max(1, min(self._sizes))
 
     @classmethod
     def build(cls, examples: Sequence[ClassifierExample]) -> ExampleIndex | None:
@@ -120,30 +120,38 @@ class ExampleIndex:
     def __len__(self) -> int:
         return len(self._examples)
 
-    def similarities(self, turn: str, *, prune: bool = False) -> list[float]:
+    def similarities(
+        self, turn: str, *, prune: bool = False, words: Sequence[str] | None = None
+    ) -> list[float]:
         """The similarity of ``turn`` to each example, in order. ``prune``: all zeros when no example can reach
-        `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger))."""
-        request = self._buckets(turn)
-        size = len(request) - len(request & self._common) if self._common else len(request)
-        if prune and not self._size_range[0] <= size <= self._size_range[1]:
+        `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger)).
+        ``words``: the distinct words of the lower-cased turn (`features.TurnTokens.words`), when the caller
+        has them."""
+        shared = self._shared(turn, words, prune=prune)
+        if shared is None:
             return [0.0] * len(self._examples)
-        total = 0
-        packed = self._packed
-        for b in request & self._vocabulary:
-            total += packed[b]  # one big-int addition counts the bucket for every example that has it
-        shared = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
-        if sys.byteorder != "little":
-            shared.byteswap()
+        counts, size = shared
         return [
             common / math.sqrt(size * example_size) if common else 0.0
-            for common, example_size in zip(shared, self._sizes, strict=True)
+            for common, example_size in zip(counts, self._sizes, strict=True)
         ]
 
-    def nearest(self, turn: str, *, task: str | None = None) -> ExampleMatch | None:
+    def nearest(
+        self, turn: str, *, task: str | None = None, words: Sequence[str] | None = None
+    ) -> ExampleMatch | None:
         """The most similar example at or above `MATCH_FROM` (of task type ``task`` only, when it is known);
-        on a tie the more complex one. None when no example is that close."""
+        on a tie the more complex one. None when no example is that close. ``words``: as for `similarities`."""
+        shared = self._shared(turn, words, prune=True)
+        if shared is None:
+            return None
+        counts, size = shared
+        # No example is nearer than the most shared buckets over the smallest example (IEEE division and
+        # square root are monotonic, so this bound holds for the rounded similarities too): most requests
+        # stop here.
+        if not size or max(counts) / math.sqrt(size * self._smallest) < MATCH_FROM:
+            return None
         best: tuple[float, int, int] | None = None
-        for i, similarity in enumerate(self.similarities(turn, prune=True)):
+        for i, similarity in enumerate(self.similarities(turn, words=words)):
             if similarity < MATCH_FROM:
                 continue
             e = self._examples[i]
@@ -163,19 +171,30 @@ class ExampleIndex:
         e = self._examples[-minus_i]
         return ExampleMatch(e.task_type, e.complexity, min(1.0, similarity), exact=False)
 
-    def _buckets(self, text: str) -> set[int]:
-        """The hash buckets of the distinct words of ``text`` and of their character n-grams."""
-        cache = self._word_buckets
-        parts = []
-        for word in set(_WORD.findall(text.lower())):
-            hit = cache.get(word)
-            if hit is None:
-                hit = tuple(features.token_buckets("w:" + word))
-                if len(cache) >= WORD_CACHE_SIZE:
-                    cache.clear()
-                cache[word] = hit
-            parts.append(hit)
-        return set(chain.from_iterable(parts))
+    def _shared(
+        self, turn: str, words: Sequence[str] | None, *, prune: bool
+    ) -> tuple[array[int], int] | None:
+        """Per example, how many buckets it shares with the turn; and the turn's number of buckets (common
+        ones left out). None when ``prune`` and no example can reach `MATCH_FROM` by size alone."""
+        request = self._buckets(_distinct_words(turn) if words is None else words)
+        size = len(request) - len(request & self._common) if self._common else len(request)
+        if prune and not self._size_range[0] <= size <= self._size_range[1]:
+            return None
+        # One big-int addition counts a bucket for every example that has it.
+        total = sum(map(self._packed.__getitem__, request & self._vocabulary))
+        shared = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
+        if sys.byteorder != "little":
+            shared.byteswap()
+        return shared, size
+
+    @staticmethod
+    def _buckets(words: Iterable[str]) -> set[int]:
+        """The hash buckets of ``words`` (distinct, lower-cased) and of their character n-grams."""
+        return set().union(*map(features.cached_word_buckets, words))
+
+
+def _distinct_words(text: str) -> list[str]:
+    return features.split_turn(text).words
 
 
 def pushed_up(at_most: tuple[float, ...], match: ExampleMatch) -> tuple[float, ...]:

@@ -138,6 +138,29 @@ def word_buckets(word: str) -> list[int]:
     return buckets
 
 
+WORD_BUCKET_CACHE_SIZE = 20_000
+"""Distinct words whose buckets `cached_word_buckets` keeps (cleared when full: a miss costs a few us)."""
+_word_bucket_cache: dict[str, tuple[int, ...]] = {}
+
+
+def cached_word_buckets(word: str) -> tuple[int, ...]:
+    """`word_buckets`, kept: a policy's examples compare every request word by word (`examples`), and the
+    learned model reads the buckets of a word it has not summed yet from here before hashing it itself."""
+    hit = _word_bucket_cache.get(word)
+    if hit is None:
+        hit = tuple(word_buckets(word))
+        if len(_word_bucket_cache) >= WORD_BUCKET_CACHE_SIZE:
+            _word_bucket_cache.clear()
+        _word_bucket_cache[word] = hit
+    return hit
+
+
+def known_word_buckets(word: str) -> tuple[int, ...] | list[int]:
+    """The buckets of ``word``: from `cached_word_buckets`' store when it has them, else hashed (not stored)."""
+    hit = _word_bucket_cache.get(word)
+    return word_buckets(word) if hit is None else hit
+
+
 def symbol_bucket(symbols: str) -> int:
     return _crc(symbols, NS_SYMBOL)
 

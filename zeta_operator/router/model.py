@@ -170,7 +170,7 @@ class LearnedModel:
         hit = self._cache.get(word)
         if hit is None:
             hit = self._cached(
-                self._cache, word, sum(map(self._rows.__getitem__, features.word_buckets(word)))
+                self._cache, word, sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
             )
         return hit
 
