@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 
 from ..api.policy import ClassifierExample, normalized_example_text
 from . import features
@@ -61,6 +62,8 @@ COMMON_FLOOR = 2
 common (the n-grams of "the", "ing", "<a>"): it is left out of the comparison on both sides. It does not tell
 examples apart and it is most of the work (each bucket some example holds costs an addition per request). Words
 that examples with the same labels share (a template of your traffic) are kept."""
+WORD_CACHE_SIZE = 20_000
+"""Distinct request words whose buckets are kept split as the index needs them (cleared when full)."""
 MAX_EXAMPLES = 256
 """More than the API allows (64): the index is sized for it."""
 _WORD = re.compile(r"\w+")
@@ -111,6 +114,8 @@ class ExampleIndex:
         reach = MATCH_FROM * MATCH_FROM
         self._size_range = (math.ceil(min(self._sizes) * reach), math.floor(max(self._sizes) / reach))
         self._smallest = max(1, min(self._sizes))
+        self._parts: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """Request word -> its buckets that some example holds, and its other buckets (common ones left out)."""
 
     @classmethod
     def build(cls, examples: Sequence[ClassifierExample]) -> ExampleIndex | None:
@@ -127,31 +132,25 @@ class ExampleIndex:
         `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger)).
         ``words``: the distinct words of the lower-cased turn (`features.TurnTokens.words`), when the caller
         has them."""
-        shared = self._shared(turn, words, prune=prune)
-        if shared is None:
-            return [0.0] * len(self._examples)
-        counts, size = shared
-        return [
-            common / math.sqrt(size * example_size) if common else 0.0
-            for common, example_size in zip(counts, self._sizes, strict=True)
-        ]
+        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        held = set().union(*map(itemgetter(0), parts))
+        return self._similarities(self._counts(held), self._size(held, parts), prune=prune)
 
     def nearest(
         self, turn: str, *, task: str | None = None, words: Sequence[str] | None = None
     ) -> ExampleMatch | None:
         """The most similar example at or above `MATCH_FROM` (of task type ``task`` only, when it is known);
         on a tie the more complex one. None when no example is that close. ``words``: as for `similarities`."""
-        shared = self._shared(turn, words, prune=True)
-        if shared is None:
-            return None
-        counts, size = shared
-        # No example is nearer than the most shared buckets over the smallest example (IEEE division and
-        # square root are monotonic, so this bound holds for the rounded similarities too): most requests
-        # stop here.
-        if not size or max(counts) / math.sqrt(size * self._smallest) < MATCH_FROM:
+        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        held = set().union(*map(itemgetter(0), parts))
+        counts = self._counts(held)
+        # The turn has at least len(held) buckets, and no example is smaller than the smallest: so no similarity
+        # exceeds this bound (IEEE square root and division are monotonic, so the rounded ones do not either).
+        # Most requests stop here, before the turn's other buckets are counted.
+        if not held or max(counts) / math.sqrt(len(held) * self._smallest) < MATCH_FROM:
             return None
         best: tuple[float, int, int] | None = None
-        for i, similarity in enumerate(self.similarities(turn, words=words)):
+        for i, similarity in enumerate(self._similarities(counts, self._size(held, parts), prune=True)):
             if similarity < MATCH_FROM:
                 continue
             e = self._examples[i]
@@ -171,21 +170,44 @@ class ExampleIndex:
         e = self._examples[-minus_i]
         return ExampleMatch(e.task_type, e.complexity, min(1.0, similarity), exact=False)
 
-    def _shared(
-        self, turn: str, words: Sequence[str] | None, *, prune: bool
-    ) -> tuple[array[int], int] | None:
-        """Per example, how many buckets it shares with the turn; and the turn's number of buckets (common
-        ones left out). None when ``prune`` and no example can reach `MATCH_FROM` by size alone."""
-        request = self._buckets(_distinct_words(turn) if words is None else words)
-        size = len(request) - len(request & self._common) if self._common else len(request)
+    def _similarities(self, counts: array[int], size: int, *, prune: bool) -> list[float]:
         if prune and not self._size_range[0] <= size <= self._size_range[1]:
-            return None
-        # One big-int addition counts a bucket for every example that has it.
-        total = sum(map(self._packed.__getitem__, request & self._vocabulary))
-        shared = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
+            return [0.0] * len(self._examples)
+        return [
+            common / math.sqrt(size * example_size) if common else 0.0
+            for common, example_size in zip(counts, self._sizes, strict=True)
+        ]
+
+    def _counts(self, held: set[int]) -> array[int]:
+        """Per example, how many of the buckets ``held`` it has."""
+        total = sum(map(self._packed.__getitem__, held))  # one addition counts a bucket for every example
+        counts = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
         if sys.byteorder != "little":
-            shared.byteswap()
-        return shared, size
+            counts.byteswap()
+        return counts
+
+    @staticmethod
+    def _size(held: set[int], parts: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> int:
+        """The turn's number of distinct buckets, common ones left out (held and other buckets never meet)."""
+        return len(held) + len(set().union(*map(itemgetter(1), parts)))
+
+    def _word_parts(self, words: Iterable[str]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        try:  # the usual case: every word seen before
+            return list(map(self._parts.__getitem__, words))
+        except KeyError:
+            return list(map(self._parts_of, words))
+
+    def _parts_of(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        hit = self._parts.get(word)
+        if hit is None:
+            buckets = features.cached_word_buckets(word)
+            held = tuple(b for b in buckets if b in self._vocabulary)
+            other = tuple(b for b in buckets if b not in self._vocabulary and b not in self._common)
+            hit = (held, other)
+            if len(self._parts) >= WORD_CACHE_SIZE:
+                self._parts.clear()
+            self._parts[word] = hit
+        return hit
 
     @staticmethod
     def _buckets(words: Iterable[str]) -> set[int]:
