@@ -4,6 +4,7 @@ were trained on these definitions, so a fast path that differed would silently c
 from __future__ import annotations
 
 import re
+import zlib
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -41,3 +42,15 @@ def test_structure_counts_what_the_regular_expressions_define(turn: str) -> None
     assert features._code_chars(turn) == len(turn) - len(
         turn.translate(str.maketrans("", "", "{}();=<>[]_#/\\*&|$"))
     )
+
+
+@given(st.text(st.characters(max_codepoint=127), max_size=40) | st.text(max_size=40))
+@example("x" * 50)
+def test_a_word_hashes_to_the_buckets_of_its_definition(word: str) -> None:
+    def bucket(text: str, namespace: int) -> int:
+        return zlib.crc32(text.encode("utf-8", "surrogatepass"), namespace) & (features.BUCKETS - 1)
+
+    padded = "<" + word[: features.MAX_NGRAM_WORD] + ">"
+    grams = [padded[i : i + n] for n in features.NGRAMS for i in range(len(padded) - n + 1)]
+    expected = [bucket(word, features.NS_WORD)] + [bucket(g, features.NS_CHAR) for g in grams]
+    assert features.word_buckets(word) == expected

@@ -131,6 +131,16 @@ def tokens(turn: str) -> list[str]:
 
 def word_buckets(word: str) -> list[int]:
     """The buckets of a word: itself and the character 3- and 4-grams of ``<word>``."""
+    raw = word.encode("utf-8", "surrogatepass")
+    if len(raw) == len(word):  # ASCII: the n-grams of the encoded word are the encoded n-grams (one encode)
+        crc = zlib.crc32
+        padded_raw = b"<" + raw[:MAX_NGRAM_WORD] + b">"
+        buckets = [crc(raw, NS_WORD) & _MASK]
+        for n in NGRAMS:
+            buckets.extend(
+                crc(padded_raw[i : i + n], NS_CHAR) & _MASK for i in range(len(padded_raw) - n + 1)
+            )
+        return buckets
     buckets = [_crc(word, NS_WORD)]
     padded = "<" + word[:MAX_NGRAM_WORD] + ">"
     for n in NGRAMS:
