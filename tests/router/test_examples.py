@@ -130,6 +130,39 @@ def test_a_word_the_examples_hashed_is_not_hashed_again_by_the_model(monkeypatch
     assert max(calls.values()) == 1
 
 
+WORDS = st.sampled_from(
+    [
+        "add",
+        "the",
+        "tenant",
+        "id",
+        "row",
+        "nightly",
+        "billing",
+        "export",
+        "exports",
+        "fix",
+        "typo",
+        "rotate",
+        "keys",
+    ]
+)
+TEXTS = st.lists(WORDS, min_size=1, max_size=8).map(" ".join)
+
+
+@given(st.lists(TEXTS, min_size=1, max_size=12), TEXTS)
+def test_nearest_is_the_most_similar_example_from_match_from(texts: list[str], turn: str) -> None:
+    """`nearest` stops early on a bound; it must never miss an example `similarities` finds close enough."""
+    index = ExampleIndex([example(t, "code", 1 + i % 5) for i, t in enumerate(texts)])
+    close = [s for s in index.similarities(turn, prune=True) if s >= MATCH_FROM]
+    match = index.nearest(turn)
+    if not close:
+        assert match is None
+    else:
+        assert match is not None
+        assert match.similarity == (1.0 if match.exact else min(1.0, max(close)))
+
+
 @given(
     st.lists(st.floats(0.0, 1.0), min_size=LEVELS, max_size=LEVELS).map(sorted),
     st.integers(1, LEVELS),
