@@ -29,6 +29,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's `--dist loadgroup` (make test): a file's tests stay on one worker, so its module
+    fixtures start once, and all node tests share one worker, since a machine runs one node at a time."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "tests/node" if path.startswith("tests/node/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--kubeconfig",

@@ -47,7 +47,7 @@ DRAIN_S = 60.0
 
 
 def _models() -> dict[str, str]:
-    from zeta_dev.demo.__main__ import FLEET, sample_manifest
+    from zeta_dev.demo.settings import FLEET, sample_manifest
 
     return {name: sample_manifest(name)["spec"]["model"] for name in FLEET}
 
@@ -171,14 +171,9 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
 
 
 def run_zeta(sc: Scenario) -> RunResult:
-    from zeta_dev.demo.__main__ import (
-        FLEET,
-        NAMESPACE,
-        demo_backend,
-        demo_policy,
-        router_identity,
-        wait_for_table,
-    )
+    from zeta_dev.demo.settings import FLEET, NAMESPACE, demo_backend, demo_policy
+    from zeta_dev.demo.show import wait_for_table
+    from zeta_dev.demo.stack import router_identity
     from zeta_dev.localcluster.cluster import Cluster
     from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
     from zeta_dev.localcluster.fleet import (
@@ -211,7 +206,7 @@ def run_zeta(sc: Scenario) -> RunResult:
             operator = start_operator(cluster, NAMESPACE, work)
             try:
                 configmap = policy["spec"]["routingTable"]["configMapName"]
-                wait_for_table(cluster, configmap)
+                wait_for_table(cluster, configmap, namespace=NAMESPACE)
                 with router_identity(cluster, work) as kubeconfig, contextlib.ExitStack() as stack:
                     routers = [
                         stack.enter_context(start_router(

@@ -6,6 +6,7 @@ longer, not red."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,17 @@ def test_quick_demo_offloads_during_the_burst_and_recovers(tmp_path: Path) -> No
     assert "general-4b" not in summary["classes"]["code-complex"]["backends"]
     assert "general-4b" not in summary["classes"]["reasoning"]["backends"]
     assert "OFFLOAD code-simple" in result.stdout
+
+
+def test_the_node_demo_says_why_it_cannot_run_when_not_root() -> None:
+    # As root (CI), a user namespace makes this process someone else (uid 65534, no capabilities on the machine).
+    as_user = ["unshare", "--user"] if os.geteuid() == 0 else []
+    result = subprocess.run(
+        [*as_user, sys.executable, "-m", "zeta_dev.demo", "--node", "--quick", "--no-live"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "a node needs root" in result.stderr
+    assert "The process demo (without --node) runs as any user" in result.stderr
+    assert "==>" not in result.stdout  # nothing was started

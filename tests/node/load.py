@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 import collections
-import json
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass
-class Answer:
-    status: int  # 0: no HTTP answer at all (connection refused or reset, timeout)
-    backend: str
-    endpoint: str
-    error: str = ""
-
-
-def chat(base_url: str, content: str, *, model: str = "zeta", timeout: float = 30) -> Answer:
-    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 4}
-    request = urllib.request.Request(
-        f"{base_url}/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            headers = response.headers
-            return Answer(
-                response.status, headers.get("X-Zeta-Backend", ""), headers.get("X-Zeta-Endpoint", "")
-            )
-    except urllib.error.HTTPError as e:
-        e.read()
-        return Answer(e.code, e.headers.get("X-Zeta-Backend", ""), "", error=f"HTTP {e.code}")
-    except OSError as e:
-        return Answer(0, "", "", error=f"{type(e).__name__}: {e}")
+from zeta_dev.localcluster.zeta_on_node import Answer, chat
 
 
 @dataclass

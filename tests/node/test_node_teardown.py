@@ -20,7 +20,9 @@ def test_node_teardown_leaves_nothing_even_when_the_body_fails(
         pytest.raises(RuntimeError, match="boom"),
         Node.running(images=images, binaries=node_binaries) as node,
     ):
-        docs = simulator_manifests(images["zeta-sim"], backend="general-4b", replicas=1, model="m")
+        docs = simulator_manifests(
+            images["zeta-sim"], backend="general-4b", replicas=1, model="m", size=4, max_seqs=32
+        )
         node.cluster.apply(docs, namespace="default")
         node.cluster.kubectl("rollout", "status", "deployment/general-4b", "--timeout=110s")
         # While it runs, there is something to clean up: a Pod's network namespace, mounts, chains, the bridge.

@@ -8,26 +8,27 @@ are counted and printed (docs/node.md records them).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from zeta_dev.localcluster.fleet import read_table
-from zeta_dev.localcluster.node import Image, Node
-from zeta_dev.localcluster.prometheus import Prometheus
+from zeta_dev.demo import on_node, scenario
+from zeta_dev.localcluster.fleet import policy_status, read_table
+from zeta_dev.localcluster.node import Image
 from zeta_dev.localcluster.zeta_on_node import (
     FLEET,
+    TABLE,
+    Installed,
     apply_samples,
     deploy_fleet,
     endpoint_slice_addresses,
     helm_binary,
-    helm_install,
+    installed,
     kustomize_install,
-    node_prometheus,
     router_service_url,
     wait_for_rollout,
 )
@@ -36,56 +37,13 @@ from zeta_dev.waiting import eventually
 from .load import SteadyLoad, chat
 
 NAMESPACE = "zeta"
-TABLE = "zeta-routes-demo"
-
-
-@dataclass
-class Installed:
-    node: Node
-    prometheus: Prometheus
-    router_url: str
-    timings: dict[str, float]
-    images: dict[str, Image]
-
-    def kubectl(self, *args: str) -> str:
-        return self.node.cluster.kubectl(*args, "-n", NAMESPACE).stdout
-
-    def table_endpoints(self, backend: str) -> list[str]:
-        table = read_table(self.node.cluster, NAMESPACE, TABLE)
-        if table is None:
-            return []
-        return sorted(
-            str(e.url).split("//")[1].split(":")[0]
-            for b in table.backends
-            if b.name == backend
-            for e in b.endpoints
-        )
 
 
 @pytest.fixture(scope="module")
 def zeta(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installed]:
-    timings: dict[str, float] = {}
-    start = time.monotonic()
-
-    def lap(name: str) -> None:
-        timings[name] = round(time.monotonic() - start, 1)
-
-    with Node.running(images=images, binaries=node_binaries) as node:
-        lap("node ready")
-        node.cluster.install_crds()
-        node.cluster.kubectl("create", "namespace", NAMESPACE)
-        deploy_fleet(node, images["zeta-sim"], namespace=NAMESPACE)
-        lap("model servers ready")
-        with node_prometheus(node, namespace=NAMESPACE) as prom:
-            apply_samples(node, namespace=NAMESPACE, prometheus_url=prom.url)
-            helm_install(node, images["zeta"], namespace=NAMESPACE)
-            lap("helm install done")
-            installed = Installed(node, prom, router_service_url(node, namespace=NAMESPACE), timings, images)
-            eventually(lambda: chat(installed.router_url, "hi").status == 200, timeout=120,
-                       what="a first answer through the router's Service")  # fmt: skip
-            lap("first answer")
-            print(f"\nnode set-up timings (s): {timings}")
-            yield installed
+    with installed(node_binaries, images, namespace=NAMESPACE) as zeta:
+        print(f"\nnode set-up timings (s): {zeta.timings}")
+        yield zeta
 
 
 def test_requests_through_the_router_service_reach_model_servers_at_pod_ips(zeta: Installed) -> None:
@@ -182,6 +140,37 @@ def test_operator_pod_deleted_comes_back_and_the_router_keeps_serving(zeta: Inst
     assert not load.failures(), load.summary()
     # No rewrite storm: the table changes only with its content, at most once per adaptation interval (5 s).
     assert version() - before <= elapsed / 5 + 2
+
+
+def test_a_code_burst_is_offloaded_to_the_4b_and_given_back_after(zeta: Installed, tmp_path: Path) -> None:
+    """The demo's story on the node, its test-sized run (`python -m zeta_dev.demo --quick --node` on this
+    module's node): a burst of simple code through the router's Service overloads the coder's Pod, the operator
+    Pod offloads code-simple to general-4b, and gives it back once the burst is over. After the tests above: it
+    switches the simulators and the policy to the demo's (one smaller engine per backend, faster adaptation)."""
+    summary = on_node.run_on(zeta, scenario.quick(), out=tmp_path, live=False)
+    print(f"\ncode burst on the node: {json.dumps(summary)}")
+    assert (tmp_path / "zeta-demo.png").stat().st_size > 10_000
+    assert summary["requests"] > 100 and summary["ok"] >= 0.95 * summary["requests"], summary
+    # Offloaded, as the answers' X-Zeta-Backend headers say: once the operator had reacted, simple code went to
+    # the 4B far more than before the burst ...
+    off = summary["offloaded_share"]
+    assert summary["reaction_seconds"] is not None, summary
+    assert off["offloading"] > 0.4 and off["offloading"] > off["before"] + 0.2, off
+    assert summary["classes"]["code-simple"]["backends"].get("general-4b", 0) > 20, summary["classes"]
+    # ... as the routing table ConfigMap said (the coder's weight dropped), and gave back after the burst.
+    weight = summary["preferred_weight"]
+    assert weight["min"] < 0.5 and weight["final"] > 0.8, weight
+    # Complex work never went to the 4B (complexity ceiling 2).
+    assert "general-4b" not in summary["classes"]["code-complex"]["backends"]
+
+    def given_back() -> bool:
+        table = read_table(zeta.node.cluster, NAMESPACE, TABLE)
+        status = policy_status(zeta.node.cluster, NAMESPACE, "demo")
+        code = next(c for c in status.get("classes", []) if c["name"] == "code-simple")
+        weights = next(c.weights for c in table.classes if c.name == "code-simple") if table else {}
+        return not code.get("offloading") and weights.get("coder-7b", 0) > 0.9
+
+    eventually(given_back, timeout=180, what="offload of code-simple withdrawn, the coder's share back")
 
 
 def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:

@@ -24,7 +24,7 @@ from zeta_operator.api.backend import ModelBackendSpec
 from zeta_operator.api.policy import RoutingPolicySpec
 from zeta_operator.api.table import RoutingTable
 from zeta_operator.operator import savedstate
-from zeta_operator.operator.controller import PolicyLoop
+from zeta_operator.operator.controller import PENDING_GRACE, PolicyLoop
 from zeta_operator.operator.discovery import Endpoint, resolve
 from zeta_operator.operator.measure import PER_BACKEND_SIGNALS, PER_POD_SIGNALS, MeasuredBackend, Measurement
 from zeta_operator.operator.metrics import OperatorMetrics
@@ -556,3 +556,36 @@ def test_resume_keeps_an_outage_clock_running_but_not_a_good_one() -> None:
     assert savedstate.resume(measuring, {"a": {"x": 1.0}}, 500.0).last_good_at == 500.0
     resumed = savedstate.resume(in_outage, {"a": {"x": 1.0}}, 500.0)
     assert resumed.last_good_at == 50.0 and resumed.weights == {"a": {"x": 1.0}}
+
+
+def test_a_policy_applied_with_its_backends_waits_for_them_instead_of_reporting_InvalidSpec() -> None:
+    """docs/fuzzing.md, finding 3: a policy's first cycle can run before the operator's ModelBackend index
+    holds the backends applied with it. It is pending (looked at again within a second), not InvalidSpec."""
+    rig = Rig()
+    rig.metrics.loads = dict(QUIET)
+    arriving, rig.backends = rig.backends, rig.backends[:1]  # the index has seen one of three so far
+    assert rig.cycle() is None
+    assert rig.loop.pending
+    assert (
+        "routingpolicies",
+        "demo",
+    ) not in rig.status.statuses and "InvalidSpec" not in rig.status.reasons()
+    rig.backends = arriving
+    rig.decided()
+    assert not rig.loop.pending
+    assert "InvalidSpec" not in rig.status.reasons()
+    assert rig.table().version == 1
+
+
+def test_a_backend_that_never_arrives_is_InvalidSpec_after_the_grace() -> None:
+    rig = Rig()
+    rig.metrics.loads = dict(QUIET)
+    rig.backends = [b for b in rig.backends if b["metadata"]["name"] != "large-14b"]
+    cycles = 0
+    while rig.cycle() is None and rig.loop.pending:
+        cycles += 1
+        assert cycles < 100, "pending forever"
+    assert not rig.loop.pending
+    assert rig.clock.now - rig.loop.first_cycle_at >= PENDING_GRACE  # type: ignore[operator]
+    invalid = rig.condition("InvalidSpec")
+    assert invalid["status"] == "True" and "large-14b" in invalid["message"]

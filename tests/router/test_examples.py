@@ -95,20 +95,72 @@ def test_a_known_task_type_only_looks_at_its_own_examples() -> None:
 
 
 def test_examples_are_featurised_once_per_table_not_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "_word_bucket_cache", {})  # no word hashed by an earlier test
     index = ExampleIndex([example(EXPORT), example("Translate this ticket into German", "chat", 2)])
     calls: Counter[str] = Counter()
-    real = features.token_buckets
+    real = features.word_buckets
 
-    def counting(token: str) -> list[int]:
-        calls[token] += 1
-        return real(token)
+    def counting(word: str) -> list[int]:
+        calls[word] += 1
+        return real(word)
 
-    monkeypatch.setattr(features, "token_buckets", counting)
+    monkeypatch.setattr(features, "word_buckets", counting)
     for _ in range(3):
         index.nearest(NEAR_EXPORT)
     # Only the request's words unknown to the examples are hashed, and only the first time.
     assert calls and max(calls.values()) == 1
-    assert "w:export" not in calls and "w:exports" in calls
+    assert "export" not in calls and "exports" in calls
+
+
+def test_a_word_the_examples_hashed_is_not_hashed_again_by_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "_word_bucket_cache", {})
+    MODEL.clear_cache()  # no word summed by an earlier test
+    settings = ClassifierSettings(examples=[example(EXPORT)])
+    classifier = Classifier(settings, offloading_table().classes, default_class=None, model=MODEL)
+    calls: Counter[str] = Counter()
+    real = features.word_buckets
+
+    def counting(word: str) -> list[int]:
+        calls[word] += 1
+        return real(word)
+
+    monkeypatch.setattr(features, "word_buckets", counting)
+    classifier.classify({}, "m", prompt_view(["Please zorbify the quuxes " + NEAR_EXPORT]))
+    assert calls["zorbify"] == 1 and calls["quuxes"] == 1
+    assert max(calls.values()) == 1
+
+
+WORDS = st.sampled_from(
+    [
+        "add",
+        "the",
+        "tenant",
+        "id",
+        "row",
+        "nightly",
+        "billing",
+        "export",
+        "exports",
+        "fix",
+        "typo",
+        "rotate",
+        "keys",
+    ]
+)
+TEXTS = st.lists(WORDS, min_size=1, max_size=8).map(" ".join)
+
+
+@given(st.lists(TEXTS, min_size=1, max_size=12), TEXTS)
+def test_nearest_is_the_most_similar_example_from_match_from(texts: list[str], turn: str) -> None:
+    """`nearest` stops early on a bound; it must never miss an example `similarities` finds close enough."""
+    index = ExampleIndex([example(t, "code", 1 + i % 5) for i, t in enumerate(texts)])
+    close = [s for s in index.similarities(turn, prune=True) if s >= MATCH_FROM]
+    match = index.nearest(turn)
+    if not close:
+        assert match is None
+    else:
+        assert match is not None
+        assert match.similarity == (1.0 if match.exact else min(1.0, max(close)))
 
 
 @given(

@@ -15,6 +15,7 @@ import requests
 
 from zeta_dev.launch.router import RunningRouter
 from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
+from zeta_dev.localcluster.processes import free_port
 
 from .conftest import StartRouter
 from .helpers import assert_healthy, backend, chat, eventually, post_chat, table, task_class
@@ -278,3 +279,34 @@ def test_each_replica_admits_its_share_of_an_endpoints_cap(
         traffic.join()
     assert {r.status_code for r in traffic.results.values()} == {200}
     assert float(traffic.results["second"].headers["X-Zeta-Queue-Ms"]) > 0
+
+
+def test_a_retry_waits_for_a_busy_backend_instead_of_failing(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """Found by bench/bench_chaos.py: a killed backend's requests failed with 502 whenever the capable fallback
+    was at capacity at that moment. A request that could not reach its endpoint waits for a slot elsewhere."""
+    slow = sims["slow"]
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here: every attempt is a connect error
+    router = router_factory(
+        table(
+            [backend("dead", [dead], model="slow"), backend("slow", [slow], max_concurrency=1)],
+            [task_class("chat", "chat", {"dead": 1.0})],
+        ),
+        "--access-log",
+    )
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)  # the blocker fails on dead, then holds slow's only slot
+        traffic.send("retried")
+        eventually(lambda: depth(router) == 1, what="the retry waiting for slow")
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    retried = traffic.results["retried"]
+    assert retried.status_code == 200, retried.text
+    assert retried.headers["X-Zeta-Backend"] == "slow"
+    assert retried.headers["X-Zeta-Retries"] == "1"
+    assert float(retried.headers["X-Zeta-Queue-Ms"]) > 0
+    assert router.metric("zeta_router_retries_total", backend="dead") == 2
+    assert depth(router) == 0

@@ -40,6 +40,12 @@ METRICS_REASONS = {
 }
 """MetricsAvailable=False reasons by failure kind; any other failure is PrometheusUnavailable."""
 
+PENDING_GRACE = 10.0
+"""Seconds after a policy's first cycle during which a backend it names but the operator has not seen yet
+makes it pending instead of InvalidSpec: a policy applied together with its ModelBackends can reach the
+operator before they do (two watch streams), and that is not a mistake in the spec."""
+PENDING_RECHECK = 1.0
+"""How soon a pending policy's cycle runs again (instead of a whole interval later)."""
 STATUS_HEARTBEAT = 30.0
 """Seconds after which an unchanged status is written anyway, so its timestamps show the loop is alive."""
 
@@ -96,6 +102,9 @@ class PolicyLoop:
         self.metrics_ok: bool | None = None
         self.last_cycle_at: float | None = None
         self.transport_warning: str | None = None
+        self.first_cycle_at: float | None = None
+        self.pending = False
+        """The last cycle found backends the policy names missing, within `PENDING_GRACE`: run again soon."""
         self.metrics_problem: str | None = None
         self._reported: dict[
             tuple[str, str], tuple[str, float]
@@ -111,7 +120,7 @@ class PolicyLoop:
         try:
             decision = await self._cycle(body, backend_bodies)
             if decision is None:
-                result = "invalid"
+                result = "pending" if self.pending else "invalid"
             return decision
         except Exception:
             result = "error"
@@ -129,6 +138,15 @@ class PolicyLoop:
         live = await self.ports.routes.read(self.namespace, self._configmap(body))
         if self.state is None and live.table is not None:
             self._restore(live, live.table, now)
+        self.first_cycle_at = self.first_cycle_at or now
+        self.pending = (
+            bool(problems) and policy is not None and self._awaiting_backends(policy, backend_bodies, now)
+        )
+        if self.pending:
+            log.info(
+                "%s/%s: waiting for named backends to appear (%s)", self.namespace, self.name, problems[0]
+            )
+            return None
         if problems or policy is None:
             await self._report_invalid(body, problems, generation=generation, now=now, live=live)
             return None
@@ -182,6 +200,19 @@ class PolicyLoop:
                 problems.append(f"ModelBackend {name}: {_short(e)}")
         problems += validate(policy, {b.name: b.spec for b in backends})
         return policy, backends, problems
+
+    def _awaiting_backends(
+        self, policy: RoutingPolicySpec, backend_bodies: Sequence[Mapping[str, Any]], now: float
+    ) -> bool:
+        """A backend the policy names by name is not in the namespace yet, as far as the operator has seen,
+        and the policy's first cycle was less than `PENDING_GRACE` ago."""
+        assert self.first_cycle_at is not None
+        if now - self.first_cycle_at >= PENDING_GRACE:
+            return False
+        named = set(policy.backends.names or ())
+        for c in policy.classes:
+            named |= {*c.preferred, *(c.fallbacks or ())}
+        return bool(named - {str(b["metadata"]["name"]) for b in backend_bodies})
 
     def _restore(self, live: LiveTable, table: RoutingTable, now: float) -> None:
         """After a restart: continue from the saved state and the live table's weights instead of recomputing

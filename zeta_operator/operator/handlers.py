@@ -16,11 +16,13 @@ from typing import Any, cast
 
 import kopf
 import kubernetes
+import pydantic
 from aiohttp import web
 
-from ..api.common import GROUP, VERSION, parse_duration
+from ..api.common import GROUP, VERSION
+from ..api.policy import Adaptation, RoutingPolicySpec
 from .adapters import kubernetes_ports
-from .controller import PolicyLoop
+from .controller import PENDING_RECHECK, PolicyLoop
 from .discovery import pod_summary, slice_summary
 from .metrics import OperatorMetrics, health_app
 from .routestore import MANAGED_BY, configmap_summary
@@ -28,6 +30,7 @@ from .routestore import MANAGED_BY, configmap_summary
 log = logging.getLogger("zeta.operator")
 
 HEALTH_PORT_KEY = "health_port"
+DEFAULT_INTERVAL = Adaptation().interval_seconds
 
 
 def _client() -> kubernetes.client.ApiClient:
@@ -137,15 +140,20 @@ async def control_loop(
             except Exception:  # one bad cycle must not end the loop: log it, try again next interval
                 log.exception("control cycle of %s failed", policy)
             memo.metrics.alive(policy, interval)
-            # Fixed rate: the next cycle starts one interval after this one started, not after it ended.
-            await stopped.wait(max(0.0, interval - (time.monotonic() - started)))
+            # Fixed rate: the next cycle starts one interval after this one started, not after it ended; a
+            # policy waiting for backends it names to reach the index is looked at again sooner.
+            period = min(interval, PENDING_RECHECK) if loop.pending else interval
+            await stopped.wait(max(0.0, period - (time.monotonic() - started)))
         log.info("control loop of %s stopped between cycles (%s)", policy, stopped.reason)
     finally:
         memo.metrics.forget(policy)
 
 
 def _interval(body: Mapping[str, Any]) -> float:
+    """The control interval from the validated spec, as the cycle reads it (a raw ``spec`` could hold a value
+    the model rejects, such as ``0s``: a busy loop); the default when the spec is invalid, which the cycle
+    reports as InvalidSpec."""
     try:
-        return parse_duration(str(body["spec"]["adaptation"]["interval"]))
-    except (KeyError, TypeError, ValueError):
-        return 5.0
+        return RoutingPolicySpec.model_validate(body.get("spec") or {}).adaptation.interval_seconds
+    except pydantic.ValidationError:
+        return DEFAULT_INTERVAL

@@ -119,6 +119,18 @@ class Eligible:
     def backends(self) -> list[TableBackend]:
         return [b for b, _ in self.weighted] + list(self.unweighted)
 
+    def without(self, urls: frozenset[str]) -> Eligible:
+        """The same backends without the endpoints in ``urls`` (those a retry has tried already)."""
+
+        def rest(b: TableBackend) -> TableBackend:
+            return b.model_copy(update={"endpoints": [e for e in b.endpoints if e.url not in urls]})
+
+        return Eligible(
+            weighted=tuple((rest(b), w) for b, w in self.weighted),
+            unweighted=tuple(rest(b) for b in self.unweighted),
+            top_weight=self.top_weight,
+        )
+
 
 def choose(
     eligible: Eligible,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from ..api.common import COMPLEXITY_NAMES
 from ..api.policy import ClassifierSettings
 from ..api.table import TableClass
+from . import features
 from .examples import ExampleIndex, ExampleMatch, estimate, pushed_up
 from .model import SIMPLE_MAX, LearnedModel, Prediction
 from .payload import BadRequest, PromptView
@@ -223,7 +224,10 @@ class Classifier:
         bonus = rule.bonus if rule is not None and rule.task_type == task else 0
         if task is not None and complexity is not None:
             return self._classified(task, complexity, priority, prompt, source)
-        match = self._examples.nearest(prompt.last_user, task=task) if self._examples is not None else None
+        turn = match = None
+        if self._examples is not None:
+            turn = features.split_turn(prompt.last_user)  # split once, for the examples and the model
+            match = self._examples.nearest(prompt.last_user, task=task, words=turn.words)
         if match is not None and match.exact:
             if task is None:
                 task, source = match.task_type, "example"
@@ -232,7 +236,7 @@ class Classifier:
             return self._classified(task, complexity, priority, prompt, source)
         if self._model is None:
             return self._by_rules(task, complexity, priority, prompt, source, bonus, match)
-        return self._by_model(task, complexity, priority, prompt, source, bonus, match)
+        return self._by_model(task, complexity, priority, prompt, source, bonus, match, turn)
 
     def _by_model(
         self,
@@ -243,10 +247,11 @@ class Classifier:
         source: str,
         bonus: int,
         match: ExampleMatch | None = None,
+        turn: features.TurnTokens | None = None,
     ) -> Classification:
-        """``match``: a near (not exact) example, or None."""
+        """``match``: a near (not exact) example, or None; ``turn``: the split last user turn, if done."""
         assert self._model is not None
-        prediction = self._model.predict(prompt)
+        prediction = self._model.predict(prompt, turn)
         task_p = 1.0
         ranked: tuple[tuple[str, float], ...] = ()
         if task is None:

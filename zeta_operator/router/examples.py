@@ -7,9 +7,11 @@ restricted to words: the buckets of each distinct word and of its character 3- a
 token_buckets`), so typos, inflections and scripts without spaces still match. Similarity is the cosine of the
 two sets of buckets, shared / sqrt(size x size): 1.0 for the same words, about 0.23 for the nearest of 64
 unrelated prompts (median). Word pairs and symbol runs are left out because they cost as much again per request and add little to
-"is this the same ask". The per-request cost is one pass over the request's distinct words (their buckets are
-cached) and one big-integer addition per bucket that some example holds, whatever the number of examples: each
-bucket carries a 1 in the 16-bit lane of every example that has it. Buckets that many examples with different
+"is this the same ask". The per-request cost is one pass over the request's distinct words (the classifier
+splits the turn once for this and the learned model, `features.split_turn`; a word's buckets are cached, in
+`features.cached_word_buckets`, which the model reads too, so a new word is hashed once) and one big-integer
+addition per bucket that some example holds, whatever the number of examples: each bucket carries a 1 in the
+16-bit lane of every example that has it. Buckets that many examples with different
 labels hold (`COMMON_SHARE`) are left out on both sides: they tell examples apart least and cost the most.
 
 What a match means is asymmetric, because of "never down on doubt":
@@ -37,9 +39,10 @@ import re
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 
 from ..api.policy import ClassifierExample, normalized_example_text
 from . import features
@@ -50,8 +53,6 @@ FULL_AT = 0.9
 """Similarity from which an example's task type outweighs the model and its level is a firm lower bound."""
 EXACT = 1.0 - 1e-9
 """A cosine this close to 1 means the same bag of tokens: then the texts are compared exactly."""
-WORD_CACHE_SIZE = 20_000
-"""Distinct words whose buckets are kept (cleared when full: a miss costs a few microseconds)."""
 LANE_BITS = 16
 """Per example, the count of shared buckets is summed in its own 16-bit lane of one big integer (an example
 of 2048 characters has a few thousand buckets, well below 65536)."""
@@ -61,6 +62,8 @@ COMMON_FLOOR = 2
 common (the n-grams of "the", "ing", "<a>"): it is left out of the comparison on both sides. It does not tell
 examples apart and it is most of the work (each bucket some example holds costs an addition per request). Words
 that examples with the same labels share (a template of your traffic) are kept."""
+WORD_CACHE_SIZE = 20_000
+"""Distinct request words whose buckets are kept split as the index needs them (cleared when full)."""
 MAX_EXAMPLES = 256
 """More than the API allows (64): the index is sized for it."""
 _WORD = re.compile(r"\w+")
@@ -92,8 +95,7 @@ class ExampleIndex:
             raise ValueError(f"at most {MAX_EXAMPLES} examples, got {len(examples)}")
         self._examples = tuple(examples)
         self._exact = {normalized_example_text(e.text): i for i, e in enumerate(self._examples)}
-        self._word_buckets: dict[str, tuple[int, ...]] = {}
-        sets = [self._buckets(e.text) for e in self._examples]
+        sets = [self._buckets(_distinct_words(e.text)) for e in self._examples]
         frequency = Counter(chain.from_iterable(sets))
         most = max(COMMON_FLOOR, len(sets) // COMMON_SHARE)
         frequent = {b for b, n in frequency.items() if n > most}
@@ -111,6 +113,9 @@ class ExampleIndex:
         self._vocabulary = frozenset(self._packed)
         reach = MATCH_FROM * MATCH_FROM
         self._size_range = (math.ceil(min(self._sizes) * reach), math.floor(max(self._sizes) / reach))
+        self._smallest = max(1, min(self._sizes))
+        self._parts: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """Request word -> its buckets that some example holds, and its other buckets (common ones left out)."""
 
     @classmethod
     def build(cls, examples: Sequence[ClassifierExample]) -> ExampleIndex | None:
@@ -120,30 +125,32 @@ class ExampleIndex:
     def __len__(self) -> int:
         return len(self._examples)
 
-    def similarities(self, turn: str, *, prune: bool = False) -> list[float]:
+    def similarities(
+        self, turn: str, *, prune: bool = False, words: Sequence[str] | None = None
+    ) -> list[float]:
         """The similarity of ``turn`` to each example, in order. ``prune``: all zeros when no example can reach
-        `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger))."""
-        request = self._buckets(turn)
-        size = len(request) - len(request & self._common) if self._common else len(request)
-        if prune and not self._size_range[0] <= size <= self._size_range[1]:
-            return [0.0] * len(self._examples)
-        total = 0
-        packed = self._packed
-        for b in request & self._vocabulary:
-            total += packed[b]  # one big-int addition counts the bucket for every example that has it
-        shared = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
-        if sys.byteorder != "little":
-            shared.byteswap()
-        return [
-            common / math.sqrt(size * example_size) if common else 0.0
-            for common, example_size in zip(shared, self._sizes, strict=True)
-        ]
+        `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger)).
+        ``words``: the distinct words of the lower-cased turn (`features.TurnTokens.words`), when the caller
+        has them."""
+        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        held = set().union(*map(itemgetter(0), parts))
+        return self._similarities(self._counts(held), self._size(held, parts), prune=prune)
 
-    def nearest(self, turn: str, *, task: str | None = None) -> ExampleMatch | None:
+    def nearest(
+        self, turn: str, *, task: str | None = None, words: Sequence[str] | None = None
+    ) -> ExampleMatch | None:
         """The most similar example at or above `MATCH_FROM` (of task type ``task`` only, when it is known);
-        on a tie the more complex one. None when no example is that close."""
+        on a tie the more complex one. None when no example is that close. ``words``: as for `similarities`."""
+        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        held = set().union(*map(itemgetter(0), parts))
+        counts = self._counts(held)
+        # The turn has at least len(held) buckets, and no example is smaller than the smallest: so no similarity
+        # exceeds this bound (IEEE square root and division are monotonic, so the rounded ones do not either).
+        # Most requests stop here, before the turn's other buckets are counted.
+        if not held or max(counts) / math.sqrt(len(held) * self._smallest) < MATCH_FROM:
+            return None
         best: tuple[float, int, int] | None = None
-        for i, similarity in enumerate(self.similarities(turn, prune=True)):
+        for i, similarity in enumerate(self._similarities(counts, self._size(held, parts), prune=True)):
             if similarity < MATCH_FROM:
                 continue
             e = self._examples[i]
@@ -163,19 +170,53 @@ class ExampleIndex:
         e = self._examples[-minus_i]
         return ExampleMatch(e.task_type, e.complexity, min(1.0, similarity), exact=False)
 
-    def _buckets(self, text: str) -> set[int]:
-        """The hash buckets of the distinct words of ``text`` and of their character n-grams."""
-        cache = self._word_buckets
-        parts = []
-        for word in set(_WORD.findall(text.lower())):
-            hit = cache.get(word)
-            if hit is None:
-                hit = tuple(features.token_buckets("w:" + word))
-                if len(cache) >= WORD_CACHE_SIZE:
-                    cache.clear()
-                cache[word] = hit
-            parts.append(hit)
-        return set(chain.from_iterable(parts))
+    def _similarities(self, counts: array[int], size: int, *, prune: bool) -> list[float]:
+        if prune and not self._size_range[0] <= size <= self._size_range[1]:
+            return [0.0] * len(self._examples)
+        return [
+            common / math.sqrt(size * example_size) if common else 0.0
+            for common, example_size in zip(counts, self._sizes, strict=True)
+        ]
+
+    def _counts(self, held: set[int]) -> array[int]:
+        """Per example, how many of the buckets ``held`` it has."""
+        total = sum(map(self._packed.__getitem__, held))  # one addition counts a bucket for every example
+        counts = array(_LANE_TYPE, total.to_bytes(LANE_BITS // 8 * len(self._examples), "little"))
+        if sys.byteorder != "little":
+            counts.byteswap()
+        return counts
+
+    @staticmethod
+    def _size(held: set[int], parts: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> int:
+        """The turn's number of distinct buckets, common ones left out (held and other buckets never meet)."""
+        return len(held) + len(set().union(*map(itemgetter(1), parts)))
+
+    def _word_parts(self, words: Iterable[str]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        try:  # the usual case: every word seen before
+            return list(map(self._parts.__getitem__, words))
+        except KeyError:
+            return list(map(self._parts_of, words))
+
+    def _parts_of(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        hit = self._parts.get(word)
+        if hit is None:
+            buckets = features.cached_word_buckets(word)
+            held = tuple(b for b in buckets if b in self._vocabulary)
+            other = tuple(b for b in buckets if b not in self._vocabulary and b not in self._common)
+            hit = (held, other)
+            if len(self._parts) >= WORD_CACHE_SIZE:
+                self._parts.clear()
+            self._parts[word] = hit
+        return hit
+
+    @staticmethod
+    def _buckets(words: Iterable[str]) -> set[int]:
+        """The hash buckets of ``words`` (distinct, lower-cased) and of their character n-grams."""
+        return set().union(*map(features.cached_word_buckets, words))
+
+
+def _distinct_words(text: str) -> list[str]:
+    return features.split_turn(text).words
 
 
 def pushed_up(at_most: tuple[float, ...], match: ExampleMatch) -> tuple[float, ...]:

@@ -40,7 +40,6 @@ _WORD = re.compile(r"\w+")
 _SYMBOLS = re.compile(r"[^\w\s]+")
 _DIGITS = re.compile(r"\d+")
 _CODE_CHARS = "{}();=<>[]_#/\\*&|$"
-_DROP_CODE_CHARS = str.maketrans("", "", _CODE_CHARS)
 _LIST_MARKS = ("- ", "* ", "\u2022 ", "+ ")
 _MASK = BUCKETS - 1
 # crc32(prefix + text) == crc32(text, crc32(prefix)): the namespaces cost no string concatenation.
@@ -58,20 +57,58 @@ class TurnTokens:
     symbols: list[str]
     """Runs of symbols, at most 8 characters each."""
     instruction: list[str]
-    """The distinct words of the `instruction`."""
+    """The distinct words of the `instruction`: the very list ``words`` when the instruction is the whole turn
+    (then the model adds each word's two rows at once)."""
     word_count: int
     """Words with repeats."""
 
 
 def split_turn(turn: str) -> TurnTokens:
-    text = turn.lower()
-    words = _WORD.findall(text)
+    """The regular expressions ``_WORD`` and ``_SYMBOLS`` over the lower-cased turn. Most turns are ASCII: for
+    them, byte tables built from the same expressions give the same tokens several times faster."""
+    if turn.isascii():
+        raw = turn.encode()
+        words = raw.translate(_ASCII_WORDS).decode().split()
+        runs = raw.translate(_ASCII_SYMBOLS).decode().split()
+        text = turn  # lower-casing keeps the length and the lines of ASCII text
+    else:
+        text = turn.lower()
+        words = _WORD.findall(text)
+        runs = _SYMBOLS.findall(text)
+    distinct = list(dict.fromkeys(words))
+    symbols = dict.fromkeys(runs)
+    if max(map(len, symbols), default=0) > 8:
+        symbols = dict.fromkeys(run[:8] for run in symbols)
+    if len(text) <= INSTRUCTION_CHARS and "\n" not in text:
+        instruction_words = distinct  # the instruction is the whole turn
+    elif text is turn:
+        instruction_words = list(dict.fromkeys(_ascii_words(instruction(turn))))
+    else:
+        instruction_words = list(dict.fromkeys(_WORD.findall(instruction(text))))
     return TurnTokens(
-        words=list(dict.fromkeys(words)),
-        symbols=list(dict.fromkeys(run[:8] for run in _SYMBOLS.findall(text))),
-        instruction=list(dict.fromkeys(_WORD.findall(instruction(text)))),
-        word_count=len(words),
+        words=distinct, symbols=list(symbols), instruction=instruction_words, word_count=len(words)
     )
+
+
+def _ascii_words(text: str) -> list[str]:
+    """``_WORD.findall(text.lower())`` for ASCII ``text``."""
+    return text.encode().translate(_ASCII_WORDS).decode().split()
+
+
+def _ascii_table(pattern: str, *, lower: bool = False) -> bytes:
+    """A `bytes.translate` table for ASCII text, made from the regular expression it stands for: the
+    characters ``pattern`` matches are kept (lower-cased if ``lower``), every other byte becomes a space."""
+    matches = re.compile(pattern).fullmatch
+    return bytes(
+        (ord(chr(code).lower()) if lower else code) if code < 128 and matches(chr(code)) else 32
+        for code in range(256)
+    )
+
+
+_ASCII_WORDS = _ascii_table(r"\w", lower=True)
+"""``split()`` after it gives ``_WORD.findall`` of the lower-cased text."""
+_ASCII_SYMBOLS = _ascii_table(r"[^\w\s]")
+"""``split()`` after it gives ``_SYMBOLS.findall`` of the text."""
 
 
 def instruction(turn: str) -> str:
@@ -94,11 +131,44 @@ def tokens(turn: str) -> list[str]:
 
 def word_buckets(word: str) -> list[int]:
     """The buckets of a word: itself and the character 3- and 4-grams of ``<word>``."""
+    raw = word.encode("utf-8", "surrogatepass")
+    if len(raw) == len(word):  # ASCII: the n-grams of the encoded word are the encoded n-grams (one encode)
+        crc = zlib.crc32
+        padded_raw = b"<" + raw[:MAX_NGRAM_WORD] + b">"
+        buckets = [crc(raw, NS_WORD) & _MASK]
+        for n in NGRAMS:
+            buckets.extend(
+                crc(padded_raw[i : i + n], NS_CHAR) & _MASK for i in range(len(padded_raw) - n + 1)
+            )
+        return buckets
     buckets = [_crc(word, NS_WORD)]
     padded = "<" + word[:MAX_NGRAM_WORD] + ">"
     for n in NGRAMS:
         buckets.extend(_crc(padded[i : i + n], NS_CHAR) for i in range(len(padded) - n + 1))
     return buckets
+
+
+WORD_BUCKET_CACHE_SIZE = 20_000
+"""Distinct words whose buckets `cached_word_buckets` keeps (cleared when full: a miss costs a few us)."""
+_word_bucket_cache: dict[str, tuple[int, ...]] = {}
+
+
+def cached_word_buckets(word: str) -> tuple[int, ...]:
+    """`word_buckets`, kept: a policy's examples compare every request word by word (`examples`), and the
+    learned model reads the buckets of a word it has not summed yet from here before hashing it itself."""
+    hit = _word_bucket_cache.get(word)
+    if hit is None:
+        hit = tuple(word_buckets(word))
+        if len(_word_bucket_cache) >= WORD_BUCKET_CACHE_SIZE:
+            _word_bucket_cache.clear()
+        _word_bucket_cache[word] = hit
+    return hit
+
+
+def known_word_buckets(word: str) -> tuple[int, ...] | list[int]:
+    """The buckets of ``word``: from `cached_word_buckets`' store when it has them, else hashed (not stored)."""
+    hit = _word_bucket_cache.get(word)
+    return word_buckets(word) if hit is None else hit
 
 
 def symbol_bucket(symbols: str) -> int:
@@ -151,51 +221,81 @@ def structure(view: PromptView, *, words: int | None = None) -> list[str]:
     """Named structural features of the last user turn (one bin per measure, and a few crosses).
 
     ``words``: the turn's word count when the caller has it (`TurnTokens.word_count`)."""
+    return [_ALL_NAMES[i] for i in structure_indices(view, words=words)]
+
+
+def structure_indices(view: PromptView, *, words: int | None = None) -> list[int]:
+    """`structure` as positions in `all_structure_names` (what the model looks its weights up by)."""
     turn = view.last_user
-    lines = turn.split("\n")
     chars = view.last_user_chars
-    code_percent = 100 * (len(turn) - len(turn.translate(_DROP_CODE_CHARS))) // max(1, len(turn))
+    code_percent = 100 * _code_chars(turn) // max(1, len(turn))
+    lines = turn.split("\n")
     items, code_lines = _line_shapes(lines)
     questions = turn.count("?") + turn.count("\uff1f")  # and the full-width one (Chinese, Japanese)
-    measures = (
-        ("chars", chars),
-        ("words", len(_WORD.findall(turn)) if words is None else words),
-        ("lines", len(lines) - 1),
-        ("items", items),
-        ("questions", questions),
-        ("sentences", _sentences(turn)),
-        ("numbers", len(_DIGITS.findall(turn))),
-        ("code", code_percent),
-        ("codelines", code_lines),
-        ("pasted", _pasted(turn, chars)),
-        ("history", view.history),
-    )
-    names = [_NAMES[name][_bin(value, _BINS[name])] for name, value in measures]
-    names.append("fence:1" if "```" in turn else "fence:0")
-    names.append("system:1" if view.system else "system:0")
-    size = _bin(chars, _BINS["chars"])
-    names.append(f"chars*items:{size}:{_bin(items, _BINS['items'])}")
-    names.append(f"chars*questions:{size}:{_bin(questions, _BINS['questions'])}")
-    names.append(f"chars*code:{size}:{_bin(code_percent, _BINS['code'])}")
-    return names
+    at = bisect.bisect_right
+    size = at(_CHARS, chars)
+    items_bin = at(_ITEMS, items)
+    questions_bin = at(_QUESTIONS, questions)
+    code_bin = at(_CODE, code_percent)
+    return [
+        _FIRST["chars"] + size,
+        _FIRST["words"] + at(_BINS["words"], len(_WORD.findall(turn)) if words is None else words),
+        _FIRST["lines"] + at(_BINS["lines"], len(lines) - 1),
+        _FIRST["items"] + items_bin,
+        _FIRST["questions"] + questions_bin,
+        _FIRST["sentences"] + at(_BINS["sentences"], _sentences(turn)),
+        _FIRST["numbers"] + at(_BINS["numbers"], _numbers(turn)),
+        _FIRST["code"] + code_bin,
+        _FIRST["codelines"] + at(_BINS["codelines"], code_lines),
+        _FIRST["pasted"] + at(_BINS["pasted"], _pasted(turn, chars)),
+        _FIRST["history"] + at(_BINS["history"], view.history),
+        _FIRST["fence"] + ("```" in turn),
+        _FIRST["system"] + bool(view.system),
+        _FIRST["chars*items"] + size * (len(_ITEMS) + 1) + items_bin,
+        _FIRST["chars*questions"] + size * (len(_QUESTIONS) + 1) + questions_bin,
+        _FIRST["chars*code"] + size * (len(_CODE) + 1) + code_bin,
+    ]
 
 
 def all_structure_names() -> list[str]:
     """Every name `structure` can produce (the training code gives each a column)."""
+    return list(_ALL_NAMES)
+
+
+def _all_structure_names() -> tuple[str, ...]:
     names = [f"{name}:{i}" for name, edges in _BINS.items() for i in range(len(edges) + 1)]
     names += ["fence:0", "fence:1", "system:0", "system:1"]
     size_bins = range(len(_BINS["chars"]) + 1)
     for cross in ("items", "questions", "code"):
         names += [f"chars*{cross}:{s}:{i}" for s in size_bins for i in range(len(_BINS[cross]) + 1)]
-    return names
+    return tuple(names)
 
 
-def _bin(value: int, edges: tuple[int, ...]) -> int:
-    return bisect.bisect_right(edges, value)
+_ALL_NAMES = _all_structure_names()
+_FIRST: dict[str, int] = {}
+for _i, _name in enumerate(_ALL_NAMES):
+    _FIRST.setdefault(_name.split(":")[0], _i)
+"""Position of each measure's bin 0 in `_ALL_NAMES`."""
+_CHARS, _ITEMS, _QUESTIONS, _CODE = _BINS["chars"], _BINS["items"], _BINS["questions"], _BINS["code"]
+_CODE_BYTES = _CODE_CHARS.encode()
+_ASCII_DIGITS = bytes(49 if code < 128 and _DIGITS.fullmatch(chr(code)) else 48 for code in range(256))
+"""Digits become ``1``, all else ``0``: a run of digits starts at a ``01`` or at the start."""
 
 
-_NAMES = {name: [f"{name}:{i}" for i in range(len(edges) + 1)] for name, edges in _BINS.items()}
-"""Built once: formatting sixteen names per request costs more than computing the measures."""
+def _code_chars(turn: str) -> int:
+    """How many characters of the turn are in ``_CODE_CHARS``."""
+    if turn.isascii():
+        raw = turn.encode()
+        return len(raw) - len(raw.translate(None, _CODE_BYTES))
+    return sum(map(turn.count, _CODE_CHARS))
+
+
+def _numbers(turn: str) -> int:
+    """``len(_DIGITS.findall(turn))``: runs of digits."""
+    if turn.isascii():
+        digits = turn.encode().translate(_ASCII_DIGITS)
+        return digits.count(b"01") + digits.startswith(b"1")
+    return len(_DIGITS.findall(turn))
 
 
 def _line_shapes(lines: list[str]) -> tuple[int, int]:

@@ -12,9 +12,11 @@ then refuses to start unless its operator chose the rule classifier (``--classif
 Why the weights are packed: a request has a few hundred active features and the model has nine outputs; adding
 nine floats per feature in Python costs more than the whole budget (100 us). Each hash bucket's nine integers
 are instead packed into one Python int, ``LANE_BITS`` bits per output with a constant offset that keeps every
-lane non-negative, so one big-int addition per feature adds all nine at once (exactly: integers do not round),
-and the lanes are split apart once at the end. Words repeat across requests, so the packed sum of a word's
-buckets (the word and its n-grams) is cached per word.
+lane non-negative, and a tenth lane holding 1 (the count of rows summed), so one big-int addition per feature
+adds all nine and counts it (exactly: integers do not round), and the lanes are split apart once at the end.
+The additions run in C (``sum(map(...))``), not as a Python loop. Words repeat across requests, so the packed
+sum of a word's buckets (the word and its n-grams) is cached per word, as are a word's row as an instruction
+word and a symbol run's row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import itertools
 import json
 import math
 import sys
-import zlib
 from array import array
 from dataclasses import dataclass
 from functools import cache
@@ -93,31 +94,46 @@ class LearnedModel:
         self.offload_confidence = float(data["offloadConfidence"])
         self.corpus = str(data.get("corpus", ""))
         self._mask = (1 << LANE_BITS) - 1
+        shifts = (LANE_BITS * i for i in range(self.outputs))
+        self._heads = tuple(zip(self.bias, shifts, self.scale, strict=False))  # parse() checks the lengths
+        """(bias, lane shift, scale) per output."""
+        self._count_shift = LANE_BITS * self.outputs
         self._rows = _text_rows(data["text"], self.outputs)
-        self._structure = {name: _pack(q) for name, q in data["structure"].items()}
-        self._cache: dict[str, tuple[int, int, int]] = {}
+        structure = {name: _pack(q) for name, q in data["structure"].items()}
+        # By position in features.all_structure_names(); a name without weights adds nothing and counts 0.
+        self._structure_rows = [structure.get(name, 0) for name in features.all_structure_names()]
+        self._cache: dict[str, int] = {}
+        """Word -> packed sum of its buckets' rows; symbol run -> its row (the two never look alike)."""
+        self._instruction_cache: dict[str, int] = {}
+        """Word -> its row as an instruction word."""
+        self._both_cache: dict[str, int] = {}
+        """Word -> both: a word of a turn that is all instruction (most short turns) adds both at once."""
 
-    def logits(self, view: PromptView) -> list[float]:
-        """Raw (untempered) outputs: the task heads, then the complexity heads."""
-        turn = features.split_turn(view.last_user)
-        text_sum, n = self._text_sum(turn)
-        structure = self._structure
-        structure_sum = m = 0
-        for name in features.structure(view, words=turn.word_count):
-            row = structure.get(name)
-            if row is not None:
-                structure_sum += row
-                m += 1
-        text = self._unpack(text_sum, n)
-        struct = self._unpack(structure_sum, m)
+    def logits(self, view: PromptView, turn: features.TurnTokens | None = None) -> list[float]:
+        """Raw (untempered) outputs: the task heads, then the complexity heads.
+
+        ``turn``: `features.split_turn` of the view's last user turn, when the caller has it."""
+        if turn is None:
+            turn = features.split_turn(view.last_user)
+        text = self._text_sum(turn)
+        indices = features.structure_indices(view, words=turn.word_count)
+        struct = sum(map(self._structure_rows.__getitem__, indices))
+        n = text >> self._count_shift
         norm = 1.0 / math.sqrt(n) if n else 0.0
+        text_offset = n * OFFSET
+        struct_offset = (struct >> self._count_shift) * OFFSET
+        mask = self._mask
+        # Per output: b + (t * norm + s) / scale, t and s that output's lane of each sum less its offsets.
         return [
-            b + (t * norm + s) / scale
-            for b, t, s, scale in zip(self.bias, text, struct, self.scale, strict=True)
+            b
+            + ((((text >> shift) & mask) - text_offset) * norm + (((struct >> shift) & mask) - struct_offset))
+            / scale
+            for b, shift, scale in self._heads
         ]
 
-    def predict(self, view: PromptView) -> Prediction:
-        z = self.logits(view)
+    def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
+        """``turn``: as for `logits`."""
+        z = self.logits(view, turn)
         k = len(self.tasks)
         task_p = softmax(z[:k], self.task_temperature)
         return Prediction(
@@ -125,35 +141,64 @@ class LearnedModel:
             complexity=tuple(softmax(z[k:], self.complexity_temperature)),
         )
 
-    def _text_sum(self, turn: features.TurnTokens) -> tuple[int, int]:
-        """The packed sum of the turn's text buckets, and how many there are (with repeats)."""
-        cache_, rows, crc, mask = self._cache, self._rows, zlib.crc32, features.BUCKETS - 1
-        total = count = 0
-        for word in turn.words:
-            hit = cache_.get(word) or self._word_rows(word)
-            total += hit[0]
-            count += hit[1]
-        for word in turn.instruction:
-            total += (cache_.get(word) or self._word_rows(word))[2]
-        # Symbol runs are one bucket each and vary a lot: hashed inline, not cached.
-        for run in turn.symbols:
-            total += rows[crc(run.encode("utf-8", "surrogatepass"), features.NS_SYMBOL) & mask]
-        return total, count + len(turn.symbols) + len(turn.instruction)
+    def _text_sum(self, turn: features.TurnTokens) -> int:
+        """The packed sum of the turn's text buckets (with repeats), their count in the last lane."""
+        if turn.instruction is turn.words:
+            try:  # the usual case: every word seen before
+                total = sum(map(self._both_cache.__getitem__, turn.words))
+            except KeyError:
+                total = sum(map(self._word_and_instruction, turn.words))
+        else:
+            try:
+                total = sum(map(self._cache.__getitem__, turn.words))
+                total += sum(map(self._instruction_cache.__getitem__, turn.instruction))
+            except KeyError:
+                total = sum(map(self._word_sum, turn.words))
+                total += sum(map(self._instruction_row, turn.instruction))
+        try:
+            return total + sum(map(self._cache.__getitem__, turn.symbols))
+        except KeyError:
+            return total + sum(map(self._symbol_row, turn.symbols))
 
-    def _word_rows(self, word: str) -> tuple[int, int, int]:
-        """(packed sum of the word's buckets, how many, packed row of the word as an instruction word)."""
-        buckets = features.word_buckets(word)
-        instruction = features.bucket_of(word, features.NS_INSTRUCTION)
-        rows = (sum(self._rows[b] for b in buckets), len(buckets), self._rows[instruction])
-        if len(self._cache) >= TOKEN_CACHE_SIZE:
-            self._cache.clear()
-        self._cache[word] = rows
-        return rows
+    def clear_cache(self) -> None:
+        """Forget every cached word and symbol run (the benchmark's worst case: every word is new)."""
+        self._cache.clear()
+        self._instruction_cache.clear()
+        self._both_cache.clear()
 
-    def _unpack(self, packed: int, rows: int) -> list[int]:
-        offset = rows * OFFSET
-        mask = self._mask
-        return [((packed >> (LANE_BITS * i)) & mask) - offset for i in range(self.outputs)]
+    def _word_sum(self, word: str) -> int:
+        hit = self._cache.get(word)
+        if hit is None:
+            hit = self._cached(
+                self._cache, word, sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
+            )
+        return hit
+
+    def _word_and_instruction(self, word: str) -> int:
+        hit = self._both_cache.get(word)
+        if hit is None:
+            hit = self._cached(self._both_cache, word, self._word_sum(word) + self._instruction_row(word))
+        return hit
+
+    def _instruction_row(self, word: str) -> int:
+        hit = self._instruction_cache.get(word)
+        if hit is None:
+            row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)]
+            hit = self._cached(self._instruction_cache, word, row)
+        return hit
+
+    def _symbol_row(self, run: str) -> int:
+        hit = self._cache.get(run)
+        if hit is None:
+            hit = self._cached(self._cache, run, self._rows[features.symbol_bucket(run)])
+        return hit
+
+    @staticmethod
+    def _cached(cache: dict[str, int], key: str, value: int) -> int:
+        if len(cache) >= TOKEN_CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
 
 
 def softmax(z: list[float], temperature: float) -> list[float]:
@@ -164,7 +209,8 @@ def softmax(z: list[float], temperature: float) -> list[float]:
 
 
 def _pack(q: list[int]) -> int:
-    packed = 0
+    """One row: ``q`` in its lanes (plus OFFSET each), and 1 in the count lane."""
+    packed = 1 << (LANE_BITS * len(q))
     for i, v in enumerate(q):
         packed |= (int(v) + OFFSET) << (LANE_BITS * i)
     return packed

@@ -2,10 +2,12 @@
 
 Nothing is sent to the client until the chosen backend has produced its first body byte, so a connect error,
 a dropped connection or a 5xx before that point is retried on another eligible endpoint (up to ``retries``,
-never one already tried, never by queueing). Once the first byte is relayed, the request is committed: a
-failure after that point breaks the client connection rather than replaying work. Chunks are relayed as they
-arrive (``iter_any``), so a stream keeps its timing. A client that goes away cancels the handler (aiohttp
-handler cancellation), which closes the upstream connection and so stops the backend's generation.
+never one already tried; after a connect error or a dropped connection, a retry waits in the queue when every
+untried endpoint is busy, as a new request would, instead of failing). Once the first byte is relayed, the
+request is committed: a failure after that point breaks the client connection rather than replaying work.
+Chunks are relayed as they arrive (``iter_any``), so a stream keeps its timing. A client that goes away cancels
+the handler (aiohttp handler cancellation), which closes the upstream connection and so stops the backend's
+generation.
 """
 
 from __future__ import annotations
@@ -235,9 +237,9 @@ class Forwarder:
                 try:
                     exchange = await self._open(request, req, held.backend, held.endpoint.url)
                 except UpstreamError as e:
-                    retry = None if last or not e.retryable else self._retry_choice(req, tried)
                     self._failed(held, req)
                     held = None
+                    retry = None if last or not e.retryable else await self._retry_slot(req, tried)
                     if retry is None:
                         return self._upstream_failure(req, e)
                     held = self._retried(req, retry, failed_backend=req.backend)
@@ -254,6 +256,28 @@ class Forwarder:
         finally:
             if held is not None:
                 self._admission.release(held)
+
+    async def _retry_slot(self, req: _Request, tried: set[str]) -> Choice | None:
+        """Another endpoint for a request whose attempt failed before reaching the backend: one with room now,
+        else a place in the queue for the capable endpoints not tried yet, as a new request would get. (A
+        capable backend that is only busy must not turn a dead endpoint into a failed request.) None when
+        every capable endpoint has been tried; Rejected when the queue is full or the wait too long."""
+        choice = self._retry_choice(req, tried)
+        if choice is not None:
+            return choice
+        assert req.eligible is not None and req.classification is not None
+        untried = req.eligible.without(frozenset(tried))
+        if not untried:
+            return None
+        choice, waited = await self._admission.acquire(
+            untried,
+            priority=req.classification.priority,
+            complexity=req.classification.complexity,
+            task_class=req.task_class,
+            queue=req.snapshot.table.queue,
+        )
+        req.queue_seconds += waited
+        return choice
 
     def _retry_choice(self, req: _Request, tried: set[str]) -> Choice | None:
         assert req.eligible is not None

@@ -23,7 +23,8 @@ class Outcome:
     phase: str
 
 
-async def _one(session: aiohttp.ClientSession, url: str, load: ClassLoad, t: float, phase: str) -> Outcome:
+async def send(session: aiohttp.ClientSession, url: str, load: ClassLoad, t: float, phase: str) -> Outcome:
+    """One request of class `load`, sent at `t` seconds into the workload; a failed connection is status 0."""
     body = {
         "model": "zeta",
         "messages": [{"role": "user", "content": load.prompt}],
@@ -52,5 +53,5 @@ async def run(plan: Scenario, phases: Phases, router_url: str, *, seed: int = 7)
             delay = start + t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(session, router_url, load, t, phase)))
+            tasks.append(asyncio.create_task(send(session, router_url, load, t, phase)))
         return list(await asyncio.gather(*tasks))

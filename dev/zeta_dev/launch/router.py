@@ -10,6 +10,7 @@ The process runs ``python -m zeta_operator.router`` under `ManagedProcess`, so i
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -66,14 +67,24 @@ def start_router(
     startup_timeout: float = 30.0,
     env: dict[str, str] | None = None,
     drain_delay: float = 0.0,
+    source: Path | None = None,
 ) -> Iterator[RunningRouter]:
     """Start a router on a free port; wait for /healthz (and /readyz unless ``wait_ready`` is False).
 
     ``drain_delay`` is the router's --drain-delay: 0 by default, since no load balancer stands between the
-    harness and its routers and every stop would otherwise wait it out (``args`` may override it)."""
+    harness and its routers and every stop would otherwise wait it out (``args`` may override it). ``source``:
+    a source tree whose ``zeta_operator`` runs instead of this checkout's (a benchmark's "before the fix")."""
     directory = log_dir if log_dir is not None else Path(tempfile.mkdtemp(prefix="zeta-router-"))
     port = free_port()
-    argv = [sys.executable, "-m", "zeta_operator.router", "--listen", f"127.0.0.1:{port}"]
+    # -P: the working directory (maybe this checkout) must not shadow ``source``
+    argv = [
+        sys.executable,
+        *(["-P"] if source else []),
+        "-m",
+        "zeta_operator.router",
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
     argv += ["--drain-delay", f"{drain_delay}s"]
     if table_file is not None:
         argv += ["--table-file", str(table_file)]
@@ -82,6 +93,8 @@ def start_router(
     if kubeconfig is not None:
         argv += ["--kubeconfig", str(kubeconfig)]
     full_env = python_child_env(env)
+    if source is not None:
+        full_env["PYTHONPATH"] = os.pathsep.join([str(source), full_env["PYTHONPATH"]])
     process = ManagedProcess(
         f"router :{port}", [*argv, *args], log=directory / f"router-{port}.log", env=full_env
     )

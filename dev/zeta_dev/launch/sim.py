@@ -108,6 +108,18 @@ class RunningSim:
             self.process.popen.wait(10)
         return current
 
+    def restart(self, *, timeout: float = 60.0) -> None:
+        """Start the simulator again (same flags and port) after its process died or was killed; returns once
+        it answers /health. `start_sims` stops the new process at its end."""
+        self.process.stop()  # a no-op for a dead process; a live one would hold the port
+        self.process = self.process.respawn()
+        wait_until(
+            functools.partial(_answers, f"{self.url}/health"),
+            timeout=timeout,
+            what=f"{self.process.name} /health after a restart",
+            process=self.process,
+        )
+
     def faults(self) -> dict[str, Any]:
         """GET /admin/faults."""
         with urllib.request.urlopen(f"{self.url}/admin/faults", timeout=10) as response:

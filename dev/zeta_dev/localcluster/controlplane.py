@@ -258,6 +258,22 @@ class ControlPlane:
             component_tokens=component_tokens,
         )
 
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL with ``kill``); etcd and everything else keep running."""
+        self._apiserver().kill() if kill else self._apiserver().stop()
+
+    def start_apiserver(self, *, timeout: float = 120.0) -> None:
+        """Start kube-apiserver again after `stop_apiserver`: same flags, so the same port, certificates,
+        tokens and etcd; clients reconnect to the address they know. Returns once /readyz answers."""
+        old = self._apiserver()
+        new = old.respawn()
+        self.processes[self.processes.index(old)] = new  # stopped with the rest when the control plane ends
+        ready = lambda: _get(f"{self.server}/readyz", token=self.admin_token, ca_file=self.ca_file) == 200  # noqa: E731
+        wait_until(ready, timeout=timeout, what="kube-apiserver /readyz after a restart", process=new)
+
+    def _apiserver(self) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == "kube-apiserver")
+
 
 def write_kubeconfig(
     path: Path, *, server: str, ca_file: Path, token: str, user: str, namespace: str = "default"

@@ -70,10 +70,12 @@ class ManagedProcess:
     ) -> None:
         self.name = name
         self.log = log
+        self.argv = [str(a) for a in argv]
+        self.env = env
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                [str(a) for a in argv],
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -81,6 +83,11 @@ class ManagedProcess:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+
+    def respawn(self) -> ManagedProcess:
+        """The same command started again (same arguments, environment and log, which it appends to): a
+        restart after `kill` or `stop`, e.g. on the same port."""
+        return ManagedProcess(self.name, self.argv, log=self.log, env=self.env)
 
     @property
     def pid(self) -> int:

@@ -7,12 +7,17 @@ with the policy's documented ``spec.prometheus.address`` pointed at that Prometh
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,9 @@ import kubernetes
 import yaml
 
 from ..launch.sim import SimSpec
+from ..waiting import eventually
 from .controlplane import REPO_ROOT
+from .fleet import read_table
 from .node import GATEWAY, Image, Node
 from .prometheus import Prometheus
 
@@ -28,10 +35,14 @@ CHART = REPO_ROOT / "charts" / "zeta"
 MANIFESTS = REPO_ROOT / "manifests"
 SAMPLES = MANIFESTS / "samples"
 HELM_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
-FLEET: dict[str, tuple[float, int]] = {"general-4b": (4, 32), "coder-7b": (7, 16), "large-14b": (14, 8)}
+Engines = Mapping[str, tuple[float, int]]
+"""backend name -> (size in billions, concurrent sequences) of the simulated engine behind it."""
+FLEET: Engines = {"general-4b": (4, 32), "coder-7b": (7, 16), "large-14b": (14, 8)}
 """The sample ModelBackends (manifests/samples): size in billions, and maxConcurrency as the sim's max-seqs."""
 SIM_PORT = 8000
 RELEASE = "zeta"
+TABLE = "zeta-routes-demo"
+"""The sample policy's routing table (the chart's default `router.policy.configMapName`)."""
 
 
 def helm_binary() -> Path:
@@ -42,9 +53,10 @@ def helm_binary() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def simulator_manifests(image: Image, *, backend: str, replicas: int, model: str) -> list[dict[str, Any]]:
+def simulator_manifests(
+    image: Image, *, backend: str, replicas: int, model: str, size: float, max_seqs: int
+) -> list[dict[str, Any]]:
     """A model server as users run one: a Deployment of zeta-sim behind a Service of the backend's name."""
-    size, max_seqs = FLEET[backend]
     labels = {"app.kubernetes.io/name": "zeta-sim", "zeta.dev/backend": backend}
     argv = [
         "zeta-sim",
@@ -107,22 +119,26 @@ def simulator_manifests(image: Image, *, backend: str, replicas: int, model: str
     return [deployment, service]
 
 
+def _sample_docs() -> list[dict[str, Any]]:
+    docs = [yaml.safe_load(path.read_text()) for path in SAMPLES.glob("*.yaml")]
+    return [d for d in docs if d.get("kind") != "Kustomization"]
+
+
 def sample_models() -> dict[str, str]:
     """backend name -> served model name, from the sample ModelBackends."""
-    models = {}
-    for path in SAMPLES.glob("*.yaml"):
-        doc = yaml.safe_load(path.read_text())
-        if doc.get("kind") == "ModelBackend":
-            models[doc["metadata"]["name"]] = doc["spec"]["model"]
-    return models
+    return {d["metadata"]["name"]: d["spec"]["model"] for d in _sample_docs() if d["kind"] == "ModelBackend"}
 
 
-def deploy_fleet(node: Node, image: Image, *, namespace: str, replicas: int = 2) -> None:
+def deploy_fleet(
+    node: Node, image: Image, *, namespace: str, replicas: int = 2, engines: Engines = FLEET
+) -> None:
+    """The simulator Deployments and Services (applied again with other ``engines``: a rollout), rolled out."""
     models = sample_models()
-    docs = [d for backend in FLEET for d in simulator_manifests(image, backend=backend, replicas=replicas,
-                                                                model=models[backend])]  # fmt: skip
+    docs = [d for backend, (size, seqs) in engines.items()
+            for d in simulator_manifests(image, backend=backend, replicas=replicas, model=models[backend],
+                                         size=size, max_seqs=seqs)]  # fmt: skip
     node.cluster.apply(docs, namespace=namespace)
-    for backend in FLEET:
+    for backend in engines:
         node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=110s")
 
 
@@ -221,20 +237,31 @@ def helm_install(node: Node, image: Image, *, namespace: str, values: dict[str, 
         )  # fmt: skip
 
 
-def apply_samples(node: Node, *, namespace: str, prometheus_url: str) -> None:
-    """``kubectl apply -k manifests/samples/``, through an overlay that sets only the policy's documented
-    ``spec.prometheus.address`` (the samples name a prometheus-operated Service this node does not have)."""
+def apply_samples(
+    node: Node, *, namespace: str, prometheus_url: str, spec: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
+    """``kubectl apply -k manifests/samples/``, through an overlay that sets the policy's documented
+    ``spec.prometheus.address`` (the samples name a prometheus-operated Service this node does not have) and,
+    per sample object name, the documented fields in ``spec`` (paths under ``spec``, e.g. ``adaptation`` or
+    ``prometheus/window``: the demo's faster adaptation)."""
     with tempfile.TemporaryDirectory(prefix="zeta-samples-") as tmp:
         overlay = Path(tmp)
         shutil.copytree(SAMPLES, overlay / "samples")
-        patch = [{"op": "replace", "path": "/spec/prometheus/address", "value": prometheus_url}]
+        address = [{"op": "replace", "path": "/spec/prometheus/address", "value": prometheus_url}]
+        patches = {("RoutingPolicy", "demo"): address}
+        kinds = {doc["metadata"]["name"]: doc["kind"] for doc in _sample_docs()}
+        for name, fields in (spec or {}).items():
+            kind = kinds[name]
+            ops = [{"op": "add", "path": f"/spec/{key}", "value": value} for key, value in fields.items()]
+            patches[(kind, name)] = patches.get((kind, name), []) + ops
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "namespace": namespace,
             "resources": ["samples"],
             "patches": [
-                {"target": {"kind": "RoutingPolicy", "name": "demo"}, "patch": yaml.safe_dump(patch)}
+                {"target": {"kind": kind, "name": name}, "patch": yaml.safe_dump(ops)}
+                for (kind, name), ops in patches.items()
             ],
         }
         (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
@@ -289,3 +316,100 @@ def endpoint_slice_addresses(node: Node, *, namespace: str, service: str) -> lis
         'jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\\n"}{end}',
     ).stdout  # fmt: skip
     return sorted(out.split())
+
+
+@dataclass
+class Installed:
+    """Zeta installed on a running node: the handles the tests and the demo use."""
+
+    node: Node
+    prometheus: Prometheus
+    namespace: str
+    router_url: str
+    images: dict[str, Image]
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds from the start of `installed` to each step."""
+
+    def kubectl(self, *args: str) -> str:
+        return self.node.cluster.kubectl(*args, "-n", self.namespace).stdout
+
+    def table_endpoints(self, backend: str) -> list[str]:
+        """The Pod IPs the routing table lists for ``backend``."""
+        table = read_table(self.node.cluster, self.namespace, TABLE)
+        if table is None:
+            return []
+        return sorted(
+            str(e.url).split("//")[1].split(":")[0]
+            for b in table.backends
+            if b.name == backend
+            for e in b.endpoints
+        )
+
+
+@contextlib.contextmanager
+def installed(
+    binaries: Path,
+    images: dict[str, Image],
+    *,
+    namespace: str,
+    engines: Engines = FLEET,
+    replicas: int = 2,
+    spec: Mapping[str, Mapping[str, Any]] | None = None,
+    on_step: Callable[[str, float], None] | None = None,
+) -> Iterator[Installed]:
+    """A node with Zeta as a user installs it: the CRDs, the simulator Deployments (``engines``, ``replicas``
+    each), Prometheus, the samples (with ``spec`` set, see `apply_samples`), `helm install`; yields once the
+    router's Service answers. ``on_step`` hears of each step done (its name, seconds since the start).
+    Everything is torn down at exit."""
+    start = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - start, 1)
+        if on_step:
+            on_step(name, timings[name])
+
+    with Node.running(images=images, binaries=binaries) as node:
+        lap("node ready")
+        node.cluster.install_crds()
+        node.cluster.kubectl("create", "namespace", namespace)
+        deploy_fleet(node, images["zeta-sim"], namespace=namespace, replicas=replicas, engines=engines)
+        lap("model servers ready")
+        with node_prometheus(node, namespace=namespace) as prom:
+            apply_samples(node, namespace=namespace, prometheus_url=prom.url, spec=spec)
+            helm_install(node, images["zeta"], namespace=namespace)
+            lap("helm install done")
+            url = router_service_url(node, namespace=namespace)
+            eventually(lambda: chat(url, "hi").status == 200, timeout=120,
+                       what="a first answer through the router's Service")  # fmt: skip
+            lap("first answer")
+            yield Installed(node, prom, namespace, url, images, timings)
+
+
+@dataclass
+class Answer:
+    status: int  # 0: no HTTP answer at all (connection refused or reset, timeout)
+    backend: str
+    endpoint: str
+    error: str = ""
+
+
+def chat(base_url: str, content: str, *, model: str = "zeta", timeout: float = 30) -> Answer:
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 4}
+    request = urllib.request.Request(
+        f"{base_url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            headers = response.headers
+            return Answer(
+                response.status, headers.get("X-Zeta-Backend", ""), headers.get("X-Zeta-Endpoint", "")
+            )
+    except urllib.error.HTTPError as e:
+        e.read()
+        return Answer(e.code, e.headers.get("X-Zeta-Backend", ""), "", error=f"HTTP {e.code}")
+    except OSError as e:
+        return Answer(0, "", "", error=f"{type(e).__name__}: {e}")
