@@ -60,7 +60,14 @@ def test_packed_sums_equal_a_plain_weighted_sum() -> None:
         (weights_file({**weights_data(structure={}), "text": "AAAAAA=="}), "text weights hold 2 values"),
         (weights_file({k: v for k, v in weights_data(structure={}).items() if k != "bias"}), "KeyError"),
     ],
-    ids=["empty", "not-gzip", "other-format", "other-features", "short-weights", "no-bias"],  # stable for xdist
+    ids=[
+        "empty",
+        "not-gzip",
+        "other-format",
+        "other-features",
+        "short-weights",
+        "no-bias",
+    ],  # stable for xdist
 )
 def test_a_corrupt_weights_file_is_refused_with_the_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(model.ModelError) as err:
