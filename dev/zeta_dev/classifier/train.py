@@ -68,6 +68,8 @@ class Hyper:
     """Inverse L2 strength of the task head."""
     complexity_c: float = 2.0
     """Inverse L2 strength of the complexity head."""
+    complexity_balanced: bool = False
+    """Weight the complexity levels inversely to their frequency (levels 1, 4 and 5 are rare)."""
 
 
 HYPER = Hyper()
@@ -102,17 +104,23 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
     used = np.unique(full.indices)
     x = full[:, used].tocsr()
     heads = (
-        (corpus.TASKS, [r.task for r in requests], hyper.task_c),
-        (LEVELS, [r.complexity for r in requests], hyper.complexity_c),
+        (corpus.TASKS, [r.task for r in requests], hyper.task_c, False),
+        (LEVELS, [r.complexity for r in requests], hyper.complexity_c, hyper.complexity_balanced),
     )
     weights, biases = [], []
-    for labels, y, c in heads:
+    for labels, y, c, balanced in heads:
         missing = set(labels) - set(y)
         if missing:
             raise ValueError(f"no training request labelled {sorted(map(str, missing))}")
         # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
         # a first-order solver happened to stop.
-        clf = LogisticRegression(C=c, solver="newton-cg", max_iter=MAX_ITER, tol=1e-7)
+        clf = LogisticRegression(
+            C=c,
+            solver="newton-cg",
+            max_iter=MAX_ITER,
+            tol=1e-7,
+            class_weight="balanced" if balanced else None,
+        )
         with threadpool_limits(1):  # the machine is shared: threads only contend
             clf.fit(x, y)
         order = [list(clf.classes_).index(label) for label in labels]
