@@ -18,8 +18,9 @@ mypy || status=1
 echo "==> tests" >&2
 before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 # Files run on ZETA_TEST_WORKERS workers (default 3, 0 = in this process): most of a test's time is spent waiting
-# on real processes, so even 2 cores finish sooner. Groups keep a file on one worker (tests/conftest.py).
-python -m pytest -n "${ZETA_TEST_WORKERS:-3}" --dist loadgroup "$@" || status=$?
+# on real processes, so even 2 cores finish sooner. A file stays on one worker, and so do all node tests
+# (tests/conftest.py).
+python -m pytest -n "${ZETA_TEST_WORKERS:-3}" --dist loadfile "$@" || status=$?
 
 echo "==> leftovers" >&2
 left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta-node-|zeta_sim|zeta_operator\.(router|operator)' | grep -v pgrep || true)"

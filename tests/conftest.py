@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -29,13 +30,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's `--dist loadgroup` (make test): a file's tests stay on one worker, so its module
-    fixtures start once, and all node tests share one worker, since a machine runs one node at a time."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "tests/node" if path.startswith("tests/node/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (make test) with the node tests as one unit: a file's tests stay on one worker, so its
+    module fixtures start once, and one worker runs every node test, since a machine holds one node at a time."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NodeTestsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "tests/node" if path.startswith("tests/node/") else path
+
+    return NodeTestsTogether(config, log)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

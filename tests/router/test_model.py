@@ -50,6 +50,19 @@ def test_packed_sums_equal_a_plain_weighted_sum() -> None:
     assert m.logits(view) == m.logits(view)  # the token cache gives the same answer
 
 
+def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it() -> None:
+    """The first paragraph is the ask: its clauses count, the pasted lines after it do not."""
+    pasted = "\n".join(f"row_{i}, value, other" for i in range(30))
+    view = prompt_view([f"Write a parser, a lexer and a REPL, with tests and docs\n\n{pasted}"])
+    names = features.ask_shape(view, view.last_user.split("\n"))
+    assert "headclauses:2" in names  # two commas in the ask; the 60 in the pasted rows are not counted
+    assert "headands:3" in names  # "and", "with", "and"
+    assert "identifiers:4" in names  # 30 snake_case names: the top bin
+    assert "head*rest:1:2" in names  # a 55-character ask, about 600 characters after it
+    assert set(names) <= set(features.all_structure_names())
+    assert set(features.ask_shape(prompt_view(["hi"]), ["hi"])) <= set(features.all_structure_names())
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [

@@ -18,8 +18,14 @@ from . import corpus
 from .corpus import Request
 from .train import LEVELS, Hyper, design, fit_heads
 
-CANDIDATES = tuple(Hyper(task_c=c, complexity_c=c) for c in (1.0, 4.0, 16.0, 64.0))
-"""Both heads share the candidate value per run (each head is scored separately, so each can take its best)."""
+CANDIDATES = (
+    *(Hyper(task_c=c, complexity_c=c) for c in (1.0, 4.0, 16.0, 64.0)),
+    Hyper(task_c=4.0, complexity_c=2.0),
+    Hyper(task_c=4.0, complexity_c=2.0, complexity_balanced=True),
+)
+"""Both heads share the candidate value per run (each head is scored separately, so each can take its best);
+then the shipped C values with and without class weights on the complexity head."""
+GATE_COMPLEX_RATE = 0.01
 
 
 def fold_of(group: str, folds: int) -> int:
@@ -42,6 +48,25 @@ def out_of_fold(requests: Sequence[Request], hyper: Hyper, folds: int) -> tuple[
     return task_p, level_p
 
 
+WRITERS = ("w1", "w2", "w3")
+
+
+def leave_one_writer_out(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
+    """Each hand writer's train-split requests, predicted by a model fitted on the others' (float weights,
+    temperature 1): how the candidate does on a writer it has never read. Other sources are never held out."""
+    x = design([r.view for r in requests])
+    k = len(corpus.TASKS)
+    task_p = np.full((len(requests), k), 1.0 / k)
+    level_p = np.full((len(requests), len(LEVELS)), 1.0 / len(LEVELS))
+    for writer in WRITERS:
+        held = np.array([r.source == writer for r in requests])
+        w, b = fit_heads([r for r, h in zip(requests, held, strict=True) if not h], hyper)
+        z = x[held] @ w.T + b
+        task_p[held] = _softmax(z[:, :k])
+        level_p[held] = _softmax(z[:, k:])
+    return task_p, level_p
+
+
 def scores(requests: Sequence[Request], task_p: np.ndarray, level_p: np.ndarray) -> dict[str, float]:
     task = np.array([corpus.TASKS.index(r.task) for r in requests])
     simple = np.array([r.simple for r in requests])
@@ -51,9 +76,19 @@ def scores(requests: Sequence[Request], task_p: np.ndarray, level_p: np.ndarray)
         "task": float((task_p.argmax(axis=1) == task).mean()),
         "tier": float(((p_simple >= 0.5) == simple).mean()),
         "complex->simple": float((p_simple[~simple] >= 0.5).mean()),
+        "simple passing the gate": simple_passing(p_simple, simple),
         "task log-loss": float(-np.log(task_p[np.arange(n), task]).mean()),
         "level log-loss": float(-np.log(level_p[np.arange(n), [r.complexity - 1 for r in requests]]).mean()),
     }
+
+
+def simple_passing(p_simple: np.ndarray, simple: np.ndarray) -> float:
+    """The share of simple requests whose P(simple) clears the lowest threshold that lets at most
+    GATE_COMPLEX_RATE of the complex ones through (out of fold, before calibration: to compare candidates,
+    not the figure the router gets)."""
+    ranked = np.sort(p_simple[~simple])[::-1]
+    threshold = ranked[int(GATE_COMPLEX_RATE * len(ranked))]
+    return float((p_simple[simple] > threshold).mean())
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -64,11 +99,21 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.select", description=__doc__)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--writers", action="store_true", help="leave one hand writer out (train split only) instead of folds"
+    )
     args = parser.parse_args(argv)
     train = corpus.select(corpus.load(), "train")
-    print(f"{len(train)} train requests, {args.folds} folds by group")
+    how = "leave one writer out" if args.writers else f"{args.folds} folds by group"
+    print(f"{len(train)} train requests, {how}")
     for hyper in CANDIDATES:
-        s = scores(train, *out_of_fold(train, hyper, args.folds))
+        if args.writers:
+            task_p, level_p = leave_one_writer_out(train, hyper)
+            writers = [r for r in train if r.source in WRITERS]
+            mask = np.array([r.source in WRITERS for r in train])
+            s = scores(writers, task_p[mask], level_p[mask])
+        else:
+            s = scores(train, *out_of_fold(train, hyper, args.folds))
         print(hyper, " ".join(f"{k} {v:.3f}" for k, v in s.items()), flush=True)
 
 

@@ -62,15 +62,48 @@ class Hyper:
     complex requests too, which is the error that matters (a complex request spilled down): task 4, and
     complexity keeps its starting value 2, in the direction the trend favours (2 itself was not in this grid).
     Features v2 (instruction words) at C=4: task 81.4%, tier 81.8%, 3.6%; v3 (no word pairs): 81.3%, 81.8%,
-    3.6%."""
+    3.6%.
+
+    Features v4 (the shape of the ask) and class weights, by ``python -m zeta_dev.classifier.select`` on the
+    train split (2,427 requests, before the corpus gained w5), task C=4, complexity C=2, out of fold: grouped
+    5 folds, and ``--writers`` (each hand writer's train requests predicted by a model fitted without that
+    writer). "Gate": the share of simple requests above the P(simple) that lets 1% of the complex ones
+    through.
+
+    ============================  ==============================  ==============================
+    candidate                     5 folds: task/tier/c->s/gate    writers: task/tier/c->s/gate
+    ============================  ==============================  ==============================
+    v3 (shipped before)           82.1 / 82.2 / 20.3 / 32.8       78.1 / 79.9 / 22.3 / 29.0
+    v3, balanced complexity       82.1 / 82.2 / 16.3 / 32.9       78.1 / 79.9 / 18.1 / 26.8
+    v4                            82.8 / 83.4 / 19.3 / 32.3       77.6 / 81.4 / 21.5 / 31.5
+    **v4, balanced complexity**   82.8 / 83.0 / 16.4 / 34.1       77.6 / 81.9 / 17.6 / 34.3
+    ============================  ==============================  ==============================
+
+    With w5 (train split of 3,002 requests), 5 folds: v3 82.1 / 81.5 / 21.0 / 29.5; v4 81.3 / 82.7 / 19.4 /
+    35.2; v4 balanced 81.3 / 82.7 / 15.7 / 35.5. The task type lost 0.8 point with v4 here where it had
+    gained 0.7 before, and 0.5 point leaving a writer out: the shape-of-the-ask columns go to the
+    complexity head only (`fit_heads`), so the task head is v3's (82.1 here).
+
+    Tried on the way in a scratch harness (same folds, v3 columns plus candidate ones, lbfgs at tol 1e-4 to
+    fit the shared machine's time; v3 scored 82.2 / 82.0 / 20.4 / 33.0 there), not taken: a separate binary
+    tier head (C=1): 82.2 / 82.0 / 20.1 / 31.5; a one-hidden-layer MLP over the same features trained with
+    Adam, 64 ReLU units: 82.7 / 82.6 / 20.5 / 36.7, 32 units: 82.1 / 82.2 / 20.5 / 30.8, within noise of the
+    linear model (0.8 point is one standard error here) for a hidden layer the router would evaluate per
+    request. Ablations of v4 there (with a first, slower identifier pattern): without the conjunction count,
+    tier 83.0 instead of 83.5; without the first-paragraph measures, 83.0. Balanced class weights (levels 1,
+    4 and 5 are rare) make the complexity head less sure that a complex request is simple at about the same
+    tier accuracy."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
     complexity_c: float = 2.0
     """Inverse L2 strength of the complexity head."""
+    complexity_balanced: bool = False
+    """Weight the complexity levels inversely to their frequency (levels 1, 4 and 5 are rare); the shipped
+    `HYPER` does."""
 
 
-HYPER = Hyper()
+HYPER = Hyper(complexity_balanced=True)
 
 
 def design(views: Sequence[PromptView]) -> csr_matrix:
@@ -100,27 +133,46 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
     # Fit over the columns some training request uses (a tenth of the hash space): the others would get
     # zero weight anyway, and the solver's cost grows with the columns.
     used = np.unique(full.indices)
-    x = full[:, used].tocsr()
+    # The shape of the ask feeds the complexity head only: out of fold it raised the tier but not the
+    # task type (see `Hyper`).
+    task_columns = used[~np.isin(used, _ask_shape_columns())]
     heads = (
-        (corpus.TASKS, [r.task for r in requests], hyper.task_c),
-        (LEVELS, [r.complexity for r in requests], hyper.complexity_c),
+        (corpus.TASKS, [r.task for r in requests], hyper.task_c, False, task_columns),
+        (LEVELS, [r.complexity for r in requests], hyper.complexity_c, hyper.complexity_balanced, used),
     )
     weights, biases = [], []
-    for labels, y, c in heads:
+    for labels, y, c, balanced, columns in heads:
         missing = set(labels) - set(y)
         if missing:
             raise ValueError(f"no training request labelled {sorted(map(str, missing))}")
         # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
         # a first-order solver happened to stop.
-        clf = LogisticRegression(C=c, solver="newton-cg", max_iter=MAX_ITER, tol=1e-7)
+        clf = LogisticRegression(
+            C=c,
+            solver="newton-cg",
+            max_iter=MAX_ITER,
+            tol=1e-7,
+            class_weight="balanced" if balanced else None,
+        )
         with threadpool_limits(1):  # the machine is shared: threads only contend
-            clf.fit(x, y)
+            clf.fit(full[:, columns].tocsr(), y)
         order = [list(clf.classes_).index(label) for label in labels]
         w = np.zeros((len(labels), full.shape[1]))
-        w[:, used] = clf.coef_[order]
+        w[:, columns] = clf.coef_[order]
         weights.append(w)
         biases.append(clf.intercept_[order])
     return np.vstack(weights), np.concatenate(biases)
+
+
+def _ask_shape_columns() -> np.ndarray:
+    names = features.all_structure_names()
+    return np.array(
+        [
+            features.BUCKETS + i
+            for i, name in enumerate(names)
+            if name.split(":")[0] in features.ASK_SHAPE_MEASURES
+        ]
+    )
 
 
 def quantise(weights: np.ndarray, bias: np.ndarray) -> dict[str, Any]:
