@@ -204,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostic: requests also carry their true labels as headers (routing apart from the classifier)",
     )
     parser.add_argument(
+        "--task-confidence",
+        type=float,
+        help="the policy's spec.classifier.taskConfidence (default: the scenario's, 0 unless it says): "
+        "requests go only to backends serving every task type that together hold this probability",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"
     )
     parser.add_argument(
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+        if args.task_confidence is not None:
+            sc = scenario.with_task_confidence(sc, args.task_confidence)
         sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)

@@ -49,7 +49,7 @@ from zeta_operator.router.endpoints import EndpointTracker
 from zeta_operator.router.payload import parse_request
 from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
 from zeta_operator.router.settings import Ejection
-from zeta_operator.router.snapshot import TableSnapshot
+from zeta_operator.router.snapshot import TableSnapshot, replica_share
 from zeta_sim.scheduler import Scheduler, Sequence
 
 from . import prompts as prompt_sets
@@ -129,8 +129,8 @@ def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable)
     complexity alone."""
     gate = getattr(proxy.Forwarder, "_eligible", None)
     if gate is not None:
-        confidence = getattr(table.classifier, "offload_confidence", None)
-        return gate(route, cls, confidence)  # type: ignore[no-any-return,unused-ignore]
+        settings = table.classifier
+        return gate(route, cls, settings.offload_confidence, settings.task_confidence)  # type: ignore[no-any-return,unused-ignore]
     return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
 
@@ -260,6 +260,7 @@ class Simulation:
             TableClass(
                 name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
                 latency_objective_seconds=parse_duration(c.latency_objective), weights=weights.get(c.name, {}),
+                preferred=list(c.preferred),  # as the operator's table has them: the router's spill floor uses them
             )
             for c in policy.classes
         ]  # fmt: skip
@@ -280,8 +281,9 @@ class Simulation:
     def _install(self, table: RoutingTable, *, record: bool) -> None:
         static = self.strategy == "static"
         self.routes = {}
+        backends = replica_share(table.backends, self.sc.routers)  # as each router replica's snapshot does
         for c in table.classes:
-            route = ClassRoute.build(c, table.backends)
+            route = ClassRoute.build(c, backends)
             if static:  # preferred only: no unweighted last resort
                 route = replace(route, unweighted=())
             self.routes[c.name] = route

@@ -563,3 +563,10 @@ def with_prompts(scenario: Scenario, by_class: Mapping[str, Sequence[Any]]) -> S
 
 def names() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def with_task_confidence(scenario: Scenario, confidence: float) -> Scenario:
+    """The same scenario, its policy's ``spec.classifier.taskConfidence`` set to ``confidence``."""
+    classifier = scenario.policy.classifier.model_copy(update={"task_confidence": confidence})
+    policy = scenario.policy.model_copy(update={"classifier": classifier})
+    return Scenario(**{**scenario.__dict__, "policy": policy})

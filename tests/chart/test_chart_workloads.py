@@ -131,3 +131,17 @@ def test_the_kubelet_waits_out_the_drains(source: str, helm: Helm, cluster: Clus
     drain, grace = float(env["ZETA_ROUTER_DRAIN_DELAY"]), float(env["ZETA_ROUTER_SHUTDOWN_GRACE"])
     assert drain >= 3, "endpoint removal takes seconds to reach kube-proxy"
     assert pod["terminationGracePeriodSeconds"] > drain + grace
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_each_router_replica_knows_how_many_share_the_fleet(
+    source: str, helm: Helm, cluster: Cluster
+) -> None:
+    """Each replica admits ceil(maxConcurrency / ZETA_ROUTER_REPLICAS) per endpoint: the count must be the
+    Deployment's (the HPA's minimum when it owns the count), or an engine gets more or less than its cap."""
+    docs = _rendered(source, helm, cluster)
+    router = one(docs, "Deployment", "-router")
+    env = {e["name"]: e["value"] for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    expected = hpas[0]["spec"]["minReplicas"] if hpas else router["spec"]["replicas"]
+    assert int(env["ZETA_ROUTER_REPLICAS"]) == expected

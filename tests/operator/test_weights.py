@@ -617,6 +617,7 @@ def test_a_busy_group_is_not_crept_apart() -> None:
     st.none() | st.floats(0, 2e9),
     st.booleans(),
     st.frozensets(st.text(min_size=1, max_size=5), max_size=3),
+    st.frozensets(st.text(min_size=1, max_size=5), max_size=3),
 )
 def test_any_controller_state_round_trips(
     weights: dict[str, dict[str, float]],
@@ -625,6 +626,7 @@ def test_any_controller_state_round_trips(
     last_good_at: float | None,
     stale: bool,
     overloaded: frozenset[str],
+    slowed: frozenset[str],
 ) -> None:
     state = ControllerState(
         weights=weights,
@@ -634,6 +636,7 @@ def test_any_controller_state_round_trips(
         last_good_at=last_good_at,
         stale=stale,
         overloaded=overloaded,
+        slowed=slowed,
         decided_at=last_good_at,
     )
     assert ControllerState.from_json(json.loads(json.dumps(state.to_json()))) == state
@@ -949,3 +952,71 @@ def test_rounding_sums_to_one_and_breaks_ties_by_name() -> None:
         "coder-7b": 0.3334,
         "large-14b": 0.3333,
     }  # equal remainders: by name
+
+
+# --- rule 5b: a backend slowed by something other than its requests ------------------------------------------
+
+
+def cotenant_fleet(
+    *, chat_4b: float, running_4b: float = 2.0, coder_code: float = 9.0, coder_chat: float | None = 1.5
+) -> list[BackendInput]:
+    """The sample fleet in the cotenant story: the 4B answers chat in ``chat_4b`` seconds (objective 4 s) with
+    ``running_4b`` of its 32 slots busy; the coder is lightly used (4 of 16) but slow on code-complex
+    (``coder_code`` s against 15 s, so its worst class latency looks busy), and answers chat in ``coder_chat``
+    seconds; the 14B is busy (its chat answers take 20 s)."""
+    fleet = {b.name: b for b in sample_fleet()}
+    running = {"general-4b": running_4b, "coder-7b": 4.0, "large-14b": 7.0}
+    latency = {
+        "general-4b": {"chat-simple": chat_4b},
+        "coder-7b": {"code-complex": coder_code, **({"chat-simple": coder_chat} if coder_chat else {})},
+        "large-14b": {"chat-simple": 20.0, "reasoning": 35.0},
+    }
+    return [
+        replace(
+            b,
+            signals={"running": Reading(running[n], "ok")},
+            latency={c: Reading(v, "ok") for c, v in latency[n].items()},
+        )
+        for n, b in fleet.items()
+    ]
+
+
+def test_a_backend_slowed_by_a_cotenant_sheds_to_a_fallback_that_answers_the_class_in_time() -> None:
+    """The 4B answers chat in 6 s (load 1.5) with few requests in flight: something else slows it. The coder
+    looks busy by its worst class (code-complex in 13.5 s against 15 s: 0.9, above the high watermark) but
+    answers chat in 1.5 s: chat moves there. Summaries have only the busy 14B to go to: they stay."""
+    decisions = run(SAMPLE, [cotenant_fleet(chat_4b=6.0, coder_code=13.5)] * 20)
+    assert "general-4b" in decisions[-1].state.slowed
+    chat = decisions[-1].weights["chat-simple"]
+    assert chat["coder-7b"] > 0.6 and chat["general-4b"] < 0.3
+    assert chat["large-14b"] < 0.1
+    assert decisions[-1].weights["summarize"] == decisions[0].weights["summarize"]
+
+
+def test_without_rule_5b_the_same_readings_would_hold_the_weights() -> None:
+    """The same fleet whose 4B is slow because it is full (every slot running): shedding to fallbacks that
+    look as busy would only move the queue, so the weights hold (the rule before 5b)."""
+    decisions = run(SAMPLE, [cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=13.5)] * 20)
+    assert "general-4b" not in decisions[-1].state.slowed
+    assert decisions[-1].weights["chat-simple"] == decisions[0].weights["chat-simple"]
+
+
+def test_a_slowed_backend_gets_its_share_back_once_it_recovers() -> None:
+    slowed = [cotenant_fleet(chat_4b=6.0, coder_code=13.5)] * 20
+    # Load 0.75: inside the band, so the state holds (hysteresis) and so do the weights.
+    in_band = [cotenant_fleet(chat_4b=3.0, coder_code=13.5)] * 5
+    recovered = [cotenant_fleet(chat_4b=0.8, coder_code=13.5)] * 40
+    decisions = run(SAMPLE, slowed + in_band + recovered)
+    assert decisions[19].weights["chat-simple"]["general-4b"] < 0.1
+    # Nothing is given back in the band (the share keeps the controller's lower bound, MIN_MULTIPLIER).
+    assert all("general-4b" in d.state.slowed for d in decisions[20:25])
+    assert all(d.weights["chat-simple"]["general-4b"] < 0.1 for d in decisions[20:25])
+    assert "general-4b" not in decisions[-1].state.slowed
+    assert decisions[-1].weights["chat-simple"] == static_weights(SAMPLE, sample_fleet())["chat-simple"]
+    assert not decisions[-1].offloading["chat-simple"]
+
+
+def test_a_slowed_backend_never_sheds_to_fallbacks_that_serve_the_class_no_better() -> None:
+    """The coder answers chat in 5 s too (load 1.25, above the high watermark): no fallback would do better."""
+    decisions = run(SAMPLE, [cotenant_fleet(chat_4b=6.0, coder_chat=5.0)] * 20)
+    assert decisions[-1].weights["chat-simple"] == decisions[0].weights["chat-simple"]

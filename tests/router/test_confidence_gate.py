@@ -1,5 +1,6 @@
 """Never down on doubt: during an offload, a request the classifier is unsure of is never spilled to a smaller
-model, and one it is confident is simple is; explicit evidence (headers) is unaffected."""
+model, and one it is confident is simple is; a request that may be of another task type never goes to a backend
+lacking it; explicit evidence (headers) is unaffected."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from zeta_operator.api.policy import ClassifierSettings
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.router.balancer import choose
-from zeta_operator.router.classify import Classification, certain, shifted, spill_floor
+from zeta_operator.router.classify import Classification, certain, plausible_tasks, shifted, spill_floor
+from zeta_operator.router.model import LearnedModel
 from zeta_operator.router.payload import prompt_view
 from zeta_operator.router.proxy import Forwarder
 from zeta_operator.router.snapshot import TableSnapshot
@@ -85,12 +87,17 @@ def offloading_table(offload_confidence: float = 0.9) -> RoutingTable:
 
 
 def served_by(
-    text: str, *, headers: dict[str, str] | None = None, table: RoutingTable | None = None
+    text: str,
+    *,
+    headers: dict[str, str] | None = None,
+    table: RoutingTable | None = None,
+    model: LearnedModel = MODEL,
 ) -> Counter[str]:
-    snapshot = TableSnapshot.build(table or offloading_table(), model=MODEL)
+    snapshot = TableSnapshot.build(table or offloading_table(), model=model)
     cls = snapshot.classifier.classify(headers or {}, "any", prompt_view([text]))
     route = snapshot.routes[cls.task_class.name]
-    eligible = Forwarder._eligible(route, cls, snapshot.table.classifier.offload_confidence)
+    settings = snapshot.table.classifier
+    eligible = Forwarder._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
     rng = random.Random(7)
     served: Counter[str] = Counter()
     for _ in range(400):
@@ -154,3 +161,98 @@ def test_spill_floor(at_most: tuple[float, ...], complexity: int, protected: int
 def test_a_rule_bonus_shifts_the_distribution_up() -> None:
     assert shifted((0.5, 0.9, 1.0, 1.0, 1.0), 2) == (0.0, 0.0, 0.5, 0.9, 1.0)
     assert certain(3) == (0.0, 0.0, 1.0, 1.0, 1.0)
+
+
+# --- Task type: never to a backend lacking a task type the request plausibly is -----------------------------
+
+CHAT_OR_SUMMARY_STRUCTURE: dict[str, tuple[list[float], list[float]]] = {
+    "chars:0": ([5, -9, -9, 0], [5, 5, -5, -5, -5]),  # very short: surely chat (P ~ 0.99), simple
+    "chars:2": ([1.0, -9, -9, 0.8], [5, 5, -5, -5, -5]),  # 60-150 characters: chat 0.55, summary 0.45
+}
+"""Task head over chat and summarize only (code and reasoning far below); complexity always surely simple."""
+CHAT_OR_SUMMARY = learned_model(structure=CHAT_OR_SUMMARY_STRUCTURE, offload_confidence=0.9)
+
+
+def chat_table(task_confidence: float = 0.9) -> RoutingTable:
+    """The chat class leans on the coder (it chats but cannot summarize); the general model does both."""
+    return RoutingTable(
+        policy="test/gate",
+        classifier=ClassifierSettings(offload_confidence=0.9, task_confidence=task_confidence),
+        queue=TableQueue(max_size=10, max_wait_seconds=1, aging_seconds=1),
+        backends=[
+            TableBackend(
+                name=name,
+                model=name,
+                tasks=tasks,
+                max_complexity=4,
+                context_window=32768,
+                endpoints=[TableEndpoint(url=f"http://{name}:8000", max_concurrency=100)],
+            )
+            for name, tasks in (("coder-7b", ["code", "chat"]), ("general-4b", ["chat", "summarize"]))
+        ],
+        classes=[
+            TableClass(
+                name=name,
+                task_type=task,
+                complexity={"min": 1, "max": 2},
+                priority=5,
+                latency_objective_seconds=5,
+                weights=weights,
+            )
+            for name, task, weights in (
+                ("chat", "chat", {"coder-7b": 0.8, "general-4b": 0.2}),
+                ("summarize", "summarize", {"general-4b": 1.0}),
+            )
+        ],
+    )
+
+
+def test_a_request_that_may_be_a_summary_never_goes_to_a_backend_that_cannot_summarize() -> None:
+    snapshot = TableSnapshot.build(chat_table(), model=CHAT_OR_SUMMARY)
+    unsure = snapshot.classifier.classify({}, "any", prompt_view([LONGER]))
+    assert unsure.task_type == "chat" and 0.5 < unsure.task_probabilities[0][1] < 0.6
+    assert served_by(LONGER, table=chat_table(), model=CHAT_OR_SUMMARY) == {"general-4b": 400}
+
+
+def test_without_a_task_confidence_the_most_likely_task_type_alone_decides() -> None:
+    """taskConfidence 0 (the default): the unsure request follows the chat class's weights, mostly to the
+    coder, which cannot summarize."""
+    served = served_by(LONGER, table=chat_table(task_confidence=0.0), model=CHAT_OR_SUMMARY)
+    assert served["coder-7b"] > 250  # about 80% of 400, as the weights say
+
+
+def test_a_request_surely_of_one_task_type_follows_the_weights() -> None:
+    served = served_by(SHORT, table=chat_table(), model=CHAT_OR_SUMMARY)
+    assert served["coder-7b"] > 250  # about 80%, as the table says
+    assert served["general-4b"] > 0
+
+
+def test_a_task_header_is_certain_and_unaffected() -> None:
+    served = served_by(LONGER, headers={"X-Zeta-Task": "chat"}, table=chat_table(), model=CHAT_OR_SUMMARY)
+    assert served["coder-7b"] > 250
+
+
+def test_when_no_backend_serves_every_plausible_task_type_the_likeliest_one_decides() -> None:
+    """Without a backend that both chats and summarizes, the doubt cannot be honoured: the request is served
+    as what it most likely is (chat), not refused."""
+    table = chat_table()
+    general = table.backends[1].model_copy(update={"endpoints": []})
+    table = table.model_copy(update={"backends": [table.backends[0], general]})
+    assert served_by(LONGER, table=table, model=CHAT_OR_SUMMARY) == {"coder-7b": 400}
+
+
+@pytest.mark.parametrize(
+    ("ranked", "plausible"),
+    [
+        ((), ("chat",)),  # certain (header, alias, rule)
+        ((("chat", 0.95), ("summarize", 0.05)), ("chat",)),
+        ((("chat", 0.6), ("summarize", 0.25), ("code", 0.15)), ("chat", "summarize", "code")),
+        ((("chat", 0.6), ("summarize", 0.35), ("code", 0.05)), ("chat", "summarize")),
+    ],
+)
+def test_plausible_tasks_cover_the_confidence(
+    ranked: tuple[tuple[str, float], ...], plausible: tuple[str, ...]
+) -> None:
+    table_class = chat_table().classes[0]
+    cls = Classification(table_class, "chat", 1, 5, 10, "model", 0.5, certain(1), ranked)
+    assert plausible_tasks(cls, confidence=0.9) == plausible

@@ -254,6 +254,33 @@ def test_no_reachable_backend_is_503_and_too_long_a_prompt_400(
     assert (ok.status_code, ok.headers["X-Zeta-Backend"]) == (200, "short")
 
 
+def test_each_replica_admits_its_share_of_an_endpoints_cap(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """With --replicas 2, an endpoint of maxConcurrency 2 takes one request from this router: the second
+    waits in its queue (its peer replica may hold the other slot), where one router alone would send both."""
+    slow = sims["slow"]
+    two_slots = table(
+        [backend("slow", [slow], max_concurrency=2)],
+        [task_class("chat", "chat", {"slow": 1.0})],
+        queue={"maxSize": 16, "maxWaitSeconds": 30.0, "agingSeconds": 60.0},
+    )
+    router = router_factory(two_slots, "--replicas", "2")
+    traffic = Requests(router)
+    try:
+        slow.set_faults(hang=True)
+        traffic.send("first", max_tokens=2)
+        eventually(lambda: router.metric("zeta_router_inflight_requests", backend="slow") == 1, what="first")
+        traffic.send("second", max_tokens=2)
+        eventually(lambda: depth(router) == 1, what="the second waiting")
+        assert router.metric("zeta_router_inflight_requests", backend="slow") == 1
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert {r.status_code for r in traffic.results.values()} == {200}
+    assert float(traffic.results["second"].headers["X-Zeta-Queue-Ms"]) > 0
+
+
 def test_a_retry_waits_for_a_busy_backend_instead_of_failing(
     sims: dict[str, RunningSim], router_factory: StartRouter
 ) -> None:

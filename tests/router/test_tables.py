@@ -17,6 +17,7 @@ from zeta_operator.api.table import CONFIGMAP_KEY
 from zeta_operator.router.kubeapi import KubeConfigError, KubeCredentials, from_kubeconfig, load_credentials
 from zeta_operator.router.metrics import RouterMetrics
 from zeta_operator.router.payload import BadRequest, parse_request, prompt_view
+from zeta_operator.router.snapshot import TableSnapshot
 from zeta_operator.router.tables import ApiError, Backoff, TableStore, _ConfigMapWatch, _Gone
 
 from .helpers import backend, table, task_class
@@ -172,3 +173,19 @@ def test_watch_events_410_means_list_again_and_deleted_keeps_the_table() -> None
         watch._event({"type": "ERROR", "object": {"code": 403, "message": "forbidden"}}, "10")
     watch._event({"type": "MODIFIED", "object": {"metadata": {"resourceVersion": "11"}, "data": {}}}, "10")
     assert reloads(metrics, "invalid") == 1
+
+
+def test_router_replicas_share_each_endpoints_cap() -> None:
+    """N replicas each admit ceil(maxConcurrency / N) per endpoint (at least 1); one replica the whole cap."""
+    routes = table(
+        [backend("b", ["http://e1:8000"], max_concurrency=16)], [task_class("chat", "chat", {"b": 1.0})]
+    )
+
+    def cap(replicas: int) -> int:
+        route = TableSnapshot.build(routes, model=None, replicas=replicas).routes["chat"]
+        return route.weighted[0][0].endpoints[0].max_concurrency
+
+    assert [cap(n) for n in (1, 2, 3, 4, 40)] == [16, 8, 6, 4, 1]
+    assert (
+        TableSnapshot.build(routes, model=None, replicas=4).table == routes
+    )  # the table itself is untouched

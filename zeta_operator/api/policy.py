@@ -161,6 +161,14 @@ class ClassifierSettings(Model):
         "default is where at most 1% of the calibration split's complex requests would pass "
         "(docs/classifier.md).",
     )
+    task_confidence: Fraction = Field(
+        default=0.0,
+        description="A request goes only to backends that serve every task type it plausibly is: the most "
+        "likely task types until together they hold at least this probability. 0 (the default) routes by the "
+        "most likely task type alone; a value such as 0.9 keeps requests the learned classifier is unsure of "
+        "on the backends that serve all their plausible task types (fewer answers from a model without the "
+        "request's task type, but those backends take more of the traffic: docs/benchmarks.md).",
+    )
     examples: list[ClassifierExample] = Field(
         default_factory=list,
         max_length=EXAMPLES_MAX_ITEMS,

@@ -6,7 +6,7 @@ Saved as JSON in an annotation of the routing-table ConfigMap (`routestore.STATE
 
 The weights are left out because the table holds them (and the table is what the routers follow). The text is
 bounded (`MAX_BYTES`; a larger state is not saved and a restart falls back to the table's weights), and saved with
-every table write, whenever a flag changes (offloading, overloaded, stale fallback, metrics lost or back) and
+every table write, whenever a flag changes (offloading, overloaded, slowed, stale fallback, metrics lost or back) and
 otherwise at most every `SAVE_EVERY` seconds, so a steady loop does not rewrite its ConfigMap every cycle. A
 state that cannot be read (another format version, bad JSON) is ignored: the caller logs why and rebuilds from
 the table, as before this existed.
@@ -88,6 +88,7 @@ def _flags(state: ControllerState) -> tuple[Any, ...]:
     return (
         sorted(c for c, on in state.offloading.items() if on),
         sorted(state.overloaded),
+        sorted(state.slowed),
         state.stale,
         state.last_good_at is not None and state.last_good_at == state.decided_at,
     )

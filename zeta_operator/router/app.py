@@ -150,7 +150,7 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
         admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
         _forget_removed_series(metrics, snapshot)
 
-    store = TableStore(metrics, model=model, on_swap=adopt)
+    store = TableStore(metrics, model=model, replicas=settings.replicas, on_swap=adopt)
     credentials = _credentials(settings)
     lifecycle = Lifecycle()
     session = aiohttp.ClientSession(

@@ -1,8 +1,9 @@
 """Choosing a backend endpoint for one classified request: pure logic, no I/O, deterministic given the RNG.
 
-1. **Capability filter.** A backend is eligible when it serves the class's task type, its complexity ceiling is
-   at least the request's complexity and its context window holds the estimated prompt. Nothing else can
-   override this: capability is a filter, never a weight.
+1. **Capability filter.** A backend is eligible when it serves the class's task type (and every other task type
+   the request plausibly is, when the classifier is unsure), its complexity ceiling is at least the request's
+   complexity and its context window holds the estimated prompt. Nothing else can override this: capability is a
+   filter, never a weight.
 2. **The operator's weights.** Among eligible backends with a weight above zero in the class, one is drawn with
    probability proportional to its weight, so the split follows the table exactly in expectation.
 3. **The local real-time signal, within the weighted pick.** Inside the drawn backend, an endpoint is picked by
@@ -80,11 +81,13 @@ class ClassRoute:
         top = max((w for _, w in weighted), default=0.0)
         return cls(task_class, tuple(weighted), tuple(unweighted), top, protected)
 
-    def eligible(self, *, complexity: int, tokens: int) -> Eligible:
-        """The capability filter for one request."""
+    def eligible(self, *, complexity: int, tokens: int, tasks: Iterable[str] = ()) -> Eligible:
+        """The capability filter for one request: ``tasks`` are task types every backend must serve besides
+        the class's own (those the request may also be, `classify.plausible_tasks`)."""
+        also = frozenset(tasks)
 
         def fits(b: TableBackend) -> bool:
-            return b.max_complexity >= complexity and b.context_window >= tokens
+            return b.max_complexity >= complexity and b.context_window >= tokens and also.issubset(b.tasks)
 
         return Eligible(
             weighted=tuple((b, w) for b, w in self.weighted if fits(b)),

@@ -108,6 +108,9 @@ class Classification:
     of the two calibrated probabilities (1.0 for what a header, an alias or a rule decided)."""
     at_most: tuple[float, ...] = CERTAIN
     """P(complexity <= k) for k = 1..5 (for a known complexity c: 0 below c, 1 from c)."""
+    task_probabilities: tuple[tuple[str, float], ...] = ()
+    """Every task type the classifier weighed, most likely first, with its probability; empty when the task
+    type is certain (header, alias, rule, exact example, endpoint, rule classifier)."""
 
     @property
     def simple_probability(self) -> float:
@@ -125,6 +128,22 @@ def shifted(at_most: tuple[float, ...], levels: int) -> tuple[float, ...]:
         source = k - levels
         out.append(1.0 if source >= LEVELS else 0.0 if source < 1 else at_most[source - 1])
     return tuple(out)
+
+
+def plausible_tasks(cls: Classification, *, confidence: float) -> tuple[str, ...]:
+    """The task types the request may really be: the most likely ones, in order, until together they hold at
+    least ``confidence`` of the probability (the decided task type always first). A backend that lacks any of
+    them is a bet against the classifier's own doubt, so the router keeps such a request on backends that serve
+    all of them (`proxy.Forwarder._eligible`)."""
+    plausible = [cls.task_type]
+    mass = next((p for t, p in cls.task_probabilities if t == cls.task_type), 1.0)
+    for task, p in cls.task_probabilities:
+        if mass >= confidence - 1e-12:
+            break
+        if task != cls.task_type:
+            plausible.append(task)
+            mass += p
+    return tuple(plausible)
 
 
 def spill_floor(cls: Classification, *, protected_ceiling: int, offload_confidence: float) -> int:
@@ -234,10 +253,14 @@ class Classifier:
         assert self._model is not None
         prediction = self._model.predict(prompt, turn)
         task_p = 1.0
+        ranked: tuple[tuple[str, float], ...] = ()
         if task is None:
-            task, task_p, source = self._model_task(prediction, match)
+            task, ranked, source = self._model_task(prediction, match)
+            task_p = ranked[0][1]
         if complexity is not None:
-            return self._classified(task, complexity, priority, prompt, source, confidence=task_p)
+            return self._classified(
+                task, complexity, priority, prompt, source, confidence=task_p, task_probabilities=ranked
+            )
         at_most = prediction.cumulative()
         if bonus:
             at_most = shifted(at_most, bonus)
@@ -248,12 +271,22 @@ class Classifier:
         simple = at_most[SIMPLE_MAX - 1]
         tier_p = simple if level <= SIMPLE_MAX else 1.0 - simple
         return self._classified(
-            task, level, priority, prompt, source, confidence=task_p * tier_p, at_most=at_most
+            task,
+            level,
+            priority,
+            prompt,
+            source,
+            confidence=task_p * tier_p,
+            at_most=at_most,
+            task_probabilities=ranked,
         )
 
-    def _model_task(self, prediction: Prediction, match: ExampleMatch | None) -> tuple[str, float, str]:
-        """The most likely task type among those the table has classes for, and its probability; a near
-        example's task type gets the match's weight against the model's (renormalised) probabilities."""
+    def _model_task(
+        self, prediction: Prediction, match: ExampleMatch | None
+    ) -> tuple[str, tuple[tuple[str, float], ...], str]:
+        """The task types the table has classes for, most likely first, with their probabilities, and what
+        decided the first; a near example's task type gets the match's weight against the model's
+        (renormalised) probabilities."""
         tasks = self._model_tasks
         if tasks:
             total = sum(prediction.tasks[t] for t in tasks)
@@ -265,10 +298,11 @@ class Classifier:
             w = match.weight
             p = {t: (1.0 - w) * v for t, v in p.items()}
             p[match.task_type] = p.get(match.task_type, 0.0) + w
-        best = max(p, key=lambda t: (p[t], match is not None and t == match.task_type))
-        if match is not None and best == match.task_type:
+        matched = match.task_type if match is not None else None
+        ranked = sorted(p.items(), key=lambda tp: (-tp[1], tp[0] != matched))  # stable: ties keep table order
+        if match is not None and ranked[0][0] == match.task_type:
             source = "example"
-        return best, p[best], source
+        return ranked[0][0], tuple(ranked), source
 
     def _by_rules(
         self,
@@ -308,6 +342,7 @@ class Classifier:
         *,
         confidence: float = 1.0,
         at_most: tuple[float, ...] | None = None,
+        task_probabilities: tuple[tuple[str, float], ...] = (),
     ) -> Classification:
         task_class = self.resolve(task, complexity)
         return Classification(
@@ -319,6 +354,7 @@ class Classifier:
             source=source,
             confidence=confidence,
             at_most=certain(complexity) if at_most is None else at_most,
+            task_probabilities=task_probabilities,
         )
 
     def resolve(self, task: str, complexity: int) -> TableClass:

@@ -27,7 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ..api.table import TableBackend
 from .admission import Admission, Rejected
 from .balancer import Choice, ClassRoute, Eligible
-from .classify import Classification, spill_floor
+from .classify import Classification, plausible_tasks, spill_floor
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .payload import BadRequest, Kind, decompress, parse_request, serialise
@@ -154,7 +154,8 @@ class Forwarder:
         req.classification, req.task_class = cls, cls.task_class.name
         self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]
-        eligible = self._eligible(route, cls, req.snapshot.table.classifier.offload_confidence)
+        settings = req.snapshot.table.classifier
+        eligible = self._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
         if not eligible:
             self._no_capable_backend(
                 req, cls, too_long=route.too_long(complexity=cls.complexity, tokens=cls.tokens)
@@ -171,16 +172,22 @@ class Forwarder:
         return await self._attempts(request, req, choice)
 
     @staticmethod
-    def _eligible(route: ClassRoute, cls: Classification, offload_confidence: float) -> Eligible:
-        """The capable backends, without the smaller ones unless the classifier is confident enough that the
-        request is within their ceiling (never down on doubt). Only when nothing at or above that floor has
-        endpoints does the estimate alone decide, as it would without a confidence."""
+    def _eligible(
+        route: ClassRoute, cls: Classification, offload_confidence: float, task_confidence: float = 0.0
+    ) -> Eligible:
+        """The capable backends, never down on doubt: without the smaller ones unless the classifier is
+        confident enough that the request is within their ceiling, and without those lacking a task type the
+        request plausibly is (`plausible_tasks`, at the policy's taskConfidence). When nothing that careful has
+        endpoints, the least likely task types are dropped first, then the complexity floor, down to the
+        estimate alone, as it would be without a confidence."""
         floor = spill_floor(
             cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
         )
-        eligible = route.eligible(complexity=floor, tokens=cls.tokens)
-        if eligible or floor == cls.complexity:
-            return eligible
+        plausible = plausible_tasks(cls, confidence=task_confidence)
+        for kept in range(len(plausible), 0, -1):
+            eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[:kept])
+            if eligible:
+                return eligible
         return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
     async def _read_body(self, request: web.Request) -> bytes:

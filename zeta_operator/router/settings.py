@@ -200,6 +200,17 @@ class RouterSettings:
         10 * 1024 * 1024, flag="--max-body-bytes", parse=positive_int, help="request body limit"
     )
     """Largest request body accepted (413 above it)."""
+    replicas: int = option(
+        1,
+        flag="--replicas",
+        parse=positive_int,
+        help="router replicas sharing the fleet: each admits at most ceil(maxConcurrency / replicas) "
+        "requests per endpoint",
+    )
+    """How many router replicas share the fleet (the chart sets it from the Deployment's replica count).
+    Each replica only counts its own requests in flight, so each admits at most ``ceil(maxConcurrency /
+    replicas)`` per endpoint: together they keep an engine at its cap, and the excess waits in the routers'
+    priority queues or spills to other backends instead of piling up in the engine's own FIFO queue."""
     retries: int = option(
         2, flag="--retries", parse=retries, help="attempts on other endpoints before the first byte"
     )

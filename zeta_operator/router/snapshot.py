@@ -7,9 +7,10 @@ reference and never mutates a snapshot, so a request in flight finishes with the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
-from ..api.table import RoutingTable
+from ..api.table import RoutingTable, TableBackend
 from .balancer import ClassRoute
 from .classify import Classifier
 from .model import LearnedModel
@@ -26,12 +27,14 @@ class TableSnapshot:
     """Endpoint URL -> backend name."""
 
     @classmethod
-    def build(cls, table: RoutingTable, *, model: LearnedModel | None) -> TableSnapshot:
-        """``model``: the learned classifier, None for the rule classifier."""
+    def build(cls, table: RoutingTable, *, model: LearnedModel | None, replicas: int = 1) -> TableSnapshot:
+        """``model``: the learned classifier, None for the rule classifier; ``replicas``: router replicas
+        sharing the endpoints (`replica_share`)."""
         classifier = Classifier(
             table.classifier, table.classes, default_class=table.default_class, model=model
         )
-        routes = {c.name: ClassRoute.build(c, table.backends) for c in table.classes}
+        backends = replica_share(table.backends, replicas)
+        routes = {c.name: ClassRoute.build(c, backends) for c in table.classes}
         return cls(
             table=table,
             classifier=classifier,
@@ -43,6 +46,25 @@ class TableSnapshot:
     @property
     def version(self) -> int:
         return self.table.version
+
+
+def replica_share(backends: list[TableBackend], replicas: int) -> list[TableBackend]:
+    """The backends with each endpoint's cap divided among ``replicas`` routers (rounded up, at least 1):
+    a router counts only its own requests in flight, so N replicas each admitting the whole cap would let an
+    engine hold N times it."""
+    if replicas <= 1:
+        return backends
+    return [
+        b.model_copy(
+            update={
+                "endpoints": [
+                    e.model_copy(update={"max_concurrency": max(1, math.ceil(e.max_concurrency / replicas))})
+                    for e in b.endpoints
+                ]
+            }
+        )
+        for b in backends
+    ]
 
 
 def _models_body(table: RoutingTable, aliases: list[str]) -> bytes:

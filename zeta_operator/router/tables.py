@@ -44,11 +44,14 @@ class TableStore:
         metrics: RouterMetrics,
         *,
         model: LearnedModel | None,
+        replicas: int = 1,
         on_swap: Callable[[TableSnapshot], None] | None = None,
     ) -> None:
-        """``model``: the learned classifier every snapshot uses; None for the rule classifier."""
+        """``model``: the learned classifier every snapshot uses; None for the rule classifier; ``replicas``:
+        router replicas sharing the endpoints (`snapshot.replica_share`)."""
         self.current: TableSnapshot | None = None
         self._model = model
+        self._replicas = replicas
         self._metrics = metrics
         self._on_swap = on_swap
         self._last_offered: bytes | None = None
@@ -60,7 +63,9 @@ class TableStore:
             return False
         self._last_offered = raw
         try:
-            snapshot = TableSnapshot.build(RoutingTable.from_json(raw), model=self._model)
+            snapshot = TableSnapshot.build(
+                RoutingTable.from_json(raw), model=self._model, replicas=self._replicas
+            )
         except ValueError as e:  # pydantic.ValidationError and json.JSONDecodeError are ValueErrors
             self.reject(f"{type(e).__name__}: {e}", source=source)
             return False

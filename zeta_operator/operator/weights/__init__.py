@@ -65,6 +65,18 @@ Rules, in the order `decide` applies them:
    every interval, and offloading drains the preferred backends below the low watermark, stops, refills them
    above the high watermark and starts again. A multiplicative correction lands a load proportional to its
    share at the aim in one step, and with smoothing it settles with damped overshoot.
+5b. **A backend slowed by something other than its requests** (a co-tenant on its node, a throttled GPU): its
+   load is above ``highWatermark`` while the engine's own signals (`load.demand_load`: cpu, memory, queue, KV
+   cache, running, errors; no latency) are below ``lowWatermark``. It is remembered as *slowed* until its load
+   is back below ``lowWatermark`` or its signals reach ``highWatermark`` (the two watermarks are the
+   hysteresis; no new threshold). While every preferred backend of an offloading class is slowed, rule 5's
+   "fallbacks as busy" guard does not hold the share: there is no queue to move, and a fallback that answers
+   the class faster helps at once. Each fallback is judged as this class sees it (`load.class_load`: its
+   engine signals and *this class's* latency; another class's slow answers there say nothing about this one),
+   the preferred load is corrected towards the mean of the preferred backends and the fallbacks below
+   ``min(pool load, highWatermark)``, and only those fallbacks gain (the others' multipliers shrink as in rule
+   5). With no such fallback nothing moves. Why: a slowed backend's latency does not fall when it sheds, so
+   judging fallbacks by their worst class's latency (busy with other work) held every share where it was.
 6. **Offload hysteresis**, per class that has at least one usable fallback: the pool load of its reachable
    preferred backends (mean weighted by slots, backends in blackout left out) starts offloading when it
    exceeds ``offload.highWatermark``. It stops only when the pool load is below ``offload.lowWatermark`` *and*
@@ -115,7 +127,7 @@ from typing import Literal
 from ...api.common import BackendState
 from ...api.policy import RoutingPolicySpec, TaskClass
 from .control import _adaptive_target, _capped, _pool_load, _returned, _static_target, _was_offloading
-from .load import _smooth, _state, backend_load
+from .load import _smooth, _state, backend_load, class_load, demand_load
 from .model import (
     _RESOLUTION_BAND,
     BackendInput,
@@ -226,6 +238,7 @@ def decide(
                 )
             )
 
+    slowed = _slowed(by_name, loads, policy, prev, knobs)
     blackout = {
         name
         for name, b in by_name.items()
@@ -243,6 +256,8 @@ def decide(
             prev=prev,
             knobs=knobs,
             mode=mode,
+            slowed=slowed,
+            class_loads={n: class_load(b, policy, task_class.name) for n, b in by_name.items()},
             step=knobs.max_step * elapsed,
             stale_age=None if last_good_at is None else now - last_good_at,
         )
@@ -259,6 +274,7 @@ def decide(
         last_good_at=last_good_at,
         stale=mode == "stale",
         overloaded=frozenset(overloaded),
+        slowed=slowed,
         decided_at=now,
     )
     return Decision(
@@ -275,6 +291,31 @@ def decide(
 
 
 _Mode = Literal["adapt", "hold", "stale", "start"]
+
+
+def _slowed(
+    by_name: Mapping[str, BackendInput],
+    loads: Mapping[str, float | None],
+    policy: RoutingPolicySpec,
+    prev: ControllerState,
+    knobs: _Knobs,
+) -> frozenset[str]:
+    """Rule 5b's memory: a backend becomes *slowed* when its load is above the high watermark while the
+    engine's own signals (`demand_load`) are below the low one; it stays so until its load is back below the
+    low watermark or its signals reach the high one (the watermarks' own hysteresis, no new threshold).
+    Unknown readings keep the previous state."""
+    out = set()
+    for name, backend in by_name.items():
+        load, demand = loads.get(name), demand_load(backend, policy)
+        if load is None or demand is None:
+            if name in prev.slowed:
+                out.add(name)
+        elif name in prev.slowed:
+            if load >= knobs.low and demand < knobs.high:
+                out.add(name)
+        elif load > knobs.high and demand < knobs.low:
+            out.add(name)
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -294,6 +335,8 @@ def _decide_class(
     prev: ControllerState,
     knobs: _Knobs,
     mode: _Mode,
+    slowed: frozenset[str],
+    class_loads: Mapping[str, float | None],
     step: float,
     stale_age: float | None,
 ) -> _ClassOutcome:
@@ -376,6 +419,8 @@ def _decide_class(
             previous=previous,
             floor=floor,
             knobs=knobs,
+            slowed=slowed,
+            class_loads=class_loads,
         )
         target = _capped(adaptive, in_blackout, previous, floor)
         # An acting controller must not stall in the weight deadband: its own dead zone is the load band.

@@ -44,23 +44,25 @@ def _adaptive_target(
     previous: Mapping[str, float],
     floor: float,
     knobs: _Knobs,
+    slowed: frozenset[str] = frozenset(),
+    class_loads: Mapping[str, float | None] | None = None,
 ) -> tuple[dict[str, float], bool]:
     """Rule 5: integral control of the shares, with the previous weights as the controller's state.
 
     Also says whether the controller acted (some load outside the band), which exempts the move from the
-    weight deadband (rule 8).
+    weight deadband (rule 8). ``slowed`` and ``class_loads`` (this class's view of each backend) serve rule 5b.
     """
     endpoints = {n: float(by_name[n].ready_endpoints) for n in roster.candidates}
     slots = {n: float(by_name[n].ready_endpoints * by_name[n].max_concurrency) for n in roster.candidates}
     acting = False
 
-    def group(names: Sequence[str], base: Mapping[str, float]) -> dict[str, float]:
+    def group(
+        names: Sequence[str], base: Mapping[str, float], seen: Mapping[str, float | None] = loads
+    ) -> dict[str, float]:
         nonlocal acting
-        aim = max(knobs.setpoint, _pool_load(names, set(), by_name, loads) or 0.0)
+        aim = max(knobs.setpoint, _pool_load(names, set(), by_name, seen) or 0.0)
         # An unmeasured carrier drifts back to its static share: "could not measure" is not "measured bad".
-        factors = {
-            n: _UNMEASURED if loads.get(n) is None else _factor(loads.get(n), knobs, aim) for n in names
-        }
+        factors = {n: _UNMEASURED if seen.get(n) is None else _factor(seen.get(n), knobs, aim) for n in names}
         acting = acting or any(f != 1.0 for f in factors.values())
         m = _multipliers(names, base, factors, previous, floor)
         return {n: base[n] * m[n] for n in names}
@@ -72,19 +74,58 @@ def _adaptive_target(
     lowest, highest = floor * len(roster.preferred), 1.0 - floor * len(roster.fallbacks)
     # A share of 0 could never grow back: the integral state has the same lower bound as a multiplier.
     share = max(_preferred_share(roster, previous, default=highest), MIN_MULTIPLIER * highest)
-    everyone = _pool_load(roster.candidates, set(), by_name, loads, assumed=knobs.low) or 0.0
-    factor = _factor(pool, knobs, max(knobs.setpoint, everyone))
-    if factor < 1.0:
-        room = _pool_load(roster.fallbacks, set(), by_name, loads, assumed=knobs.low)
-        if room is not None and pool is not None and room >= min(pool, knobs.high):
-            factor = 1.0  # the fallbacks are as busy: spilling more would only move the queue
+    fallback_view: Mapping[str, float | None] = loads
+    if class_loads is not None and all(n in slowed for n in roster.preferred):
+        fallback_view = _as_class_sees(roster, loads, class_loads)
+        factor = _slowed_factor(roster, by_name, fallback_view, pool, knobs)
+    else:
+        everyone = _pool_load(roster.candidates, set(), by_name, loads, assumed=knobs.low) or 0.0
+        factor = _factor(pool, knobs, max(knobs.setpoint, everyone))
+        if factor < 1.0:
+            room = _pool_load(roster.fallbacks, set(), by_name, loads, assumed=knobs.low)
+            if room is not None and pool is not None and room >= min(pool, knobs.high):
+                factor = 1.0  # the fallbacks are as busy: spilling more would only move the queue
     acting = factor != 1.0
     share = min(highest, max(lowest, share * factor))
     mass = {
         **_scaled(group(roster.preferred, endpoints), share - lowest),
-        **_scaled(group(roster.fallbacks, slots), 1.0 - share - floor * len(roster.fallbacks)),
+        **_scaled(group(roster.fallbacks, slots, fallback_view), 1.0 - share - floor * len(roster.fallbacks)),
     }
     return _floor_plus(roster.candidates, mass, floor), acting
+
+
+def _as_class_sees(
+    roster: _Roster, loads: Mapping[str, float | None], class_loads: Mapping[str, float | None]
+) -> dict[str, float | None]:
+    """The fallbacks judged by this class's view of them (`load.class_load`), where it is known."""
+    return {**loads, **{n: class_loads[n] for n in roster.fallbacks if class_loads.get(n) is not None}}
+
+
+def _slowed_factor(
+    roster: _Roster,
+    by_name: Mapping[str, BackendInput],
+    seen: Mapping[str, float | None],
+    pool: float | None,
+    knobs: _Knobs,
+) -> float:
+    """Rule 5b: the preferred backends are slowed by something other than their requests, so shedding moves
+    no queue, it only answers faster elsewhere. Their load is corrected towards the mean of themselves and the
+    fallbacks that would serve this class better (load below the pool's and the high watermark); none such:
+    no correction. Each fallback is judged as this class sees it: another class's slow answers there do not
+    make it slow for this one."""
+    if pool is None:
+        return 1.0
+    limit = min(pool, knobs.high)
+    helpers = [n for n in roster.fallbacks if _or_low(seen.get(n), knobs) < limit]
+    if not helpers:
+        return 1.0
+    everyone = _pool_load([*roster.preferred, *helpers], set(), by_name, seen, assumed=knobs.low) or 0.0
+    return _factor(pool, knobs, max(knobs.setpoint, everyone))
+
+
+def _or_low(load: float | None, knobs: _Knobs) -> float:
+    """An unknown load counts as the low watermark, as `_pool_load` assumes it for fallbacks."""
+    return knobs.low if load is None else load
 
 
 def _factor(load: float | None, knobs: _Knobs, aim: float) -> float:

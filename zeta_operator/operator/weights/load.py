@@ -12,6 +12,16 @@ from .model import BackendInput, ControllerState, Reading, _Knobs
 
 def backend_load(backend: BackendInput, policy: RoutingPolicySpec) -> float | None:
     """Worst normalised signal (1.0 = at its threshold), or None when no reading counts (rules 2 and 3)."""
+    ratios = [
+        r for r in (demand_load(backend, policy), *_latency_ratios(backend, policy).values()) if r is not None
+    ]
+    return max(ratios) if ratios else None
+
+
+def demand_load(backend: BackendInput, policy: RoutingPolicySpec) -> float | None:
+    """The worst of the engine's own signals (what the requests it holds use: cpu, memory, queue, KV cache,
+    running, errors), without latency; None when none counts. A backend whose latency is high while this is
+    low is slowed by something other than its requests (rule 5b)."""
     t = policy.thresholds
     limits: dict[str, float] = {
         "cpu": t.cpu,
@@ -27,12 +37,28 @@ def backend_load(backend: BackendInput, policy: RoutingPolicySpec) -> float | No
         value = _counted(reading) if reading is not None else None
         if value is not None:
             ratios.append(_ratio(value, limit))
+    return max(ratios) if ratios else None
+
+
+def class_load(backend: BackendInput, policy: RoutingPolicySpec, task_class: str) -> float | None:
+    """The load as one class sees it: the engine's signals and that class's latency only (another class's
+    slow answers say nothing about how fast this one is served); None when none counts."""
+    latency = _latency_ratios(backend, policy).get(task_class)
+    ratios = [r for r in (demand_load(backend, policy), latency) if r is not None]
+    return max(ratios) if ratios else None
+
+
+def _latency_ratios(backend: BackendInput, policy: RoutingPolicySpec) -> dict[str, float]:
+    """Class -> its latency against ``latencyObjective * thresholds.latency``, for the counted readings."""
+    out: dict[str, float] = {}
     for task_class in policy.classes:
         reading = backend.latency.get(task_class.name)
         value = _counted(reading) if reading is not None else None
         if value is not None:
-            ratios.append(_ratio(value, task_class.latency_objective_seconds * t.latency))
-    return max(ratios) if ratios else None
+            out[task_class.name] = _ratio(
+                value, task_class.latency_objective_seconds * policy.thresholds.latency
+            )
+    return out
 
 
 def _counted(reading: Reading) -> float | None:

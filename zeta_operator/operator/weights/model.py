@@ -72,6 +72,8 @@ class ControllerState:
     """The last decision had fallen back to static preferences (so StaticFallback is emitted once)."""
     overloaded: frozenset[str] = frozenset()
     """Backends reported overloaded and not yet recovered (event hysteresis)."""
+    slowed: frozenset[str] = frozenset()
+    """Backends slowed by something other than their requests, until they recover (rule 5b's hysteresis)."""
     decided_at: float | None = None
     """When the last decision was made (scales maxStep and smoothing when a cycle comes early)."""
 
@@ -85,6 +87,7 @@ class ControllerState:
             "lastGoodAt": _finite_or_none(self.last_good_at),
             "stale": self.stale,
             "overloaded": sorted(self.overloaded),
+            "slowed": sorted(self.slowed),
             "decidedAt": _finite_or_none(self.decided_at),
         }
 
@@ -103,12 +106,7 @@ class ControllerState:
             if isinstance(raw_offloading, Mapping)
             else {}
         )
-        raw_overloaded = data.get("overloaded")
-        overloaded = (
-            frozenset(str(n) for n in raw_overloaded if isinstance(n, str))
-            if isinstance(raw_overloaded, list)
-            else frozenset()
-        )
+        overloaded, slowed = _names(data.get("overloaded")), _names(data.get("slowed"))
         return cls(
             weights=weights,
             loads=_finite_map(data.get("loads")),
@@ -117,6 +115,7 @@ class ControllerState:
             last_good_at=_finite_or_none(data.get("lastGoodAt")),
             stale=data.get("stale") is True,
             overloaded=overloaded,
+            slowed=slowed,
             decided_at=_finite_or_none(data.get("decidedAt")),
         )
 
@@ -216,6 +215,10 @@ def _finite_or_none(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _names(data: Any) -> frozenset[str]:
+    return frozenset(n for n in data if isinstance(n, str)) if isinstance(data, list) else frozenset()
 
 
 def _finite_map(data: Any) -> dict[str, float]:
