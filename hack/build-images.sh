@@ -22,6 +22,10 @@ mirror="${ZETA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 debootstrap_args=(--variant=minbase --include=python3,python3-venv,ca-certificates "$suite")
 cache="${ZETA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zeta}/images"
 mkdir -p "$cache"
+# One build at a time on this machine: the clean-up below removes every working container and unmounts the
+# shared storage, which breaks a build running beside this one (two test workers once did exactly that).
+exec {lock}>"$cache/build.lock"
+flock "$lock"
 # buildah's own storage, never the machine's /var/lib/containers.
 storage="$cache/storage"
 runroot="/run/zeta-buildah"
