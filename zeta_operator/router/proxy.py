@@ -183,11 +183,14 @@ class Forwarder:
         floor = spill_floor(
             cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
         )
+        # The first plausible task type is the request's own, which its class stands for: not checked again.
         plausible = plausible_tasks(cls, confidence=task_confidence)
         for kept in range(len(plausible), 0, -1):
-            eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[:kept])
+            eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[1:kept])
             if eligible:
                 return eligible
+        if floor == cls.complexity:
+            return eligible  # the same filter again would find nothing either
         return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
     async def _read_body(self, request: web.Request) -> bytes:
