@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from zeta_operator.router import model as runtime
@@ -102,6 +102,12 @@ def read_second(path: Path, requests: Sequence[Request]) -> list[tuple[Request, 
     return pairs
 
 
+def noted(path: Path) -> set[str]:
+    """Ids the second annotator marked as a hard case (a note written while labelling, before any comparison)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["id"] for row in rows if row.get("note")}
+
+
 def kappa(pairs: Sequence[tuple[str, str]]) -> float:
     """Cohen's kappa: agreement beyond what two annotators with these label frequencies reach by chance."""
     n = len(pairs)
@@ -146,6 +152,16 @@ def agreement_row(label: str, pairs: Sequence[tuple[Request, Request]]) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def direction(pairs: Sequence[tuple[Request, Request]]) -> str:
+    lower = sum(b.complexity < a.complexity for a, b in pairs)
+    higher = sum(b.complexity > a.complexity for a, b in pairs)
+    mean = sum(b.complexity - a.complexity for a, b in pairs) / len(pairs)
+    return (
+        f"Second complexity below the corpus label on {lower} requests, above it on {higher} (mean difference "
+        f"{mean:+.2f})."
+    )
+
+
 def model_rows(pairs: Sequence[tuple[Request, Request]]) -> list[str]:
     predict = evaluate.learned(runtime.shipped())  # the weights the router loads
     outcomes = [predict(a) for a, _ in pairs]
@@ -165,7 +181,7 @@ def model_rows(pairs: Sequence[tuple[Request, Request]]) -> list[str]:
     return lines
 
 
-def report(pairs: Sequence[tuple[Request, Request]], sample_size: int) -> str:
+def report(pairs: Sequence[tuple[Request, Request]], sample_size: int, hard: Collection[str] = ()) -> str:
     header = "| requests | n | task agreement | task kappa | tier agreement | tier kappa | complexity exact | within one |"
     by_source = [
         agreement_row(s, [p for p in pairs if p[0].source == s]) for s in sorted({a.source for a, _ in pairs})
@@ -179,6 +195,10 @@ def report(pairs: Sequence[tuple[Request, Request]], sample_size: int) -> str:
             "|---|" + "---:|" * 7,
             agreement_row("all", pairs),
             *by_source,
+            agreement_row("flagged hard by the second annotator", [p for p in pairs if p[0].id in hard]),
+            agreement_row("not flagged", [p for p in pairs if p[0].id not in hard]),
+            "",
+            direction(pairs),
             "",
             "Kappa is Cohen's: agreement beyond chance (1 = perfect, 0 = chance). In the matrices below the rows "
             'are the corpus labels and the columns the second labels; "recall" is the share of a corpus label the '
@@ -231,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {len(picked)} unlabelled requests to {args.out} and their ids to {args.ids}")
     else:
         sample_size = len(args.ids.read_text().split())
-        print(report(read_second(args.second, requests), sample_size))
+        print(report(read_second(args.second, requests), sample_size, noted(args.second)))
 
 
 if __name__ == "__main__":
