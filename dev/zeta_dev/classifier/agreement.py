@@ -226,8 +226,10 @@ def report(pairs: Sequence[tuple[Request, Request]], sample_size: int, hard: Col
             "",
             "### The shipped model on the same requests",
             "",
-            "The weights the router ships (`zeta_operator/router/classifier.json.gz`, trained on the train split; "
-            "these requests set only its temperatures, which do not change its argmax).",
+            "The weights the router ships (`zeta_operator/router/classifier.json.gz`), trained on the train split. "
+            "The calibration split (these requests among others) set only its two temperatures and the default "
+            "offloadConfidence: the task argmax does not depend on them, the tier only where a temperature moves "
+            "P(simple) across 0.5. Nearly held-out, then; the held-out figures are in docs/classifier.md.",
             "",
             *model_rows(pairs),
         ]
