@@ -131,9 +131,11 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def confusion(rows: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[str]:
+def confusion(
+    rows: Sequence[str], pairs: Sequence[tuple[str, str]], header: str = "true \\ predicted"
+) -> list[str]:
     counts = Counter(pairs)
-    lines = ["| true \\ predicted | " + " | ".join(rows) + " | recall |", "|---" * (len(rows) + 2) + "|"]
+    lines = [f"| {header} | " + " | ".join(rows) + " | recall |", "|---" * (len(rows) + 2) + "|"]
     for t in rows:
         total = sum(counts[(t, p)] for p in rows)
         cells = " | ".join(str(counts[(t, p)]) for p in rows)
