@@ -14,12 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import kubernetes
 import pytest
 
 from zeta_dev.localcluster.cluster import Cluster
 from zeta_dev.localcluster.controlplane import ControlPlane, control_plane_binaries
 from zeta_dev.localcluster.prometheus import Prometheus
+
+# Property tests draw the same examples on every run (a red run can be rerun as it was; a green one does not
+# turn red by chance). Exploring new examples is a local choice: --hypothesis-profile=explore.
+hypothesis.settings.register_profile("zeta", derandomize=True, database=None)
+hypothesis.settings.register_profile("explore", derandomize=False)
+hypothesis.settings.load_profile("zeta")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -41,6 +41,7 @@ SAMPLE_SPEC: dict[str, Any] = yaml.safe_load((REPO / "manifests/samples/routingp
 T0 = 1_000_000.0
 INTERVAL = 5.0
 ROUNDING = 1e-4  # weights are multiples of 0.0001
+RESOLUTION_BAND = 2.5e-4  # differences this small are rounding to the decision (weights.model), not change
 PROPERTY = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
@@ -439,6 +440,7 @@ def test_load_between_the_watermarks_never_toggles_offloading(
     st.floats(0.0, 0.1),
 )
 @example(overload=2.024964728493618, idle=0.46875, smoothing=1.0, max_step=0.125, hysteresis=0.0)
+@example(overload=1.0, idle=0.0, smoothing=0.6028, max_step=0.05, hysteresis=0.0)
 def test_overload_shifts_simple_work_then_returns_to_static(
     overload: float, idle: float, smoothing: float, max_step: float, hysteresis: float
 ) -> None:
@@ -469,9 +471,12 @@ def test_overload_shifts_simple_work_then_returns_to_static(
     assert shares[-1] < shares[0]
     after = decisions[-1]
     assert not any(after.offloading.values())
+    # Back to static up to the deadband: the hysteresis, or the decision's resolution band when that is larger
+    # (a pinned-down random case ended at 0.9798 for 0.98 with hysteresis 0).
+    settled = max(hysteresis, RESOLUTION_BAND) + ROUNDING
     for name, weights in static.items():
         for backend, share in weights.items():
-            assert after.weights[name][backend] == pytest.approx(share, abs=hysteresis + ROUNDING)
+            assert after.weights[name][backend] == pytest.approx(share, abs=settled)
 
 
 def closed_loop(policy: RoutingPolicySpec, task_class: str, demand: Sequence[float]) -> list[Decision]:
@@ -618,6 +623,11 @@ def test_a_busy_group_is_not_crept_apart() -> None:
     st.booleans(),
     st.frozensets(st.text(min_size=1, max_size=5), max_size=3),
     st.frozensets(st.text(min_size=1, max_size=5), max_size=3),
+    st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.dictionaries(st.text(min_size=1, max_size=5), st.floats(0, 10), max_size=3),
+        max_size=3,
+    ),
 )
 def test_any_controller_state_round_trips(
     weights: dict[str, dict[str, float]],
@@ -627,6 +637,7 @@ def test_any_controller_state_round_trips(
     stale: bool,
     overloaded: frozenset[str],
     slowed: frozenset[str],
+    class_loads: dict[str, dict[str, float]],
 ) -> None:
     state = ControllerState(
         weights=weights,
@@ -637,6 +648,7 @@ def test_any_controller_state_round_trips(
         stale=stale,
         overloaded=overloaded,
         slowed=slowed,
+        class_loads=class_loads,
         decided_at=last_good_at,
     )
     assert ControllerState.from_json(json.loads(json.dumps(state.to_json()))) == state
@@ -958,18 +970,23 @@ def test_rounding_sums_to_one_and_breaks_ties_by_name() -> None:
 
 
 def cotenant_fleet(
-    *, chat_4b: float, running_4b: float = 2.0, coder_code: float = 9.0, coder_chat: float | None = 1.5
+    *,
+    chat_4b: float,
+    running_4b: float = 2.0,
+    coder_code: float = 9.0,
+    coder_chat: float | None = 1.5,
+    large_chat: float | None = 20.0,
 ) -> list[BackendInput]:
     """The sample fleet in the cotenant story: the 4B answers chat in ``chat_4b`` seconds (objective 4 s) with
     ``running_4b`` of its 32 slots busy; the coder is lightly used (4 of 16) but slow on code-complex
     (``coder_code`` s against 15 s, so its worst class latency looks busy), and answers chat in ``coder_chat``
-    seconds; the 14B is busy (its chat answers take 20 s)."""
+    seconds; the 14B is busy (7 of 8 slots, reasoning in 35 s against 30 s, chat in ``large_chat`` seconds)."""
     fleet = {b.name: b for b in sample_fleet()}
     running = {"general-4b": running_4b, "coder-7b": 4.0, "large-14b": 7.0}
     latency = {
         "general-4b": {"chat-simple": chat_4b},
         "coder-7b": {"code-complex": coder_code, **({"chat-simple": coder_chat} if coder_chat else {})},
-        "large-14b": {"chat-simple": 20.0, "reasoning": 35.0},
+        "large-14b": {"reasoning": 35.0, **({"chat-simple": large_chat} if large_chat else {})},
     }
     return [
         replace(
@@ -999,6 +1016,46 @@ def test_without_rule_5b_the_same_readings_would_hold_the_weights() -> None:
     decisions = run(SAMPLE, [cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=13.5)] * 20)
     assert "general-4b" not in decisions[-1].state.slowed
     assert decisions[-1].weights["chat-simple"] == decisions[0].weights["chat-simple"]
+
+
+def test_a_full_preferred_backend_sheds_to_a_fallback_that_answers_the_class_in_time() -> None:
+    """Rule 5, each fallback judged as the class sees it: the 4B is full with its own requests (every slot
+    running: not slowed, rule 5b does not apply) and answers chat in 6 s against 4 s. The coder's worst class
+    is slow (code-complex in 20 s against 15 s: 1.33) and so is the 14B's (reasoning, 1.17), so by their
+    worst classes the fallbacks look as busy as the 4B and the weights would hold. But the coder answers chat
+    in 1.5 s with 4 of 16 slots busy (0.375 for chat), and the 14B has 7 of 8 busy (0.875): chat spills, to
+    the coder. Summaries have only the 14B, which as summaries see it is above the high watermark: they stay."""
+    fleet = cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=20.0, large_chat=None)
+    decisions = run(SAMPLE, [fleet] * 20)
+    assert "general-4b" not in decisions[-1].state.slowed
+    assert decisions[-1].offloading["chat-simple"]
+    chat = decisions[-1].weights["chat-simple"]
+    assert chat["coder-7b"] > 0.5 and chat["general-4b"] < 0.5
+    assert chat["coder-7b"] > 2 * chat["large-14b"]
+    assert decisions[-1].weights["summarize"] == decisions[0].weights["summarize"]
+
+
+def test_a_full_preferred_backend_keeps_the_class_when_no_fallback_answers_it_better() -> None:
+    """The same fleet, but the coder answers chat in 5 s too (1.25 for chat): the fallbacks, as chat sees
+    them, are as busy as the 4B (mean 1.125 above the high watermark), so spilling would only move the queue."""
+    fleet = cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=20.0, coder_chat=5.0, large_chat=None)
+    decisions = run(SAMPLE, [fleet] * 20)
+    assert decisions[-1].offloading["chat-simple"]
+    assert decisions[-1].weights["chat-simple"] == decisions[0].weights["chat-simple"]
+
+
+def test_the_class_view_of_a_fallback_is_smoothed_like_its_load() -> None:
+    """Rule 4 for the class views: one cycle in which the coder answers chat in 1.5 s does not, by itself,
+    make it a fallback for chat after cycles in which it answered in 8 s."""
+    slow = cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=20.0, coder_chat=8.0, large_chat=None)
+    fast = cotenant_fleet(chat_4b=6.0, running_4b=32.0, coder_code=20.0, large_chat=None)
+    decisions = run(SAMPLE, [slow] * 10 + [fast])
+    seen = decisions[-1].state.class_loads["chat-simple"]["coder-7b"]
+    alpha = SAMPLE.adaptation.smoothing
+    assert seen == pytest.approx(alpha * 1.5 / 4.0 + (1 - alpha) * 8.0 / 4.0)
+    assert decisions[-1].weights["chat-simple"] == decisions[0].weights["chat-simple"]
+    # Kept up, the coder's fast answers win it the spill (the test above).
+    assert run(SAMPLE, [slow] * 10 + [fast] * 20)[-1].weights["chat-simple"]["coder-7b"] > 0.5
 
 
 def test_a_slowed_backend_gets_its_share_back_once_it_recovers() -> None:

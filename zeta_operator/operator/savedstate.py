@@ -23,7 +23,8 @@ from .weights import ControllerState
 
 FORMAT_VERSION = 1
 MAX_BYTES = 64 * 1024
-"""An annotation budget well inside the API server's 256 KiB for all annotations (about 1,000 backends)."""
+"""An annotation budget well inside the API server's 256 KiB for all annotations (about 1,000 backends; fewer
+when the classes list many fallbacks, whose smoothed views per class are saved too)."""
 SAVE_EVERY = 30.0
 """Seconds after which a state whose flags did not change is saved anyway (smoothed loads move slowly)."""
 

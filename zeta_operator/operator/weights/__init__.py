@@ -28,7 +28,9 @@ Rules, in the order `decide` applies them:
    nothing was counted.
 4. **Smoothing.** The load is an EWMA: ``smoothed = a * load + (1 - a) * previous`` with ``a = smoothing``
    per ``interval`` (1 = no smoothing). A backend with no counted reading keeps its previous smoothed load
-   (held); a held load older than ``staleAfter`` is forgotten (None, state Unknown).
+   (held); a held load older than ``staleAfter`` is forgotten (None, state Unknown). Each class's view of each
+   of its fallbacks (`load.class_load`, rule 5) is smoothed the same way while it keeps being measured; a view
+   with no counted reading is not held (the backend's smoothed load stands in for it).
 5. **Target shares: integral control.** Every candidate gets the floor ``f = min(weightFloor, 1/candidates)``;
    the remaining ``1 - f * candidates`` goes to the *carriers*. The controller's state is the previous weights
    themselves (so a restart from the routing table resumes it exactly). Its dead zone is the offload band: a
@@ -58,7 +60,15 @@ Rules, in the order `decide` applies them:
      multiplied by the pool load's correction, between the preferred floors and its static share, and the rest
      goes to the fallbacks. It never sheds towards fallbacks that are on average as loaded as the preferred
      backends or above the high watermark (that would only move the queue). That is the preference bias: the
-     preferred backends keep their load in the band and only the excess spills over.
+     preferred backends keep their load in the band and only the excess spills over;
+   - a fallback's load, wherever rule 5 weighs fallbacks (that guard, the aim, their split of the spill), is
+     the class's own view of it (`load.class_load`): its engine signals (cpu, memory, queue, KV cache, running,
+     errors) and *this class's* latency against this class's objective, not its worst class. Why: another
+     class's slow answers on a fallback say nothing about how fast this one would be answered there, and a
+     fallback busy with its own requests shows it in its engine signals, which every view includes. Judged by
+     its worst class, a fallback with one slow class of its own (long code answers on the coder) held every
+     other class on an overloaded preferred backend although it would have answered them in time. The
+     preferred backends keep their worst-class load: shedding a class relieves all the classes there.
 
    Why integral control: when load follows the weights, a target computed from loads alone (say, shares in
    proportion to headroom) has a loop gain above 1 near saturation. The weights then flip between two values
@@ -71,12 +81,11 @@ Rules, in the order `decide` applies them:
    is back below ``lowWatermark`` or its signals reach ``highWatermark`` (the two watermarks are the
    hysteresis; no new threshold). While every preferred backend of an offloading class is slowed, rule 5's
    "fallbacks as busy" guard does not hold the share: there is no queue to move, and a fallback that answers
-   the class faster helps at once. Each fallback is judged as this class sees it (`load.class_load`: its
-   engine signals and *this class's* latency; another class's slow answers there say nothing about this one),
-   the preferred load is corrected towards the mean of the preferred backends and the fallbacks below
+   the class faster helps at once. Each fallback is judged as this class sees it (as in rule 5), the
+   preferred load is corrected towards the mean of the preferred backends and the fallbacks below
    ``min(pool load, highWatermark)``, and only those fallbacks gain (the others' multipliers shrink as in rule
    5). With no such fallback nothing moves. Why: a slowed backend's latency does not fall when it sheds, so
-   judging fallbacks by their worst class's latency (busy with other work) held every share where it was.
+   waiting until the fallbacks are on average less loaded than it would hold every share where it was.
 6. **Offload hysteresis**, per class that has at least one usable fallback: the pool load of its reachable
    preferred backends (mean weighted by slots, backends in blackout left out) starts offloading when it
    exceeds ``offload.highWatermark``. It stops only when the pool load is below ``offload.lowWatermark`` *and*
@@ -127,7 +136,7 @@ from typing import Literal
 from ...api.common import BackendState
 from ...api.policy import RoutingPolicySpec, TaskClass
 from .control import _adaptive_target, _capped, _pool_load, _returned, _static_target, _was_offloading
-from .load import _smooth, _state, backend_load, class_load, demand_load
+from .load import _smooth, _smooth_class_loads, _state, backend_load, class_load, demand_load
 from .model import (
     _RESOLUTION_BAND,
     BackendInput,
@@ -189,6 +198,12 @@ def decide(
     raw = {name: backend_load(b, policy) for name, b in by_name.items()}
     metrics_available = any(v is not None for v in raw.values())
     loads, measured_at = _smooth(raw, prev, knobs, now, elapsed)
+    # Only a class's fallbacks are judged by its view of them (rule 5).
+    class_views = {
+        c.name: {n: class_load(by_name[n], policy, c.name) for n in c.fallbacks or [] if n in by_name}
+        for c in policy.classes
+    }
+    class_loads = _smooth_class_loads(class_views, prev, knobs, now, elapsed)
     last_good_at = now if metrics_available else prev.last_good_at
 
     if metrics_available:
@@ -257,7 +272,7 @@ def decide(
             knobs=knobs,
             mode=mode,
             slowed=slowed,
-            class_loads={n: class_load(b, policy, task_class.name) for n, b in by_name.items()},
+            class_loads=class_loads[task_class.name],
             step=knobs.max_step * elapsed,
             stale_age=None if last_good_at is None else now - last_good_at,
         )
@@ -275,6 +290,7 @@ def decide(
         stale=mode == "stale",
         overloaded=frozenset(overloaded),
         slowed=slowed,
+        class_loads=class_loads,
         decided_at=now,
     )
     return Decision(
@@ -336,7 +352,7 @@ def _decide_class(
     knobs: _Knobs,
     mode: _Mode,
     slowed: frozenset[str],
-    class_loads: Mapping[str, float | None],
+    class_loads: Mapping[str, float],
     step: float,
     stale_age: float | None,
 ) -> _ClassOutcome:

@@ -44,13 +44,14 @@ def _adaptive_target(
     previous: Mapping[str, float],
     floor: float,
     knobs: _Knobs,
+    class_loads: Mapping[str, float],
     slowed: frozenset[str] = frozenset(),
-    class_loads: Mapping[str, float | None] | None = None,
 ) -> tuple[dict[str, float], bool]:
     """Rule 5: integral control of the shares, with the previous weights as the controller's state.
 
     Also says whether the controller acted (some load outside the band), which exempts the move from the
-    weight deadband (rule 8). ``slowed`` and ``class_loads`` (this class's view of each backend) serve rule 5b.
+    weight deadband (rule 8). ``class_loads`` is this class's smoothed view of each of its fallbacks (rule 5:
+    fallbacks are judged by it where known); ``slowed`` serves rule 5b.
     """
     endpoints = {n: float(by_name[n].ready_endpoints) for n in roster.candidates}
     slots = {n: float(by_name[n].ready_endpoints * by_name[n].max_concurrency) for n in roster.candidates}
@@ -67,22 +68,21 @@ def _adaptive_target(
         m = _multipliers(names, base, factors, previous, floor)
         return {n: base[n] * m[n] for n in names}
 
+    fallback_view = _as_class_sees(roster, loads, class_loads)
     if not roster.preferred:
-        return _floor_plus(roster.candidates, group(roster.fallbacks, slots), floor), acting
+        return _floor_plus(roster.candidates, group(roster.fallbacks, slots, fallback_view), floor), acting
     if not (offloading and roster.fallbacks):
         return _floor_plus(roster.candidates, group(roster.preferred, endpoints), floor), acting
     lowest, highest = floor * len(roster.preferred), 1.0 - floor * len(roster.fallbacks)
     # A share of 0 could never grow back: the integral state has the same lower bound as a multiplier.
     share = max(_preferred_share(roster, previous, default=highest), MIN_MULTIPLIER * highest)
-    fallback_view: Mapping[str, float | None] = loads
-    if class_loads is not None and all(n in slowed for n in roster.preferred):
-        fallback_view = _as_class_sees(roster, loads, class_loads)
+    if all(n in slowed for n in roster.preferred):
         factor = _slowed_factor(roster, by_name, fallback_view, pool, knobs)
     else:
-        everyone = _pool_load(roster.candidates, set(), by_name, loads, assumed=knobs.low) or 0.0
+        everyone = _pool_load(roster.candidates, set(), by_name, fallback_view, assumed=knobs.low) or 0.0
         factor = _factor(pool, knobs, max(knobs.setpoint, everyone))
         if factor < 1.0:
-            room = _pool_load(roster.fallbacks, set(), by_name, loads, assumed=knobs.low)
+            room = _pool_load(roster.fallbacks, set(), by_name, fallback_view, assumed=knobs.low)
             if room is not None and pool is not None and room >= min(pool, knobs.high):
                 factor = 1.0  # the fallbacks are as busy: spilling more would only move the queue
     acting = factor != 1.0
@@ -95,10 +95,10 @@ def _adaptive_target(
 
 
 def _as_class_sees(
-    roster: _Roster, loads: Mapping[str, float | None], class_loads: Mapping[str, float | None]
+    roster: _Roster, loads: Mapping[str, float | None], class_loads: Mapping[str, float]
 ) -> dict[str, float | None]:
     """The fallbacks judged by this class's view of them (`load.class_load`), where it is known."""
-    return {**loads, **{n: class_loads[n] for n in roster.fallbacks if class_loads.get(n) is not None}}
+    return {**loads, **{n: class_loads[n] for n in roster.fallbacks if n in class_loads}}
 
 
 def _slowed_factor(

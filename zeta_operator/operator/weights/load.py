@@ -81,8 +81,7 @@ def _ratio(value: float, limit: float) -> float:
 def _smooth(
     raw: Mapping[str, float | None], prev: ControllerState, knobs: _Knobs, now: float, elapsed: float
 ) -> tuple[dict[str, float | None], dict[str, float]]:
-    # Per-interval smoothing, applied for the fraction of an interval that passed.
-    alpha = 1.0 - (1.0 - knobs.smoothing) ** elapsed if elapsed < 1.0 else knobs.smoothing
+    alpha = _alpha(knobs, elapsed)
     loads: dict[str, float | None] = {}
     measured_at: dict[str, float] = {}
     for name, load in raw.items():
@@ -98,6 +97,38 @@ def _smooth(
             if seen is not None:
                 measured_at[name] = seen
     return loads, measured_at
+
+
+def _smooth_class_loads(
+    raw: Mapping[str, Mapping[str, float | None]],
+    prev: ControllerState,
+    knobs: _Knobs,
+    now: float,
+    elapsed: float,
+) -> dict[str, dict[str, float]]:
+    """Class -> backend -> the class's view (`class_load`) smoothed like the backend's load (rule 4), while it
+    keeps being measured: a view with no counted reading this cycle is left out (the backend's own smoothed
+    load stands in for it), and one whose backend went stale starts afresh."""
+    alpha = _alpha(knobs, elapsed)
+    out: dict[str, dict[str, float]] = {}
+    for task_class, views in raw.items():
+        held = prev.class_loads.get(task_class, {})
+        smoothed = {}
+        for name, view in views.items():
+            if view is None:
+                continue
+            before, seen = held.get(name), prev.measured_at.get(name)
+            if before is None or seen is None or now - seen > knobs.stale_after:
+                smoothed[name] = view
+            else:
+                smoothed[name] = alpha * view + (1.0 - alpha) * before
+        out[task_class] = smoothed
+    return out
+
+
+def _alpha(knobs: _Knobs, elapsed: float) -> float:
+    """Per-interval smoothing, applied for the fraction of an interval that passed."""
+    return 1.0 - (1.0 - knobs.smoothing) ** elapsed if elapsed < 1.0 else knobs.smoothing
 
 
 def _state(backend: BackendInput, load: float | None, knobs: _Knobs) -> BackendState:

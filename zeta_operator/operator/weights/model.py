@@ -74,13 +74,15 @@ class ControllerState:
     """Backends reported overloaded and not yet recovered (event hysteresis)."""
     slowed: frozenset[str] = frozenset()
     """Backends slowed by something other than their requests, until they recover (rule 5b's hysteresis)."""
+    class_loads: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """class -> backend -> smoothed load as that class sees it (`load.class_load`; rules 4 and 5)."""
     decided_at: float | None = None
     """When the last decision was made (scales maxStep and smoothing when a cycle comes early)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (camelCase keys, non-finite numbers left out)."""
         return {
-            "weights": {c: _finite_map(w) for c, w in self.weights.items()},
+            "weights": _nested_finite_map(self.weights),
             "loads": _finite_map(self.loads),
             "measuredAt": _finite_map(self.measured_at),
             "offloading": {c: bool(v) for c, v in self.offloading.items()},
@@ -88,18 +90,13 @@ class ControllerState:
             "stale": self.stale,
             "overloaded": sorted(self.overloaded),
             "slowed": sorted(self.slowed),
+            "classLoads": _nested_finite_map(self.class_loads),
             "decidedAt": _finite_or_none(self.decided_at),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ControllerState:
         """Parse `to_json` output; missing keys take defaults and malformed entries are dropped."""
-        raw_weights = data.get("weights")
-        weights = (
-            {str(c): _finite_map(w) for c, w in raw_weights.items() if isinstance(w, Mapping)}
-            if isinstance(raw_weights, Mapping)
-            else {}
-        )
         raw_offloading = data.get("offloading")
         offloading = (
             {str(c): v for c, v in raw_offloading.items() if isinstance(v, bool)}
@@ -108,7 +105,7 @@ class ControllerState:
         )
         overloaded, slowed = _names(data.get("overloaded")), _names(data.get("slowed"))
         return cls(
-            weights=weights,
+            weights=_nested_finite_map(data.get("weights")),
             loads=_finite_map(data.get("loads")),
             measured_at=_finite_map(data.get("measuredAt")),
             offloading=offloading,
@@ -116,6 +113,7 @@ class ControllerState:
             stale=data.get("stale") is True,
             overloaded=overloaded,
             slowed=slowed,
+            class_loads=_nested_finite_map(data.get("classLoads")),
             decided_at=_finite_or_none(data.get("decidedAt")),
         )
 
@@ -225,3 +223,9 @@ def _finite_map(data: Any) -> dict[str, float]:
     if not isinstance(data, Mapping):
         return {}
     return {str(k): float(v) for k, v in data.items() if _finite_or_none(v) is not None}
+
+
+def _nested_finite_map(data: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(k): _finite_map(v) for k, v in data.items() if isinstance(v, Mapping)}
