@@ -31,6 +31,8 @@ SAMPLE_IDS = AGREEMENT / "sample-ids.txt"
 UNLABELLED = corpus.CORPUS.parents[1] / "build" / "agreement-sample.jsonl"
 """Under build/ (ignored by git): the prompts are in the corpus already."""
 SAMPLE_SIZE = 400
+SAMPLE_SOURCES = ("humaneval", "inrepo", "w1", "w2", "w3", "w5")
+"""The corpus's sources when the second annotation was made: writers added later do not move the sample."""
 LEVELS = ("1", "2", "3", "4", "5")
 
 
@@ -40,9 +42,9 @@ def _order(request_id: str) -> bytes:
 
 
 def pick(requests: Sequence[Request], size: int = SAMPLE_SIZE) -> list[Request]:
-    """``size`` calibration requests, each source's share proportional to its calibration requests (largest
+    """``size`` calibration requests of SAMPLE_SOURCES, each source's share proportional to its calibration requests (largest
     remainders), the first by id hash within each source; returned in id-hash order."""
-    pool = corpus.select(requests, "calibration")
+    pool = [r for r in corpus.select(requests, "calibration") if r.source in SAMPLE_SOURCES]
     if size > len(pool):
         raise ValueError(f"the calibration split has {len(pool)} requests, fewer than {size}")
     sources = sorted({r.source for r in pool})
