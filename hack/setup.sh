@@ -12,15 +12,25 @@ python="${PYTHON:-python3}"
 
 venv="$root/.venv"
 stamp="$venv/.zeta-installed"
+# uv installs from its cache in seconds where pip takes minutes (it re-resolves and re-downloads index pages on
+# every fresh clone, which CI always is). It is pinned and kept in the machine's cache, outside the checkout.
+cache="${ZETA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zeta}"
+uv_version=0.13.9
+uv="$cache/tools/uv-$uv_version/bin/uv"
+if [[ ! -x "$uv" ]]; then
+  echo "==> installing uv $uv_version into $cache/tools" >&2
+  "$python" -m venv "$cache/tools/uv-$uv_version"
+  "$cache/tools/uv-$uv_version/bin/python" -m pip install -q "uv==$uv_version" >&2
+fi
 if [[ ! -x "$venv/bin/python" ]]; then
   echo "==> creating $venv" >&2
-  "$python" -m venv "$venv"
+  # --seed: pip in the venv too, for the commands that document `pip install` (benchmarks, the wheel test).
+  "$uv" venv -q --seed --python "$python" "$venv" >&2
 fi
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || sim/pyproject.toml -nt "$stamp" || dev/pyproject.toml -nt "$stamp" ]]; then
-  echo "==> installing Python packages (pip cache: ${PIP_CACHE_DIR:-~/.cache/pip})" >&2
-  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  echo "==> installing Python packages (uv cache: ${UV_CACHE_DIR:-~/.cache/uv})" >&2
   # The product, the simulator (sim/) and the development harness (dev/) are three distributions.
-  "$venv/bin/python" -m pip install -q -e ".[test]" -e ./sim -e "./dev[demo]" >&2
+  VIRTUAL_ENV="$venv" "$uv" pip install -q -e ".[test]" -e ./sim -e "./dev[demo]" >&2
   touch "$stamp"
 fi
 
@@ -34,4 +44,5 @@ helm="$(bash hack/build-helm.sh)"
 echo "export KUBEBUILDER_ASSETS=$assets"
 echo "export PROMETHEUS_BIN=$prometheus"
 echo "export HELM_BIN=$helm"
+echo "export ZETA_UV=$uv"
 echo "export PATH=$venv/bin:$assets:\$PATH"

@@ -37,12 +37,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+LONGEST_FIRST = (
+    "tests/node/",
+    "tests/demo/test_demo.py",
+    "tests/operator/test_operator_e2e.py",
+    "tests/operator/test_weights.py",
+    "tests/chaos/test_chaos.py",
+    "tests/operator/test_examples_table.py",
+    "tests/classifier/test_train.py",
+    "tests/operator/test_fuzz_crds.py",
+    "tests/bench/test_bench_routing_smoke.py",
+    "tests/operator/test_prometheus_tls.py",
+)
+"""The files that take longest (`--durations` of CI runs), started first so that none of them is still running
+alone at the end: the node tests alone take about as long as all the others on the other workers."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next(
+            (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadfile` (make test) with the node tests as one unit: a file's tests stay on one worker, so its
-    module fixtures start once, and one worker runs every node test, since a machine holds one node at a time."""
+    module fixtures start once, and one worker runs every node test, since a machine holds one node at a time.
+    Units are handed out in collection order (LONGEST_FIRST), not by their number of tests."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
 
     class NodeTestsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -130,14 +130,26 @@ def sample_models() -> dict[str, str]:
 
 
 def deploy_fleet(
-    node: Node, image: Image, *, namespace: str, replicas: int = 2, engines: Engines = FLEET
+    node: Node,
+    image: Image,
+    *,
+    namespace: str,
+    replicas: int = 2,
+    engines: Engines = FLEET,
+    wait: bool = True,
 ) -> None:
-    """The simulator Deployments and Services (applied again with other ``engines``: a rollout), rolled out."""
+    """The simulator Deployments and Services (applied again with other ``engines``: a rollout), rolled out
+    unless ``wait`` is false (then `wait_for_fleet` later)."""
     models = sample_models()
     docs = [d for backend, (size, seqs) in engines.items()
             for d in simulator_manifests(image, backend=backend, replicas=replicas, model=models[backend],
                                          size=size, max_seqs=seqs)]  # fmt: skip
     node.cluster.apply(docs, namespace=namespace)
+    if wait:
+        wait_for_fleet(node, namespace=namespace, engines=engines)
+
+
+def wait_for_fleet(node: Node, *, namespace: str, engines: Engines = FLEET) -> None:
     for backend in engines:
         node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=110s")
 
@@ -373,12 +385,17 @@ def installed(
         lap("node ready")
         node.cluster.install_crds()
         node.cluster.kubectl("create", "namespace", namespace)
-        deploy_fleet(node, images["zeta-sim"], namespace=namespace, replicas=replicas, engines=engines)
-        lap("model servers ready")
+        # The model servers start while Prometheus and Zeta are installed: Pods start side by side, as in a
+        # cluster, and the operator reports backends without endpoints as pending until they are up.
+        deploy_fleet(
+            node, images["zeta-sim"], namespace=namespace, replicas=replicas, engines=engines, wait=False
+        )
         with node_prometheus(node, namespace=namespace) as prom:
             apply_samples(node, namespace=namespace, prometheus_url=prom.url, spec=spec)
             helm_install(node, images["zeta"], namespace=namespace)
             lap("helm install done")
+            wait_for_fleet(node, namespace=namespace, engines=engines)
+            lap("model servers ready")
             url = router_service_url(node, namespace=namespace)
             eventually(lambda: chat(url, "hi").status == 200, timeout=120,
                        what="a first answer through the router's Service")  # fmt: skip
