@@ -34,20 +34,36 @@ def test_the_policy_default_is_the_shipped_calibration() -> None:
 
 
 def test_packed_sums_equal_a_plain_weighted_sum() -> None:
-    text = {"w:lock": [0.5, 2.0, -1.0, 0.0, -3.0, -1.0, 1.0, 2.5, 0.25], "p:{": [0, 1.5, 0, 0, 0, 0, 0, 0, 0]}
+    text = {
+        "w:lock": [0.5, 2.0, -1.0, 0.0, -3.0, -1.0, 1.0, 2.5, 0.25],
+        "p:{": [0, 1.5, 0, 0, 0, 0, 0, 0, 0],
+        "i:implement": [0, 0.75, 0, 0, 0, 0, 0, -0.5, 0],
+    }
     m = learned_model(structure={"items:2": ([0, 0, 1, 0], [0, 0, 0.5, 0, 0])}, text=text)
     view = prompt_view(["implement a lock { free\n- one\n- two"])
-    buckets = features.text_buckets(view.last_user)
+    blocks = features.text_buckets(view.last_user)
     expected = [0.0] * 9
     for token, row in text.items():
-        hits = sum(1 for b in buckets if b in set(features.token_buckets(token)))
-        for i, v in enumerate(row):
-            expected[i] += hits * v / math.sqrt(len(buckets))
+        for buckets in blocks:  # each block normalised by its own count
+            hits = sum(1 for b in buckets if b in set(features.token_buckets(token)))
+            for i, v in enumerate(row):
+                expected[i] += hits * v / math.sqrt(len(buckets))
     expected[2] += 1.0
     expected[6] += 0.5
     assert "items:2" in features.structure(view)
     assert m.logits(view) == pytest.approx(expected, abs=1e-9)
     assert m.logits(view) == m.logits(view)  # the token cache gives the same answer
+
+
+def test_a_long_paste_does_not_drown_the_ask() -> None:
+    """The instruction words (first and last line) are normalised by their own count: pasting more
+    material under the same ask leaves their share of the logits as it was."""
+    m = learned_model(structure={}, text={"i:summarize": [0, 0, 0, 4.0, 0, 0, 0, 0, 0]})
+    short = prompt_view(["summarize this\nThe meeting moved to Friday.\nthanks"])
+    pasted = "\n".join(f"Line {i} of the minutes: item {i} was discussed." for i in range(60))
+    long = prompt_view([f"summarize this\n{pasted}\nthanks"])
+    # instruction words: summarize, this, thanks
+    assert m.logits(short)[3] == pytest.approx(m.logits(long)[3]) == pytest.approx(4.0 / math.sqrt(3))
 
 
 def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it() -> None:

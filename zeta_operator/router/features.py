@@ -6,8 +6,10 @@ definition; a weights file made for another one is refused.
 
 - **Tokens** of the last user turn, lower-cased: every distinct word (``\\w+``, any script) as ``w:<word>``,
   every distinct run of symbols (``();``, ``=>``, ``{``) as ``p:<run>``, and the words of the `instruction`
-  again as ``i:<word>``. (Pairs of neighbouring words added nothing in cross-validation on the train split,
-  task 81.4% with and 81.3% without, tier 81.8% both, and cost a hash per word: left out.) A word token hashes to its own bucket and to the buckets of the character
+  again as ``i:<word>``, a block of their own that the model normalises by its own count (`text_buckets`), so
+  that a long paste does not drown the ask. (Pairs of neighbouring words added nothing in cross-validation on
+  the train split, task 81.4% with and 81.3% without, tier 81.8% both, and cost a hash per word: left out.)
+  A word token hashes to its own bucket and to the buckets of the character
   3- and 4-grams of ``<word>``: typos and inflections share most of them, and scripts without spaces (Chinese,
   Japanese) come out as long "words" whose n-grams still carry meaning. Hashing (crc32, stable across
   processes, unlike ``hash``) keeps the model a fixed size whatever the vocabulary.
@@ -200,9 +202,13 @@ def _crc(text: str, namespace: int) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass"), namespace) & _MASK
 
 
-def text_buckets(turn: str) -> list[int]:
-    """All buckets of a turn, with repeats (two words that share an n-gram count it twice)."""
-    return [b for t in tokens(turn) for b in token_buckets(t)]
+def text_buckets(turn: str) -> tuple[list[int], list[int]]:
+    """The buckets of a turn, with repeats (two words that share an n-gram count it twice), in two blocks
+    that the model normalises apart: the words and symbol runs of the whole turn, and the `instruction`
+    words."""
+    t = split_turn(turn)
+    text = [b for w in t.words for b in word_buckets(w)] + [symbol_bucket(s) for s in t.symbols]
+    return text, [bucket_of(w, NS_INSTRUCTION) for w in t.instruction]
 
 
 # --- structure ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ lane non-negative, and a tenth lane holding 1 (the count of rows summed), so one
 adds all nine and counts it (exactly: integers do not round), and the lanes are split apart once at the end.
 The additions run in C (``sum(map(...))``), not as a Python loop. Words repeat across requests, so the packed
 sum of a word's buckets (the word and its n-grams) is cached per word, as are a word's row as an instruction
-word and a symbol run's row.
+word and a symbol run's row. The instruction words are summed apart and normalised by their own count (the rest
+of the turn by its count): a long paste no longer drowns the ask (`features.text_buckets`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from . import features
 from .payload import PromptView
 
 WEIGHTS_FILE = Path(__file__).with_name("classifier.json.gz")
-FILE_FORMAT = "zeta-classifier/1"
+FILE_FORMAT = "zeta-classifier/2"
+"""2: the instruction words are a block of their own, normalised by their own count (1 normalised them
+with the rest of the turn)."""
 LANE_BITS = 40
 OFFSET = 1 << 15
 """Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
@@ -98,6 +101,9 @@ class LearnedModel:
         self._heads = tuple(zip(self.bias, shifts, self.scale, strict=False))  # parse() checks the lengths
         """(bias, lane shift, scale) per output."""
         self._count_shift = LANE_BITS * self.outputs
+        self._ask_shift = self._count_shift + LANE_BITS
+        """The instruction words' rows sit above the text block's lanes and count: one sum adds both blocks."""
+        self._block_mask = (1 << self._ask_shift) - 1
         self._rows = _text_rows(data["text"], self.outputs)
         structure = {name: _pack(q) for name, q in data["structure"].items()}
         # By position in features.all_structure_names(); a name without weights adds nothing and counts 0.
@@ -105,7 +111,7 @@ class LearnedModel:
         self._cache: dict[str, int] = {}
         """Word -> packed sum of its buckets' rows; symbol run -> its row (the two never look alike)."""
         self._instruction_cache: dict[str, int] = {}
-        """Word -> its row as an instruction word."""
+        """Word -> its row as an instruction word (shifted to the instruction block's lanes)."""
         self._both_cache: dict[str, int] = {}
         """Word -> both: a word of a turn that is all instruction (most short turns) adds both at once."""
 
@@ -115,18 +121,28 @@ class LearnedModel:
         ``turn``: `features.split_turn` of the view's last user turn, when the caller has it."""
         if turn is None:
             turn = features.split_turn(view.last_user)
-        text = self._text_sum(turn)
+        both = self._text_sum(turn)
+        text = both & self._block_mask
+        ask = both >> self._ask_shift
         indices = features.structure_indices(view, words=turn.word_count)
         struct = sum(map(self._structure_rows.__getitem__, indices))
         n = text >> self._count_shift
-        norm = 1.0 / math.sqrt(n) if n else 0.0
+        text_norm = 1.0 / math.sqrt(n) if n else 0.0
+        m = ask >> self._count_shift
+        ask_norm = 1.0 / math.sqrt(m) if m else 0.0
         text_offset = n * OFFSET
+        ask_offset = m * OFFSET
         struct_offset = (struct >> self._count_shift) * OFFSET
         mask = self._mask
-        # Per output: b + (t * norm + s) / scale, t and s that output's lane of each sum less its offsets.
+        # Per output: b + (t * text_norm + a * ask_norm + s) / scale, t, a and s that output's lane of each
+        # sum less its offsets.
         return [
             b
-            + ((((text >> shift) & mask) - text_offset) * norm + (((struct >> shift) & mask) - struct_offset))
+            + (
+                (((text >> shift) & mask) - text_offset) * text_norm
+                + (((ask >> shift) & mask) - ask_offset) * ask_norm
+                + (((struct >> shift) & mask) - struct_offset)
+            )
             / scale
             for b, shift, scale in self._heads
         ]
@@ -142,7 +158,8 @@ class LearnedModel:
         )
 
     def _text_sum(self, turn: features.TurnTokens) -> int:
-        """The packed sum of the turn's text buckets (with repeats), their count in the last lane."""
+        """The packed sums of the turn's text buckets (with repeats) and, above ``_ask_shift``, of its
+        instruction words, each block's count in its last lane."""
         if turn.instruction is turn.words:
             try:  # the usual case: every word seen before
                 total = sum(map(self._both_cache.__getitem__, turn.words))
@@ -183,7 +200,7 @@ class LearnedModel:
     def _instruction_row(self, word: str) -> int:
         hit = self._instruction_cache.get(word)
         if hit is None:
-            row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)]
+            row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)] << self._ask_shift
             hit = self._cached(self._instruction_cache, word, row)
         return hit
 

@@ -33,7 +33,7 @@ from .corpus import Request
 REPO = corpus.CORPUS.parents[1]
 DOC = REPO / "docs" / "classifier.md"
 SAMPLE_POLICY = REPO / "manifests" / "samples" / "routingpolicy.yaml"
-WRITERS = ("w1", "w2", "w3")
+WRITERS = ("w1", "w2", "w3", "w5", "w6")
 TIERS = ("simple", "complex")
 
 

@@ -1,5 +1,5 @@
 """Choose the hyperparameters by grouped cross-validation on the train split only:
-``python -m zeta_dev.classifier.select [--folds 5]``.
+``python -m zeta_dev.classifier.select [--folds 5] [--writers | --curve]``.
 
 Prints, per candidate, the out-of-fold task accuracy, tier accuracy (simple <= 2 < complex), the share of
 complex requests whose P(simple) is at least 0.5, and the log-loss of both heads; the chosen values are written
@@ -16,7 +16,7 @@ import numpy as np
 
 from . import corpus
 from .corpus import Request
-from .train import LEVELS, Hyper, design, fit_heads
+from .train import HYPER, LEVELS, Hyper, design, fit_heads
 
 CANDIDATES = (
     *(Hyper(task_c=c, complexity_c=c) for c in (1.0, 4.0, 16.0, 64.0)),
@@ -32,21 +32,32 @@ def fold_of(group: str, folds: int) -> int:
     return int.from_bytes(hashlib.sha256(b"fold:" + group.encode()).digest()[:4], "big") % folds
 
 
-def out_of_fold(requests: Sequence[Request], hyper: Hyper, folds: int) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold task and complexity probabilities (float weights, temperature 1)."""
+def out_of_fold(
+    requests: Sequence[Request], hyper: Hyper, folds: int, share: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold task and complexity probabilities (float weights, temperature 1). ``share``: fit each fold
+    on that share of the other folds' groups only (a learning curve; always the same groups for a share)."""
     x = design([r.view for r in requests])
     k = len(corpus.TASKS)
     task_p = np.zeros((len(requests), k))
     level_p = np.zeros((len(requests), len(LEVELS)))
     fold = np.array([fold_of(r.group, folds) for r in requests])
     for f in range(folds):
-        train = [r for r, g in zip(requests, fold, strict=True) if g != f]
+        train = [r for r, g in zip(requests, fold, strict=True) if g != f and _in_share(r.group, share)]
         w, b = fit_heads(train, hyper)
         z = x[fold == f] @ w.T + b
         task_p[fold == f] = _softmax(z[:, :k])
         level_p[fold == f] = _softmax(z[:, k:])
     return task_p, level_p
 
+
+def _in_share(group: str, share: float) -> bool:
+    point = int.from_bytes(hashlib.sha256(b"curve:" + group.encode()).digest()[:4], "big")
+    return point < share * 2**32
+
+
+CURVE_SHARES = (0.25, 0.5, 0.75, 1.0)
+"""``--curve``: the shares of the train groups each fold is fitted on, for the shipped `HYPER`."""
 
 WRITERS = ("w1", "w2", "w3")
 
@@ -102,8 +113,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--writers", action="store_true", help="leave one hand writer out (train split only) instead of folds"
     )
+    parser.add_argument(
+        "--curve", action="store_true", help="learning curve of the shipped hyperparameters instead"
+    )
     args = parser.parse_args(argv)
     train = corpus.select(corpus.load(), "train")
+    if args.curve:
+        print(
+            f"{len(train)} train requests, {args.folds} folds by group, each fitted on a share of its groups"
+        )
+        for share in CURVE_SHARES:
+            s = scores(train, *out_of_fold(train, HYPER, args.folds, share))
+            print(f"share {share:.2f}", " ".join(f"{k} {v:.3f}" for k, v in s.items()), flush=True)
+        return
     how = "leave one writer out" if args.writers else f"{args.folds} folds by group"
     print(f"{len(train)} train requests, {how}")
     for hyper in CANDIDATES:
