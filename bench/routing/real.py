@@ -80,7 +80,8 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
         weights = {n: 1.0 / len(c.preferred) for n in c.preferred} if static else {}
         classes.append(
             TableClass(name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
-                       latency_objective_seconds=parse_duration(c.latency_objective), weights=weights)
+                       latency_objective_seconds=parse_duration(c.latency_objective), weights=weights,
+                       preferred=list(c.preferred))  # the router's spill floor reads them, as in the operator's table
         )  # fmt: skip
     queue = TableQueue(
         max_size=policy.queue.max_size,

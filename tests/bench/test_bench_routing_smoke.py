@@ -76,3 +76,26 @@ def test_litellm_requests_name_the_class_the_routers_classifier_gives_them() -> 
     assert any(groups[p] != true_class[p] for p in groups)  # the classifier errs on some held-out prompts
     labelled = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
     assert real.classified_groups(labelled, table) == true_class
+
+
+@pytest.mark.parametrize("strategy", ["static", "round-robin", "least-request"])
+def test_real_modes_fixed_table_routes_like_the_des_table(strategy: str) -> None:
+    """The baselines' table in real mode has the classes, classifier settings and queue of the DES's table for
+    the same strategy, so DES and real run the same router decisions (it lacked the classes' preferred
+    backends, which the router's spill floor reads: the real baselines spilled doubtful requests the DES's
+    did not)."""
+    from types import SimpleNamespace
+
+    from bench.routing import real
+
+    sc = _code_burst(30.0)
+    urls: dict[str, Any] = {name: SimpleNamespace(url=f"http://{name}.sim") for name in sc.backends()}
+    fixed = real._fixed_table(sc, urls, strategy)
+    simulated = des.Simulation(sc, strategy)._initial_table()
+    assert fixed.classes == simulated.classes
+    assert any(c.preferred for c in fixed.classes)
+    assert (fixed.classifier, fixed.default_class, fixed.queue) == (
+        simulated.classifier,
+        simulated.default_class,
+        simulated.queue,
+    )
