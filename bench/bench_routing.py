@@ -11,7 +11,8 @@ DES mode drives the real `weights.decide`, the router's balancer/queue/tracker a
 engine in simulated time (bench/routing/des.py). Real mode runs the simulators, the router (with --strategy for
 the baselines) and, for Zeta, the whole loop: control plane, Prometheus (1 s scrape), operator (bench/routing/real.py).
 Real mode also runs LiteLLM's router strategies through its proxy (litellm-least-busy, litellm-latency-based,
-litellm-simple-shuffle; bench/routing/litellm_proxy.py), from its own venv; they have no DES counterpart.
+litellm-simple-shuffle; bench/routing/litellm_proxy.py), from its own venv, each request sent to the model group of
+the class the router's classifier gives it; they have no DES counterpart.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """LiteLLM's router strategies in the real-process mode: its proxy in front of the same simulator processes.
 
-LiteLLM has no notion of complexity ceilings, so each task class is its own model group holding only the
-backends capable of it (task type and complexity): capability holds by construction, and the workload sends
-``model=<class>``. The strategies are LiteLLM's own ``router_settings.routing_strategy``:
+LiteLLM has no classifier and no notion of complexity ceilings, so each task class is its own model group
+holding only the backends capable of it (task type and complexity ceiling), and the workload sends
+``model=<class>`` with the class the router's own classifier gives the request's body (real.classified_groups):
+LiteLLM routes on the same classification as the routers, its mistakes included. What it does not get is the
+router's per-request doubt filter (proxy.Forwarder._eligible: no smaller backend when the classifier is unsure
+of the complexity, no backend lacking a plausible task type): a group always holds the class's whole capable
+set. The strategies are LiteLLM's own ``router_settings.routing_strategy``:
 
 - ``litellm-least-busy``: fewest in-flight requests in the group (LiteLLM's counter, per worker process);
 - ``litellm-latency-based``: lowest recent latency in the group (``latency-based-routing``, its defaults);

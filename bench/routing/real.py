@@ -4,8 +4,8 @@
   ``--strategy`` for the two baselines (static is the weighted router on a table that gives each class to its
   preferred backend only, with no router-side cap, so everything waits in the preferred engine);
 - litellm-least-busy, litellm-latency-based, litellm-simple-shuffle: LiteLLM's proxy (its own venv) in front of
-  the same fresh simulators, one model group per task class holding only its capable backends
-  (bench/routing/litellm_proxy.py);
+  the same fresh simulators, one model group per task class holding only its capable backends, each request
+  sent to the group of the class the router's classifier gives it (bench/routing/litellm_proxy.py);
 - zeta: the demo's full loop (zeta_dev.demo): a real control plane, Prometheus scraping every second, the
   operator with its ServiceAccount, the router watching the routing-table ConfigMap.
 
@@ -38,7 +38,7 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 
 from . import litellm_proxy
-from .des import label_headers
+from .des import label_headers, router_classification, router_snapshot
 from .prompts import Prompt, assign
 from .records import RequestRecord, RunResult
 from .scenario import ClassShape, Scenario
@@ -80,7 +80,8 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
         weights = {n: 1.0 / len(c.preferred) for n in c.preferred} if static else {}
         classes.append(
             TableClass(name=c.name, task_type=c.task_type, complexity=c.complexity, priority=c.priority,
-                       latency_objective_seconds=parse_duration(c.latency_objective), weights=weights)
+                       latency_objective_seconds=parse_duration(c.latency_objective), weights=weights,
+                       preferred=list(c.preferred))  # the router's spill floor reads them, as in the operator's table
         )  # fmt: skip
     queue = TableQueue(
         max_size=policy.queue.max_size,
@@ -150,12 +151,13 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
     print(f"    real: {sc.name} / {strategy} (LiteLLM proxy, {workers} worker(s))", flush=True)
     with _workdir() as work, start_sims(_specs(sc), log_dir=work) as running:
         sims = dict(zip(sc.backends(), running, strict=True))
+        groups = classified_groups(sc, _fixed_table(sc, sims, "least-request"))
         with litellm_proxy.start(
             sc, sims, _models(), strategy, workers=workers, timeout=sc.duration + DRAIN_S, workdir=work
         ) as proxy:
             cpu0 = cpu_seconds(descendants(proxy.process.pid))
             t0 = time.monotonic()
-            records = asyncio.run(drive(sc, [proxy.url], sims, litellm=True))
+            records = asyncio.run(drive(sc, [proxy.url], sims, litellm=groups))
             cpu = cpu_seconds(descendants(proxy.process.pid)) - cpu0
             wall = time.monotonic() - t0
     result = _result(sc, strategy, records, [])
@@ -168,6 +170,24 @@ def run_litellm(sc: Scenario, strategy: str, *, workers: int) -> RunResult:
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {overhead[-1]:.1f} ms"
         )
     return result
+
+
+def classified_groups(sc: Scenario, table: RoutingTable) -> dict[str, str]:
+    """prompt id -> the class the router's classifier puts it in, for every prompt the run sends: LiteLLM has
+    no classifier, so its requests name this class as their model group (``model=<class>``). It is the same
+    code and model a router process runs on the same body (des.router_classification on the router's
+    snapshot of ``table``), done before the clock starts so the load generator does not pay for it. Labels
+    as headers only with --label-headers, as for the routers."""
+    snapshot = router_snapshot(table)
+    arrivals = sc.arrivals()
+    chosen = assign([(t, c.name) for t, c in arrivals], sc.prompts, seed=sc.seed)
+    groups: dict[str, str] = {}
+    for (_, shape), prompt in zip(arrivals, chosen, strict=True):
+        if prompt.id not in groups:
+            headers = label_headers(prompt) if sc.label_headers else None
+            cls = router_classification(snapshot, prompt, max_tokens=shape.output_tokens, headers=headers)
+            groups[prompt.id] = cls.task_class.name
+    return groups
 
 
 def run_zeta(sc: Scenario) -> RunResult:
@@ -267,7 +287,7 @@ async def drive(
     *,
     sample: Callable[[float], Awaitable[None]] | None = None,
     not_ready: Callable[[str], None] | None = None,
-    litellm: bool = False,
+    litellm: dict[str, str] | None = None,
 ) -> list[RequestRecord]:
     """Send every arrival on time (open loop), inject the faults on schedule, wait for every answer."""
     timeout = aiohttp.ClientTimeout(total=sc.duration + DRAIN_S)
@@ -304,21 +324,23 @@ async def _one(
     prompt: Prompt,
     t: float,
     with_labels: bool,
-    litellm: bool = False,
+    litellm: dict[str, str] | None = None,
 ) -> RequestRecord:
-    """One request carrying a held-out prompt and no class headers (the router classifies it); through LiteLLM
-    the true class is the model group (``model=<class>``), which LiteLLM cannot work out for itself."""
+    """One request carrying a held-out prompt and no class headers (the router classifies it); through LiteLLM,
+    which cannot work out a class for itself, the model group is the class the router's classifier gives the
+    same body (``litellm``: prompt id -> class, from `classified_groups`)."""
     record = RequestRecord(sent_at=t, task_class=shape.name, complexity=prompt.complexity)
     record.task, record.prompt_id = prompt.task, prompt.id
-    body = prompt.body(max_tokens=shape.output_tokens, model=shape.name if litellm else "zeta")
+    group = litellm[prompt.id] if litellm is not None else None
+    body = prompt.body(max_tokens=shape.output_tokens, model=group or "zeta")
     headers = label_headers(prompt) if with_labels else {}
     sent = time.monotonic()
     try:
         async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
             await r.read()
-            if litellm:
+            if group is not None:
                 record.backend = litellm_proxy.backend_of(r.headers.get("x-litellm-model-id", ""))
-                record.routed_class = shape.name
+                record.routed_class = group
                 with contextlib.suppress(TypeError, ValueError):
                     record.overhead_ms = float(r.headers.get("x-litellm-overhead-duration-ms", ""))
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,45 @@ def test_zeta_keeps_to_its_own_classification_in_a_burst() -> None:
             assert r.quality == sc.answer_quality(r.backend, r.task, r.complexity)
     summary = metrics.summarize(sc, result)
     assert 0 < summary.quality_goodput <= summary.goodput
+
+
+def test_litellm_requests_name_the_class_the_routers_classifier_gives_them() -> None:
+    """LiteLLM has no classifier: real mode sends each request's *classified* class as its model group, the one
+    the router gives the same body (the DES's classification), not the true class it was drawn for."""
+    from types import SimpleNamespace
+
+    from bench.routing import real
+
+    sc = _code_burst(30.0)
+    urls: dict[str, Any] = {name: SimpleNamespace(url=f"http://{name}.sim") for name in sc.backends()}
+    table = real._fixed_table(sc, urls, "least-request")
+    groups = real.classified_groups(sc, table)
+    records = des.simulate(sc, "least-request").records
+    assert groups == {r.prompt_id: r.routed_class for r in records}
+    true_class = {r.prompt_id: r.task_class for r in records}
+    assert any(groups[p] != true_class[p] for p in groups)  # the classifier errs on some held-out prompts
+    labelled = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+    assert real.classified_groups(labelled, table) == true_class
+
+
+@pytest.mark.parametrize("strategy", ["static", "round-robin", "least-request"])
+def test_real_modes_fixed_table_routes_like_the_des_table(strategy: str) -> None:
+    """The baselines' table in real mode has the classes, classifier settings and queue of the DES's table for
+    the same strategy, so DES and real run the same router decisions (it lacked the classes' preferred
+    backends, which the router's spill floor reads: the real baselines spilled doubtful requests the DES's
+    did not)."""
+    from types import SimpleNamespace
+
+    from bench.routing import real
+
+    sc = _code_burst(30.0)
+    urls: dict[str, Any] = {name: SimpleNamespace(url=f"http://{name}.sim") for name in sc.backends()}
+    fixed = real._fixed_table(sc, urls, strategy)
+    simulated = des.Simulation(sc, strategy)._initial_table()
+    assert fixed.classes == simulated.classes
+    assert any(c.preferred for c in fixed.classes)
+    assert (fixed.classifier, fixed.default_class, fixed.queue) == (
+        simulated.classifier,
+        simulated.default_class,
+        simulated.queue,
+    )
