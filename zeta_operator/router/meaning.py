@@ -72,7 +72,8 @@ class WordMeaning:
         self._index = {w: i for i, w in enumerate(words)}
         self._rows = {w: pack(list(q[i * outputs : (i + 1) * outputs])) for i, w in enumerate(words)}
         self._unknown: dict[str, int] = {}
-        """Word outside the table -> the row of its pieces' mean (0: no piece, it counts for nothing)."""
+        """Words outside the table whose rows (their pieces' mean; 0: no piece, the word counts for nothing)
+        `_row` added to ``_rows``."""
         self._heads = tuple((lane_bits * i, 1.0 / float(s)) for i, s in enumerate(block["scale"]))
         """(lane shift, 1 / scale) per output."""
         self._mask = (1 << lane_bits) - 1
@@ -92,18 +93,18 @@ class WordMeaning:
         return [(((total >> shift) & mask) - base) * per_word * inverse for shift, inverse in self._heads]
 
     def clear_cache(self) -> None:
+        """Forget the rows of words outside the table."""
+        for word in self._unknown:
+            del self._rows[word]
         self._unknown.clear()
 
     def _row(self, word: str) -> int:
         row = self._rows.get(word)
-        if row is not None:
-            return row
-        row = self._unknown.get(word)
         if row is None:
-            row = self._pieces_row(word)
+            # Kept with the table's rows, so that the next turn with this word takes the fast path.
             if len(self._unknown) >= UNKNOWN_CACHE_SIZE:
-                self._unknown.clear()
-            self._unknown[word] = row
+                self.clear_cache()
+            row = self._rows[word] = self._unknown[word] = self._pieces_row(word)
         return row
 
     def _pieces_row(self, word: str) -> int:
