@@ -1,7 +1,8 @@
 """Retrain the router's classifier: ``python -m zeta_dev.classifier.train``.
 
 1. Fit two L2-regularised multinomial logistic regressions (task type, complexity 1..5) on the train split,
-   over exactly the features the router computes (`zeta_operator.router.features`).
+   over exactly the features the router computes (`zeta_operator.router.features`), and the word-meaning
+   blocks from the committed word-vector table (`meaning`; dev/corpus/README.md).
 2. Quantise each output's weights to 16-bit integers with a power-of-two scale, so the file's bytes are
    reproducible and small.
 3. On the calibration split, through the quantised model as the router runs it: fit each head's temperature
