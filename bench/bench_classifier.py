@@ -7,6 +7,8 @@ first), on the corpus's requests already parsed (`payload.parse_request`, which 
 either). Prints per-request microseconds and the ratio learned / keyword for: typical chat prompts (last user
 turn up to 400 characters), all requests (up to long pasted documents; the classifiers read a bounded window),
 and the learned model with a cold token cache (every word hashed afresh, as for a prompt in a new language).
+A fourth column times the same weights without their word-meaning block (`meaning.WordMeaning`), side by side:
+what the block costs.
 Absolute times depend on the machine (shared, noisy); the ratios are the result. The first line times
 ``sum(range(1000))`` as a yardstick of how loaded the machine was (about 8 us on an idle modern core).
 """
@@ -14,6 +16,8 @@ Absolute times depend on the machine (shared, noisy); the ratios are the result.
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import platform
 import statistics
 import time
@@ -48,6 +52,10 @@ def main() -> None:
     learned_model = model.shipped()
     keyword = sample_classifier(None)
     learned = sample_classifier(learned_model)
+    data = json.loads(gzip.decompress(model.WEIGHTS_FILE.read_bytes()))
+    data.pop("meaning", None)
+    plain_model = model.LearnedModel(data, source="without the meaning block")
+    plain = sample_classifier(plain_model)
     views = [r.view for r in corpus.load()]
     short = [v for v in views if v.last_user_chars <= 400]
 
@@ -56,6 +64,13 @@ def main() -> None:
 
     def learned_us(view: PromptView) -> object:
         return learned.classify({}, "any", view)
+
+    def plain_us(view: PromptView) -> object:
+        return plain.classify({}, "any", view)
+
+    def plain_cold(view: PromptView) -> object:
+        plain_model.clear_cache()
+        return plain.classify({}, "any", view)
 
     def cold(view: PromptView) -> object:
         learned_model.clear_cache()  # the benchmark measures the cache's worst case
@@ -66,16 +81,24 @@ def main() -> None:
         f"{platform.machine()}, Python {platform.python_version()}, {args.rounds} rounds, median of means; "
         f"machine speed now: sum(range(1000)) takes {reference:.1f} us"
     )
-    print(f"{'requests':<44} {'keyword us':>11} {'learned us':>11} {'ratio':>7}")
-    subsets = (
-        ("typical chat (<= 400 chars)", short, {"keyword": keyword_us, "learned": learned_us}),
-        ("all corpus requests", views, {"keyword": keyword_us, "learned": learned_us}),
-        ("typical chat, cold token cache", short, {"keyword": keyword_us, "learned": cold}),
+    print(
+        f"{'requests':<44} {'keyword us':>11} {'learned us':>11} {'ratio':>7} "
+        f"{'no meaning us':>14} {'learned / no meaning':>21}"
     )
-    for name, subset, classifiers in subsets:
-        t = per_request_us(classifiers, subset, args.rounds)
+    subsets = (
+        ("typical chat (<= 400 chars)", short, (learned_us, plain_us)),
+        ("all corpus requests", views, (learned_us, plain_us)),
+        ("typical chat, cold token cache", short, (cold, plain_cold)),
+    )
+    for name, subset, (with_block, without) in subsets:
+        t = per_request_us(
+            {"keyword": keyword_us, "learned": with_block, "plain": without}, subset, args.rounds
+        )
         label = f"{name} ({len(subset)})"
-        print(f"{label:<44} {t['keyword']:>11.1f} {t['learned']:>11.1f} {t['learned'] / t['keyword']:>6.2f}x")
+        print(
+            f"{label:<44} {t['keyword']:>11.1f} {t['learned']:>11.1f} {t['learned'] / t['keyword']:>6.2f}x "
+            f"{t['plain']:>14.1f} {t['learned'] / t['plain']:>20.2f}x"
+        )
 
 
 if __name__ == "__main__":

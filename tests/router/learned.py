@@ -20,10 +20,12 @@ def weights_data(
     structure: dict[str, tuple[list[float], list[float]]],
     offload_confidence: float = 0.9,
     text: dict[str, list[float]] | None = None,
+    meaning: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """A weights file's content: ``structure`` maps a structure feature name to (task logits, complexity
-    logits) it adds; ``text`` a token (see `features.tokens`) to the nine logits its buckets add; all other
-    weights are zero, temperatures 1."""
+    logits) it adds; ``text`` a token (see `features.tokens`) to the nine logits its buckets add; ``meaning``
+    a word to its nine outputs in the turn's word-meaning block (`meaning.WordMeaning`: the turn's words are
+    averaged; the instruction's block is zero); all other weights are zero, temperatures 1."""
     outputs = len(TASKS) + 5
     q = array("h", bytes(2 * features.BUCKETS * outputs))
     for token, logits in (text or {}).items():
@@ -33,7 +35,16 @@ def weights_data(
     if sys.byteorder != "little":
         q.byteswap()
     packed = q.tobytes()
+    extra: dict[str, Any] = {}
+    if meaning:
+        rows = array("h", [round(v * SCALE) for row in meaning.values() for v in row])
+        if sys.byteorder != "little":
+            rows.byteswap()
+        block = {"rows": base64.b64encode(rows.tobytes()).decode(), "scale": [float(SCALE)] * outputs}
+        zero = {"rows": base64.b64encode(bytes(len(rows) * 2)).decode(), "scale": [float(SCALE)] * outputs}
+        extra["meaning"] = {"words": "\n".join(meaning), "turn": block, "instruction": zero}
     return {
+        **extra,
         "format": model.FILE_FORMAT,
         "features": features.FEATURES_VERSION,
         "hashBits": features.HASH_BITS,

@@ -66,6 +66,22 @@ def test_a_long_paste_does_not_drown_the_ask() -> None:
     assert m.logits(short)[3] == pytest.approx(m.logits(long)[3]) == pytest.approx(4.0 / math.sqrt(3))
 
 
+def test_the_meaning_block_adds_the_mean_of_the_known_words_rows() -> None:
+    """Each known word of the turn counts once (distinct words), a word outside the table counts as the mean
+    of its known pieces or not at all, and a turn with no word that counts gets nothing from the block."""
+    rows = {"lock": [1.0, 0, -2.0, 0, 0, 0, 0.5, 0, 0], "free": [3.0, 0, 0, 0, 0, 0, -0.5, 0, 1.0]}
+    m = learned_model(structure={}, meaning=rows)
+    plain = learned_model(structure={})
+    view = prompt_view(["implement a lock free lock"])
+    added = [a - b for a, b in zip(m.logits(view), plain.logits(view), strict=True)]
+    assert added == pytest.approx([2.0, 0, -1.0, 0, 0, 0, 0, 0, 0.5], abs=1e-9)
+    unknown = prompt_view(["nothing here is known"])
+    assert m.logits(unknown) == plain.logits(unknown)
+    compound = prompt_view(["lockfree please"])  # "lockfree": the pieces "lock" and "free"
+    added = [a - b for a, b in zip(m.logits(compound), plain.logits(compound), strict=True)]
+    assert added == pytest.approx([2.0, 0, -1.0, 0, 0, 0, 0, 0, 0.5], abs=1e-9)
+
+
 def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it() -> None:
     """The first paragraph is the ask: its clauses count, the pasted lines after it do not."""
     pasted = "\n".join(f"row_{i}, value, other" for i in range(30))
@@ -88,6 +104,15 @@ def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it()
         (weights_file({**weights_data(structure={}), "features": "zeta-features-0"}), "retrain"),
         (weights_file({**weights_data(structure={}), "text": "AAAAAA=="}), "text weights hold 2 values"),
         (weights_file({k: v for k, v in weights_data(structure={}).items() if k != "bias"}), "KeyError"),
+        (
+            weights_file(
+                {
+                    **weights_data(structure={}),
+                    "meaning": {"words": "a\nb", "turn": {"rows": "AAAAAA==", "scale": [1.0] * 9}},
+                }
+            ),
+            "meaning rows hold 2 values",
+        ),
     ],
     ids=[
         "empty",
@@ -96,6 +121,7 @@ def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it()
         "other-features",
         "short-weights",
         "no-bias",
+        "short-meaning",
     ],  # stable for xdist
 )
 def test_a_corrupt_weights_file_is_refused_with_the_reason(raw: bytes, reason: str) -> None:

@@ -1,6 +1,8 @@
 """The learned request classifier: a linear model over `features`, loaded once from a weights file.
 
-Two softmax heads share the features: task type (``chat``, ``code``, ``reasoning``, ``summarize``) and
+Besides the hashed features, two word-meaning blocks (`meaning`: per word, rows precomputed from a distilled
+word-vector table) add the mean over the turn's words and over its instruction's. Two softmax heads share the
+features: task type (``chat``, ``code``, ``reasoning``, ``summarize``) and
 complexity (1..5), each with its own temperature fitted on a calibration split, so the probabilities it reports
 mean what they say (see docs/classifier.md for the reliability table).
 
@@ -34,13 +36,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import features
+from . import features, meaning
 from .payload import PromptView
 
 WEIGHTS_FILE = Path(__file__).with_name("classifier.json.gz")
 FILE_FORMAT = "zeta-classifier/2"
 """2: the instruction words are a block of their own, normalised by their own count (1 normalised them
-with the rest of the turn)."""
+with the rest of the turn), and an optional ``meaning`` block (`meaning.WordMeaning`)."""
 LANE_BITS = 40
 OFFSET = 1 << 15
 """Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
@@ -108,6 +110,10 @@ class LearnedModel:
         structure = {name: _pack(q) for name, q in data["structure"].items()}
         # By position in features.all_structure_names(); a name without weights adds nothing and counts 0.
         self._structure_rows = [structure.get(name, 0) for name in features.all_structure_names()]
+        self._meaning = meaning.blocks(
+            data.get("meaning"), self.outputs, pack=_pack, lane_bits=LANE_BITS, offset=OFFSET
+        )
+        """The word-meaning blocks: of the turn's words, then of its instruction's (none in a file without)."""
         self._cache: dict[str, int] = {}
         """Word -> packed sum of its buckets' rows; symbol run -> its row (the two never look alike)."""
         self._instruction_cache: dict[str, int] = {}
@@ -135,8 +141,8 @@ class LearnedModel:
         struct_offset = (struct >> self._count_shift) * OFFSET
         mask = self._mask
         # Per output: b + (t * text_norm + a * ask_norm + s) / scale, t, a and s that output's lane of each
-        # sum less its offsets.
-        return [
+        # sum less its offsets; then the word-meaning blocks.
+        z = [
             b
             + (
                 (((text >> shift) & mask) - text_offset) * text_norm
@@ -146,6 +152,11 @@ class LearnedModel:
             / scale
             for b, shift, scale in self._heads
         ]
+        for block, words in zip(self._meaning, (turn.words, turn.instruction), strict=False):
+            added = block.logits(words)
+            if added is not None:
+                z = [a + m for a, m in zip(z, added, strict=True)]
+        return z
 
     def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
         """``turn``: as for `logits`."""
@@ -182,6 +193,8 @@ class LearnedModel:
         self._cache.clear()
         self._instruction_cache.clear()
         self._both_cache.clear()
+        for block in self._meaning:
+            block.clear_cache()
 
     def _word_sum(self, word: str) -> int:
         hit = self._cache.get(word)

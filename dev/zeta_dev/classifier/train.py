@@ -1,7 +1,8 @@
 """Retrain the router's classifier: ``python -m zeta_dev.classifier.train``.
 
 1. Fit two L2-regularised multinomial logistic regressions (task type, complexity 1..5) on the train split,
-   over exactly the features the router computes (`zeta_operator.router.features`).
+   over exactly the features the router computes (`zeta_operator.router.features`), and the word-meaning
+   blocks from the committed word-vector table (`meaning`; dev/corpus/README.md).
 2. Quantise each output's weights to 16-bit integers with a power-of-two scale, so the file's bytes are
    reproducible and small.
 3. On the calibration split, through the quantised model as the router runs it: fit each head's temperature
@@ -27,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, hstack
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from zeta_operator.router import features, model
 from zeta_operator.router.payload import PromptView
 
-from . import corpus
+from . import corpus, meaning
 from .corpus import Request
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -133,9 +134,10 @@ class Hyper:
 HYPER = Hyper(complexity_balanced=True)
 
 
-def design(views: Sequence[PromptView]) -> csr_matrix:
+def design(views: Sequence[PromptView], *, with_meaning: bool = True) -> csr_matrix:
     """One row per request: text buckets (count / sqrt(total)) plus instruction buckets (count / sqrt(their
-    own total)), then structure names (0 or 1)."""
+    own total)), structure names (0 or 1), then the word-meaning block (`meaning.block`) unless
+    ``with_meaning`` is false."""
     names = {name: features.BUCKETS + i for i, name in enumerate(features.all_structure_names())}
     data: list[float] = []
     cols: list[int] = []
@@ -153,7 +155,12 @@ def design(views: Sequence[PromptView]) -> csr_matrix:
             cols.append(names[name])
             data.append(1.0)
         indptr.append(len(cols))
-    return csr_matrix((data, cols, indptr), shape=(len(views), features.BUCKETS + len(names)))
+    x = csr_matrix((data, cols, indptr), shape=(len(views), features.BUCKETS + len(names)))
+    return hstack([x, csr_matrix(meaning.block(views))]).tocsr() if with_meaning else x
+
+
+Head = tuple[Sequence[Any], list[Any], float, bool, np.ndarray]
+"""(labels, each request's label, C, balanced class weights, the columns it is fitted over)."""
 
 
 def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +172,15 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
     # The shape of the ask feeds the complexity head only: out of fold it raised the tier but not the
     # task type (see `Hyper`).
     task_columns = used[~np.isin(used, _ask_shape_columns())]
-    heads = (
+    heads: tuple[Head, ...] = (
         (corpus.TASKS, [r.task for r in requests], hyper.task_c, False, task_columns),
         (LEVELS, [r.complexity for r in requests], hyper.complexity_c, hyper.complexity_balanced, used),
     )
+    return fit_matrix(full, heads)
+
+
+def fit_matrix(x: csr_matrix, heads: Sequence[Head]) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (outputs x columns of ``x``) and biases of the heads, each fitted over its columns."""
     weights, biases = [], []
     for labels, y, c, balanced, columns in heads:
         missing = set(labels) - set(y)
@@ -184,9 +196,9 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
             class_weight="balanced" if balanced else None,
         )
         with threadpool_limits(1):  # the machine is shared: threads only contend
-            clf.fit(full[:, columns].tocsr(), y)
+            clf.fit(x[:, columns].tocsr(), y)
         order = [list(clf.classes_).index(label) for label in labels]
-        w = np.zeros((len(labels), full.shape[1]))
+        w = np.zeros((len(labels), x.shape[1]))
         w[:, columns] = clf.coef_[order]
         weights.append(w)
         biases.append(clf.intercept_[order])
@@ -205,12 +217,15 @@ def _ask_shape_columns() -> np.ndarray:
 
 
 def quantise(weights: np.ndarray, bias: np.ndarray) -> dict[str, Any]:
-    """The file's content without calibration: int16 weights with a power-of-two scale per output."""
-    peak = np.abs(weights).max(axis=1)
-    scale = [2.0 ** math.floor(math.log2(32767 / p)) if p > 0 else 1.0 for p in peak]
-    q = np.rint(weights * np.array(scale)[:, None]).astype("<i2")
-    text = np.ascontiguousarray(q[:, : features.BUCKETS].T)  # bucket-major: one row of outputs per bucket
+    """The file's content without calibration: int16 weights with a power-of-two scale per output (the
+    word-meaning block's per word, with scales of their own: `meaning.entry`)."""
     names = features.all_structure_names()
+    hashed = weights[:, : features.BUCKETS + len(names)]
+    meaning_weights = weights[:, features.BUCKETS + len(names) :]
+    peak = np.abs(hashed).max(axis=1)
+    scale = [2.0 ** math.floor(math.log2(32767 / p)) if p > 0 else 1.0 for p in peak]
+    q = np.rint(hashed * np.array(scale)[:, None]).astype("<i2")
+    text = np.ascontiguousarray(q[:, : features.BUCKETS].T)  # bucket-major: one row of outputs per bucket
     structure = {name: [int(v) for v in q[:, features.BUCKETS + i]] for i, name in enumerate(names)}
     return {
         "format": model.FILE_FORMAT,
@@ -222,6 +237,7 @@ def quantise(weights: np.ndarray, bias: np.ndarray) -> dict[str, Any]:
         "scale": scale,
         "structure": {k: v for k, v in structure.items() if any(v)},
         "text": base64.b64encode(text.tobytes()).decode(),
+        **({"meaning": meaning.entry(meaning_weights)} if meaning_weights.shape[1] else {}),
     }
 
 
