@@ -130,26 +130,14 @@ def sample_models() -> dict[str, str]:
 
 
 def deploy_fleet(
-    node: Node,
-    image: Image,
-    *,
-    namespace: str,
-    replicas: int = 2,
-    engines: Engines = FLEET,
-    wait: bool = True,
+    node: Node, image: Image, *, namespace: str, replicas: int = 2, engines: Engines = FLEET
 ) -> None:
-    """The simulator Deployments and Services (applied again with other ``engines``: a rollout), rolled out
-    unless ``wait`` is false (then `wait_for_fleet` later)."""
+    """The simulator Deployments and Services (applied again with other ``engines``: a rollout), rolled out."""
     models = sample_models()
     docs = [d for backend, (size, seqs) in engines.items()
             for d in simulator_manifests(image, backend=backend, replicas=replicas, model=models[backend],
                                          size=size, max_seqs=seqs)]  # fmt: skip
     node.cluster.apply(docs, namespace=namespace)
-    if wait:
-        wait_for_fleet(node, namespace=namespace, engines=engines)
-
-
-def wait_for_fleet(node: Node, *, namespace: str, engines: Engines = FLEET) -> None:
     for backend in engines:
         node.cluster.kubectl("rollout", "status", f"deployment/{backend}", "-n", namespace, "--timeout=110s")
 
