@@ -53,6 +53,7 @@ class WordMeaning:
     def __init__(
         self,
         words: list[str],
+        index: dict[str, int],
         block: dict[str, Any],
         outputs: int,
         *,
@@ -69,7 +70,8 @@ class WordMeaning:
         self._q = q
         self._outputs = outputs
         self._pack = pack
-        self._index = {w: i for i, w in enumerate(words)}
+        self._index = index
+        """Word -> its row number (``{w: i for i, w in enumerate(words)}``, built once for both blocks)."""
         self._rows = {w: pack(list(q[i * outputs : (i + 1) * outputs])) for i, w in enumerate(words)}
         self._unknown: dict[str, int] = {}
         """Words outside the table whose rows (their pieces' mean; 0: no piece, the word counts for nothing)
@@ -122,4 +124,7 @@ def blocks(data: dict[str, Any] | None, outputs: int, **packing: Any) -> tuple[W
     if not data:
         return ()
     words = str(data["words"]).split("\n")
-    return tuple(WordMeaning(words, data[name], outputs, **packing) for name in ("turn", "instruction"))
+    index = {w: i for i, w in enumerate(words)}
+    return tuple(
+        WordMeaning(words, index, data[name], outputs, **packing) for name in ("turn", "instruction")
+    )
