@@ -58,11 +58,13 @@ class WordMeaning:
         outputs: int,
         *,
         pack: Callable[[list[int]], int],
+        pack_rows: Callable[[bytes, int], list[int]],
         lane_bits: int,
         offset: int,
     ) -> None:
+        raw = base64.b64decode(block["rows"], validate=True)
         q = array("h")
-        q.frombytes(base64.b64decode(block["rows"], validate=True))
+        q.frombytes(raw)
         if sys.byteorder != "little":
             q.byteswap()  # the file is little-endian
         if len(q) != len(words) * outputs or len(block["scale"]) != outputs:
@@ -72,7 +74,7 @@ class WordMeaning:
         self._pack = pack
         self._index = index
         """Word -> its row number (``{w: i for i, w in enumerate(words)}``, built once for both blocks)."""
-        self._rows = {w: pack(list(q[i * outputs : (i + 1) * outputs])) for i, w in enumerate(words)}
+        self._rows = dict(zip(words, pack_rows(raw, outputs), strict=True))
         self._unknown: dict[str, int] = {}
         """Words outside the table whose rows (their pieces' mean; 0: no piece, the word counts for nothing)
         `_row` added to ``_rows``."""
