@@ -3,7 +3,8 @@ the Dockerfile, simulated model servers as Deployments behind Services, `kubectl
 
 Requests go through the router's Service (a ClusterIP, through kube-proxy's iptables rules) to model servers at
 real Pod IPs from their EndpointSlices. Failed requests during a router rollout and a model-server Pod deletion
-are counted and printed (docs/node.md records them).
+are counted and printed (docs/node.md records them). The last test tears the node down with a failing body and
+checks that nothing is left on the machine.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from zeta_dev.demo import on_node, scenario
 from zeta_dev.localcluster.fleet import policy_status, read_table
-from zeta_dev.localcluster.node import Image
+from zeta_dev.localcluster.node import Image, leftovers
 from zeta_dev.localcluster.zeta_on_node import (
     FLEET,
     TABLE,
@@ -39,11 +41,37 @@ from .load import SteadyLoad, chat
 NAMESPACE = "zeta"
 
 
+class Installation:
+    """The module's node with Zeta installed, which its last test tears down itself (with a failing body)."""
+
+    def __init__(self, context: AbstractContextManager[Installed]) -> None:
+        self._context = context
+        self.zeta = context.__enter__()
+        self.open = True
+
+    def close(self, error: BaseException | None = None) -> bool | None:
+        """Leave the installation's ``with`` block, raising ``error`` in it if given; True if it was swallowed."""
+        self.open = False
+        return self._context.__exit__(
+            type(error) if error else None, error, error.__traceback__ if error else None
+        )
+
+
 @pytest.fixture(scope="module")
-def zeta(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installed]:
-    with installed(node_binaries, images, namespace=NAMESPACE) as zeta:
-        print(f"\nnode set-up timings (s): {zeta.timings}")
-        yield zeta
+def installation(node_binaries: Path, images: dict[str, Image]) -> Iterator[Installation]:
+    assert leftovers() == [], "a previous node left these behind"
+    installation = Installation(installed(node_binaries, images, namespace=NAMESPACE))
+    print(f"\nnode set-up timings (s): {installation.zeta.timings}")
+    try:
+        yield installation
+    finally:
+        if installation.open:
+            installation.close()
+
+
+@pytest.fixture(scope="module")
+def zeta(installation: Installation) -> Installed:
+    return installation.zeta
 
 
 def test_requests_through_the_router_service_reach_model_servers_at_pod_ips(zeta: Installed) -> None:
@@ -174,7 +202,7 @@ def test_a_code_burst_is_offloaded_to_the_4b_and_given_back_after(zeta: Installe
 
 
 def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:
-    """Last in this module: it replaces the helm release with `kubectl apply -k manifests/`."""
+    """It replaces the helm release with `kubectl apply -k manifests/` (the next test only tears down)."""
     node = zeta.node
     subprocess.run(
         [str(helm_binary()), "uninstall", "zeta", "-n", NAMESPACE, "--wait", f"--kubeconfig={node.cluster.kubeconfig}"],
@@ -197,3 +225,17 @@ def test_the_kustomize_install_serves_the_same_way(zeta: Installed) -> None:
     assert len(to_coder) >= 15, [a.backend for a in code]
     address = to_coder[0].endpoint.split("//")[-1].split(":")[0]
     assert address in endpoint_slice_addresses(node, namespace=namespace, service="coder-7b")
+
+
+def test_node_teardown_leaves_nothing_even_when_the_body_fails(installation: Installation) -> None:
+    """Last in this module: no process, mount, network namespace, bridge, iptables chain, cgroup or temp
+    directory is left on the machine when the code inside the node's ``with`` block fails with Pods running
+    (this module's node, so that the suite starts one node, not two)."""
+    work = installation.zeta.node.workdir
+    # While it runs, there is something to clean up: Pods' network namespaces, mounts, chains, the bridge.
+    during = "\n".join(leftovers(work))
+    for expected in ("process", "mount", "bridge zeta0", "chain nat/KUBE-SERVICES", "cgroup", "directory"):
+        assert expected in during, f"{expected!r} not seen while the node ran:\n{during}"
+    boom = RuntimeError("boom")
+    assert not installation.close(boom), "the body's error was swallowed"
+    assert leftovers(work) == []
