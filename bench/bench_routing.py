@@ -24,6 +24,8 @@ import platform
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from bench.routing import des, metrics, prompts, report, scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +77,12 @@ def run_scenario(
         "",
     ]
     out += [report.class_table(sc, summaries), ""]
+    out += [
+        "True capability violations by cause (bench/routing/metrics.py, `CAUSES`):",
+        "",
+        report.causes_table([(s.strategy, s.violation_causes) for s in summaries]),
+        "",
+    ]
     if mode == "real" and any(s.strategy in des.STRATEGIES for s in summaries):
         out += [validation(sc, summaries, seed=seed), ""]
     if mode == "des" and repeats > 1:
@@ -120,8 +128,8 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
         f"Over {repeats} arrival seeds (mean, min-max; the table above is the first):",
         "",
         "| strategy | quality goodput | vs oracle | vs static | vs least-req | cost / good answer vs least-req "
-        "| true cap. violations | goodput req/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| true cap. violations | goodput req/s | rejected |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, sums in rows.items():
         lines.append(
@@ -130,10 +138,22 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
             f"| {spread(ratio(name, 'static', 'quality_goodput'))} "
             f"| {spread(ratio(name, 'least-request', 'quality_goodput'))} "
             f"| {spread(ratio(name, 'least-request', 'cost_per_good'))} "
-            f"| {spread([float(s.violations) for s in sums], '{:.0f}')} | {spread([s.goodput for s in sums])} |"
+            f"| {spread([float(s.violations) for s in sums], '{:.1f}')} | {spread([s.goodput for s in sums])} "
+            f"| {spread([float(s.rejected) for s in sums], '{:.0f}')} |"
         )
-    lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | |")
+    lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | | |")
+    summed = [(name, _summed([s.violation_causes for s in sums])) for name, sums in rows.items()]
+    lines += ["", f"True capability violations by cause, summed over the {repeats} seeds:", ""]
+    lines.append(report.causes_table(summed))
     return "\n".join(lines)
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def classifier_line(summaries: list[metrics.Summary], sent: int) -> str:
@@ -211,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         "requests go only to backends serving every task type that together hold this probability",
     )
     parser.add_argument(
+        "--offload-confidence",
+        type=float,
+        help="the policy's spec.classifier.offloadConfidence (default: the scenario's, the API default 0.93 unless it says): "
+        "a request goes below its class's preferred backends only when P(simple) is at least this",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"
     )
     parser.add_argument(
@@ -240,8 +266,12 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
-        if args.task_confidence is not None:
-            sc = scenario.with_task_confidence(sc, args.task_confidence)
+        try:
+            sc = scenario.with_classifier(
+                sc, task_confidence=args.task_confidence, offload_confidence=args.offload_confidence
+            )
+        except ValidationError as e:
+            parser.error(f"--task-confidence / --offload-confidence: {e.errors()[0]['msg']}")
         sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from zeta_operator.api.policy import TaskClass
+
 from .records import RequestRecord, RunResult
-from .scenario import Scenario, external_busy, oracle
+from .scenario import BackendGroup, Scenario, external_busy, oracle
 
 STABLE_STD = 0.05
 """Weight standard deviation under steady load above which we call it oscillation."""
@@ -30,6 +32,8 @@ class Summary:
     violations: int
     """True capability violations: answered by a backend below the prompt's true complexity or without its
     true task type."""
+    violation_causes: dict[str, int] = field(default_factory=dict)
+    """The true capability violations by cause (`violation_cause`), every cause present (0 when none)."""
     quality_goodput: float = 0.0
     """Sum of answer quality over the requests completed within objective, per second."""
     cost_per_good: float = math.nan
@@ -75,6 +79,7 @@ def summarize(sc: Scenario, run: RunResult) -> Summary:
         cost_per_good=sum(r.cost for r in recs if r.status == "ok") / n_good if n_good else math.nan,
         misrouted=sum(1 for r in recs if r.routed_class and r.routed_class != r.task_class),
         down_spilled=sum(1 for r in recs if r.complexity >= 3 and r.routed_class in _simple_classes(sc)),
+        violation_causes=violation_causes(sc, recs),
     )
     for c in sc.classes:
         mine = [r for r in recs if r.task_class == c.name]
@@ -88,6 +93,59 @@ def summarize(sc: Scenario, run: RunResult) -> Summary:
     elif run.weights:
         s.stability = stability(sc, run)
     return s
+
+
+CAUSES = {
+    "class": "the class's own backends",
+    "task": "a fallback without the task type",
+    "spilled": "spilled below the class",
+    "complexity": "a fallback below the complexity",
+    "unknown": "class unknown",
+}
+"""Why a request was answered by a backend not capable of its true labels, from the record alone (so both
+modes and every strategy are judged alike), first that applies:
+
+- ``class``: the backend is one of the *classified* class's preferred backends: the classifier put the
+  request into a class whose own backends cannot serve it (a confident mistake no router setting undoes
+  except by leaving the class's own backends);
+- ``spilled``: the backend's ceiling is below the classified class's (or its preferred backends') and below
+  the true complexity: the spill gate (`spec.classifier.offloadConfidence`) let it down;
+- ``task``: another backend of the class (an offload, overflow or last resort) that lacks the true task type
+  (what `spec.classifier.taskConfidence` is for);
+- ``complexity``: another backend that serves the true task type below its complexity (the classified
+  complexity, or the class's range, is lower than the true one);
+- ``unknown``: the record does not say which class the request was routed as."""
+
+
+def violation_causes(sc: Scenario, recs: Sequence[RequestRecord]) -> dict[str, int]:
+    counts = dict.fromkeys(CAUSES, 0)
+    classes = {c.name: c for c in sc.policy.classes}
+    groups = sc.backends()
+    for r in recs:
+        group = groups.get(r.backend) if r.status == "ok" else None
+        if group is None or (r.task in group.tasks and r.complexity <= group.max_complexity):
+            continue
+        task_class = classes.get(r.routed_class)
+        if task_class is None:
+            counts["unknown"] += 1
+        elif r.backend in task_class.preferred:
+            counts["class"] += 1
+        elif (
+            group.max_complexity < _protected_ceiling(task_class, groups)
+            and r.complexity > group.max_complexity
+        ):
+            counts["spilled"] += 1
+        elif r.task not in group.tasks:
+            counts["task"] += 1
+        else:
+            counts["complexity"] += 1
+    return counts
+
+
+def _protected_ceiling(task_class: TaskClass, groups: Mapping[str, BackendGroup]) -> int:
+    """`balancer.ClassRoute.protected_ceiling` for the policy's class: below it a backend is a spill down."""
+    preferred = [groups[b].max_complexity for b in task_class.preferred if b in groups]
+    return max(task_class.complexity.max, min(preferred, default=0))
 
 
 def _simple_classes(sc: Scenario) -> set[str]:

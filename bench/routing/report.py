@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .metrics import Summary, event_window
+from .metrics import CAUSES, Summary, event_window
 from .records import RunResult
 from .scenario import Scenario
 
@@ -55,6 +55,20 @@ def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float, ora
         f"| {_ratio(oracle_quality, ref_q.get('least-request'))} | — | — | 0 | {oracle_goodput:.2f} | 100% "
         f"| {oracle_goodput / summaries[0].offered:.1%} | — | — | — | — |"
     )
+    return "\n".join(lines)
+
+
+def causes_table(rows: Sequence[tuple[str, Mapping[str, int]]]) -> str:
+    """True capability violations per strategy by cause (`metrics.CAUSES`; "class unknown" only when some
+    record does not say its routed class)."""
+    shown = [k for k in CAUSES if k != "unknown" or any(c.get(k) for _, c in rows)]
+    lines = [
+        "| strategy | violations | " + " | ".join(CAUSES[k] for k in shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+    ]
+    for strategy, causes in rows:
+        cells = " | ".join(str(causes.get(k, 0)) for k in shown)
+        lines.append(f"| {strategy} | {sum(causes.values())} | {cells} |")
     return "\n".join(lines)
 
 

@@ -565,8 +565,14 @@ def names() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
 
-def with_task_confidence(scenario: Scenario, confidence: float) -> Scenario:
-    """The same scenario, its policy's ``spec.classifier.taskConfidence`` set to ``confidence``."""
-    classifier = scenario.policy.classifier.model_copy(update={"task_confidence": confidence})
+def with_classifier(
+    scenario: Scenario, *, task_confidence: float | None = None, offload_confidence: float | None = None
+) -> Scenario:
+    """The same scenario, its policy's ``spec.classifier.taskConfidence`` and ``offloadConfidence`` set to
+    those given (None: as the scenario has it). Validated as the API validates them (fractions 0-1)."""
+    given = {"task_confidence": task_confidence, "offload_confidence": offload_confidence}
+    settings = scenario.policy.classifier.model_dump()
+    settings.update({k: v for k, v in given.items() if v is not None})
+    classifier = type(scenario.policy.classifier).model_validate(settings)
     policy = scenario.policy.model_copy(update={"classifier": classifier})
     return Scenario(**{**scenario.__dict__, "policy": policy})

@@ -99,3 +99,46 @@ def test_real_modes_fixed_table_routes_like_the_des_table(strategy: str) -> None
         simulated.default_class,
         simulated.queue,
     )
+
+
+def _answered(task_class: str, routed: str, task: str, complexity: int, backend: str) -> Any:
+    from bench.routing.records import RequestRecord
+
+    r = RequestRecord(sent_at=0.0, task_class=task_class, complexity=complexity, status="ok", backend=backend)
+    r.task, r.routed_class = task, routed
+    return r
+
+
+def test_violations_are_split_by_cause_from_the_records() -> None:
+    """Each true capability violation has one cause, judged from the true labels, the routed class and the
+    backend (sample fleet: the 4B chat/summarize/code up to 2, the coder code/chat up to 4, the 14B all)."""
+    sc = scenario.load("code-burst")
+    records = [
+        _answered("code-complex", "chat-simple", "code", 3, "general-4b"),  # the class's own preferred 4B
+        _answered("summarize", "chat-simple", "summarize", 2, "coder-7b"),  # chat's fallback lacks summaries
+        _answered("code-complex", "code-simple", "code", 3, "general-4b"),  # below code-simple's coder
+        _answered("reasoning", "code-complex", "code", 5, "large-14b"),  # capable: not a violation
+        _answered("reasoning", "chat-simple", "chat", 5, "coder-7b"),  # chat on the coder, above its 4
+        _answered("reasoning", "", "reasoning", 3, "coder-7b"),  # the proxy did not say the class
+        _answered("code-simple", "code-simple", "code", 2, "coder-7b"),  # capable
+    ]
+    causes = metrics.violation_causes(sc, records)
+    assert causes == {"class": 1, "task": 1, "spilled": 1, "complexity": 1, "unknown": 1}
+    records[0].status = "rejected"  # only answers count
+    assert metrics.violation_causes(sc, records)["class"] == 0
+
+
+def test_the_output_splits_violations_by_cause_and_sets_both_confidences(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--smoke", "--scenario", "code-burst", "--strategies", "zeta,least-request"]
+    assert bench_routing.main([*argv, "--task-confidence", "0.8", "--offload-confidence", "0.6"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "the class's own backends" in line)
+    assert all(label in header for k, label in metrics.CAUSES.items() if k != "unknown")
+    sc = scenario.with_classifier(scenario.load("code-burst"), task_confidence=0.8, offload_confidence=0.6)
+    assert (sc.policy.classifier.task_confidence, sc.policy.classifier.offload_confidence) == (0.8, 0.6)
+    kept = scenario.with_classifier(sc, task_confidence=0.5)
+    assert (kept.policy.classifier.task_confidence, kept.policy.classifier.offload_confidence) == (0.5, 0.6)
+    with pytest.raises(SystemExit):  # a confidence above 1 is refused as the API refuses it
+        bench_routing.main([*argv, "--offload-confidence", "1.5"])
