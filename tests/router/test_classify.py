@@ -95,9 +95,9 @@ def test_model_alias_sets_task_and_complexity() -> None:
 
 
 def test_first_matching_rule_wins_with_its_bonus() -> None:
-    # "refactor" (code rule) and "step by step" (reasoning rule, +2): the code rule comes first.
-    assert classify("refactor this step by step").task_type == "code"
-    reasoning = classify("why does the sky look blue?")
+    # "unit test" (code rule) and "step by step" (reasoning rule, +2): the code rule comes first.
+    assert classify("write a unit test for this, step by step").task_type == "code"
+    reasoning = classify("explain step by step: is the sky blue?")
     assert (reasoning.task_type, reasoning.source) == ("reasoning", "rule")
     assert reasoning.complexity >= 3  # the bonus
 
@@ -166,9 +166,9 @@ def test_embeddings_default_to_their_own_task_type() -> None:
 
 def test_scanning_is_bounded_whatever_the_prompt_size() -> None:
     huge = "x" * (50 * 1024 * 1024)
-    view = prompt_view(["refactor " + huge + " tl;dr"])
+    view = prompt_view(["unit test " + huge + " tl;dr"])
     assert len(view.text) <= 2 * SCAN_CHARS + 8
-    assert view.tokens == (len(huge) + len("refactor ") + len(" tl;dr")) // 4
+    assert view.tokens == (len(huge) + len("unit test ") + len(" tl;dr")) // 4
     result = sample_classifier().classify({}, "m", view)
     assert result.task_type == "code"  # the head is scanned
     assert "tl;dr" in view.text  # and so is the tail
