@@ -27,8 +27,9 @@ definition; a weights file made for another one is refused.
   assistant turn before the last user turn (``a:``), each cut to `payload.CONTEXT_CHARS` and normalised by
   its own count, one bucket per word. A follow-up ("yes please show me", "now do it in Rust", "shorter")
   says little of what the conversation is about; the turns before it do. The task type still comes mainly
-  from the last turn (its words carry more weight per word); a system prompt is context too, but out of
-  fold it did not help (dev/corpus/README.md has the figures) and is left out.
+  from the last turn (its words count through their n-grams and the instruction block as well, the
+  context's through one bucket each); a system prompt is context too, but as a block of its own it did not
+  help out of fold (dev/corpus/README.md has the figures): left out.
 
 Everything is bounded by the window of `payload.PromptView.last_user` and `payload.CONTEXT_CHARS`.
 """
