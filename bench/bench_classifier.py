@@ -8,7 +8,9 @@ either). Prints per-request microseconds and the ratio learned / keyword for: ty
 turn up to 400 characters), all requests (up to long pasted documents; the classifiers read a bounded window),
 and the learned model with a cold token cache (every word hashed afresh, as for a prompt in a new language).
 A fourth column times the same weights without their word-meaning block (`meaning.WordMeaning`), side by side:
-what the block costs.
+what the block costs. A last line times the typical chat requests that are multi-turn with and without their
+context (the previous turns, `features.context_words`; the same views with those fields blanked): what reading
+the context costs.
 Absolute times depend on the machine (shared, noisy); the ratios are the result. The first line times
 ``sum(range(1000))`` as a yardstick of how loaded the machine was (about 8 us on an idle modern core).
 """
@@ -16,6 +18,7 @@ Absolute times depend on the machine (shared, noisy); the ratios are the result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import platform
@@ -99,6 +102,24 @@ def main() -> None:
             f"{label:<44} {t['keyword']:>11.1f} {t['learned']:>11.1f} {t['learned'] / t['keyword']:>6.2f}x "
             f"{t['plain']:>14.1f} {t['learned'] / t['plain']:>20.2f}x"
         )
+    context_cost(learned_us, [v for v in short if v.previous_user or v.previous_assistant], args.rounds)
+
+
+def context_cost(classify: Callable[[PromptView], object], views: list[PromptView], rounds: int) -> None:
+    """The learned classifier on multi-turn views, and on the same views without their context, side by side."""
+    blanked = [dataclasses.replace(v, previous_user="", previous_assistant="") for v in views]
+    samples: dict[str, list[float]] = {"context": [], "blanked": []}
+    for _ in range(rounds):
+        for name, subset in (("context", views), ("blanked", blanked)):
+            started = time.perf_counter()
+            for view in subset:
+                classify(view)
+            samples[name].append((time.perf_counter() - started) / len(subset) * 1e6)
+    with_context, without = (statistics.median(samples[k]) for k in ("context", "blanked"))
+    print(
+        f"multi-turn typical chat ({len(views)}): learned {with_context:.1f} us with the context, "
+        f"{without:.1f} us without it: {with_context / without:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 from zeta_operator.api.policy import DEFAULT_OFFLOAD_CONFIDENCE
 from zeta_operator.router import features, model
 from zeta_operator.router.__main__ import main, parse_args
-from zeta_operator.router.payload import prompt_view
+from zeta_operator.router.payload import CONTEXT_CHARS, parse_request, prompt_view
 
 from .learned import learned_model, weights_data, weights_file
 
@@ -80,6 +80,46 @@ def test_the_meaning_block_adds_the_mean_of_the_known_words_rows() -> None:
     compound = prompt_view(["lockfree please"])  # "lockfree": the pieces "lock" and "free"
     added = [a - b for a, b in zip(m.logits(compound), plain.logits(compound), strict=True)]
     assert added == pytest.approx([2.0, 0, -1.0, 0, 0, 0, 0, 0, 0.5], abs=1e-9)
+
+
+def chat(*messages: tuple[str, str]) -> bytes:
+    return json.dumps({"model": "m", "messages": [{"role": r, "content": c} for r, c in messages]}).encode()
+
+
+def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
+    """The user turn before the last one and the assistant turn before the last user turn are read, cut to
+    CONTEXT_CHARS, each in a block of its own namespace normalised by its own count; the system prompt and
+    older turns are not."""
+    long_reply = "def add(a, b):\n    return a + b\n" + "x " * CONTEXT_CHARS
+    view = parse_request(
+        chat(
+            ("system", "You are a python helper."),
+            ("user", "hello"),
+            ("user", "write a python function to add numbers"),
+            ("assistant", long_reply),
+            ("user", "now do it in rust"),
+        ),
+        "chat",
+    ).prompt
+    assert view.last_user == "now do it in rust"
+    assert view.previous_user == "write a python function to add numbers"
+    assert view.previous_assistant == long_reply[:CONTEXT_CHARS]
+    user_words, assistant_words = features.context_words(view)
+    assert user_words == ["write", "a", "python", "function", "to", "add", "numbers"]
+    assert assistant_words == ["def", "add", "a", "b", "return", "x"]
+
+    m = learned_model(
+        structure={},
+        text={"u:python": [0, 3.0, 0, 0, 0, 0, 0, 0, 0], "a:def": [0, 2.0, 0, 0, 0, 0, 0, 0, 0]},
+    )
+    code = features.CONTEXT_WEIGHT * (3.0 / math.sqrt(7) + 2.0 / math.sqrt(6))
+    assert m.logits(view) == pytest.approx([0, code, 0, 0, 0, 0, 0, 0, 0], abs=1e-9)
+    assert m.logits(view) == m.logits(view)  # the context word cache gives the same answer
+    # The same words in the last turn itself are not context; a single turn has none.
+    assert m.logits(prompt_view(["write a python function: def"])) == [0.0] * 9
+    alone = parse_request(chat(("system", "python def"), ("user", "now do it in rust")), "chat").prompt
+    assert (alone.previous_user, alone.previous_assistant) == ("", "")
+    assert m.logits(alone) == [0.0] * 9
 
 
 def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it() -> None:

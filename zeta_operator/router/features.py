@@ -1,4 +1,5 @@
-"""What the learned classifier sees of a request: hashed n-grams of the last user turn and its structure.
+"""What the learned classifier sees of a request: hashed n-grams of the last user turn and its structure, and
+the words of the turns before it.
 
 The router (per request, `model.LearnedModel`) and the training code (``dev/zeta_dev/classifier``) both call
 these functions, so a model always sees the features it was trained on. `FEATURES_VERSION` names this
@@ -22,8 +23,15 @@ definition; a weights file made for another one is refused.
   prompt crossed with the history. Out of fold on the train split (`zeta_dev.classifier.select`) they
   raised the tier, not the task type: training gives them to the complexity head only
   (`zeta_dev.classifier.train.Hyper` has the table).
+- **Context** (`context_words`): the distinct words of the user turn before the last one (``u:``) and of the
+  assistant turn before the last user turn (``a:``), each cut to `payload.CONTEXT_CHARS` and normalised by
+  its own count, one bucket per word. A follow-up ("yes please show me", "now do it in Rust", "shorter")
+  says little of what the conversation is about; the turns before it do. The task type still comes mainly
+  from the last turn (its words count through their n-grams and the instruction block as well, the
+  context's through one bucket each); a system prompt is context too, but as a block of its own it did not
+  help out of fold (dev/corpus/README.md has the figures): left out.
 
-Everything is bounded by the window of `payload.PromptView.last_user`.
+Everything is bounded by the window of `payload.PromptView.last_user` and `payload.CONTEXT_CHARS`.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from dataclasses import dataclass
 
 from .payload import PromptView
 
-FEATURES_VERSION = "zeta-features-4"
+FEATURES_VERSION = "zeta-features-5"
 HASH_BITS = 17
 BUCKETS = 1 << HASH_BITS
 NGRAMS = (3, 4)
@@ -55,6 +63,12 @@ NS_WORD = zlib.crc32(b"w:")
 NS_SYMBOL = zlib.crc32(b"p:")
 NS_CHAR = zlib.crc32(b"c:")
 NS_INSTRUCTION = zlib.crc32(b"i:")
+NS_PREVIOUS_USER = zlib.crc32(b"u:")
+NS_PREVIOUS_ASSISTANT = zlib.crc32(b"a:")
+CONTEXT_NAMESPACES = (NS_PREVIOUS_USER, NS_PREVIOUS_ASSISTANT)
+"""The context blocks (`context_words`), in order: the previous user turn's words, the assistant's."""
+CONTEXT_WEIGHT = 1.0
+"""Each context block's words count ``CONTEXT_WEIGHT / sqrt(their count)`` (the turn's words 1 / sqrt(theirs))."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +198,17 @@ def symbol_bucket(symbols: str) -> int:
 
 
 def token_buckets(token: str) -> list[int]:
-    """The hash buckets of one namespaced token (see `tokens`)."""
+    """The hash buckets of one namespaced token (see `tokens`; ``u:`` and ``a:``: a word of the previous user
+    and assistant turn, `context_words`)."""
     kind, text = token[:2], token[2:]
     if kind == "w:":
         return word_buckets(text)
-    namespace = {"p:": NS_SYMBOL, "i:": NS_INSTRUCTION}[kind]
+    namespace = {
+        "p:": NS_SYMBOL,
+        "i:": NS_INSTRUCTION,
+        "u:": NS_PREVIOUS_USER,
+        "a:": NS_PREVIOUS_ASSISTANT,
+    }[kind]
     return [_crc(text, namespace)]
 
 
@@ -209,6 +229,27 @@ def text_buckets(turn: str) -> tuple[list[int], list[int]]:
     t = split_turn(turn)
     text = [b for w in t.words for b in word_buckets(w)] + [symbol_bucket(s) for s in t.symbols]
     return text, [bucket_of(w, NS_INSTRUCTION) for w in t.instruction]
+
+
+def context_words(view: PromptView) -> tuple[list[str], list[str]]:
+    """The distinct words of the conversation's context, per block of `CONTEXT_NAMESPACES`: the previous user
+    turn's and the previous assistant turn's (each already cut to `payload.CONTEXT_CHARS`)."""
+    return _distinct_words(view.previous_user), _distinct_words(view.previous_assistant)
+
+
+def _distinct_words(text: str) -> list[str]:
+    if not text:
+        return []
+    words = _ascii_words(text) if text.isascii() else _WORD.findall(text.lower())
+    return list(dict.fromkeys(words))
+
+
+def context_buckets(view: PromptView) -> tuple[list[int], ...]:
+    """The buckets of `context_words`, one block per namespace (a word hashes to one bucket: no n-grams)."""
+    return tuple(
+        [bucket_of(w, ns) for w in words]
+        for ns, words in zip(CONTEXT_NAMESPACES, context_words(view), strict=True)
+    )
 
 
 # --- structure ---------------------------------------------------------------------------------------------

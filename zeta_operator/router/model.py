@@ -19,7 +19,8 @@ adds all nine and counts it (exactly: integers do not round), and the lanes are 
 The additions run in C (``sum(map(...))``), not as a Python loop. Words repeat across requests, so the packed
 sum of a word's buckets (the word and its n-grams) is cached per word, as are a word's row as an instruction
 word and a symbol run's row. The instruction words are summed apart and normalised by their own count (the rest
-of the turn by its count): a long paste no longer drowns the ask (`features.text_buckets`).
+of the turn by its count): a long paste no longer drowns the ask (`features.text_buckets`). So are the words of
+the turns before the last user turn (`features.context_words`, one block per turn, only in a conversation).
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ class LearnedModel:
         """Word -> its row as an instruction word (shifted to the instruction block's lanes)."""
         self._both_cache: dict[str, int] = {}
         """Word -> both: a word of a turn that is all instruction (most short turns) adds both at once."""
+        self._context_caches: tuple[dict[str, int], ...] = tuple({} for _ in features.CONTEXT_NAMESPACES)
+        """Per context block (`features.CONTEXT_NAMESPACES`): word -> its row in that block's namespace."""
 
     def logits(self, view: PromptView, turn: features.TurnTokens | None = None) -> list[float]:
         """Raw (untempered) outputs: the task heads, then the complexity heads.
@@ -155,11 +158,38 @@ class LearnedModel:
             / scale
             for b, shift, scale in self._heads
         ]
+        if view.previous_user or view.previous_assistant:
+            self._add_context(z, view)
         for block, words in zip(self._meaning, (turn.words, turn.instruction), strict=False):
             added = block.logits(words)
             if added is not None:
                 z = [a + m for a, m in zip(z, added, strict=True)]
         return z
+
+    def _add_context(self, z: list[float], view: PromptView) -> None:
+        """Adds the context blocks (`features.context_words`) to ``z``: each block's rows summed, less their
+        offsets, times ``CONTEXT_WEIGHT / sqrt(their count)``."""
+        mask, count_shift = self._mask, self._count_shift
+        for rows, namespace, words in zip(
+            self._context_caches, features.CONTEXT_NAMESPACES, features.context_words(view), strict=True
+        ):
+            if not words:
+                continue
+            try:
+                total = sum(map(rows.__getitem__, words))
+            except KeyError:
+                total = sum(self._context_row(rows, namespace, w) for w in words)
+            n = total >> count_shift
+            norm = features.CONTEXT_WEIGHT / math.sqrt(n)
+            offset = n * OFFSET
+            for i, (_, shift, scale) in enumerate(self._heads):
+                z[i] += (((total >> shift) & mask) - offset) * norm / scale
+
+    def _context_row(self, cache: dict[str, int], namespace: int, word: str) -> int:
+        hit = cache.get(word)
+        if hit is None:
+            hit = self._cached(cache, word, self._rows[features.bucket_of(word, namespace)])
+        return hit
 
     def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
         """``turn``: as for `logits`."""
@@ -196,6 +226,8 @@ class LearnedModel:
         self._cache.clear()
         self._instruction_cache.clear()
         self._both_cache.clear()
+        for context_cache in self._context_caches:
+            context_cache.clear()
         for block in self._meaning:
             block.clear_cache()
 

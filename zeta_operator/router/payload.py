@@ -20,6 +20,9 @@ TURN_HEAD_CHARS = 4 * 1024
 TURN_TAIL_CHARS = 1024
 """The window over the last user turn that the learned classifier reads: the ask is usually at the start or
 the end of a turn, and pasted material in between adds cost, not evidence (its size is counted apart)."""
+CONTEXT_CHARS = 300
+"""Of the user turn before the last one and of the assistant turn before the last user turn, the characters
+the learned classifier reads as the conversation's context (what a short follow-up is about)."""
 
 MAX_MODEL_CHARS = 256
 
@@ -52,6 +55,10 @@ class PromptView:
     """A system (or developer) message is present: context, not the task."""
     history: int = 0
     """Messages before the last user turn, other than system messages."""
+    previous_user: str = ""
+    """The first `CONTEXT_CHARS` characters of the user turn before the last one, as sent ("" without one)."""
+    previous_assistant: str = ""
+    """The first `CONTEXT_CHARS` characters of the last assistant turn before the last user turn."""
 
 
 @dataclass(slots=True)
@@ -76,6 +83,7 @@ def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
             last_user=_last_user(turns),
             system=any(role in SYSTEM_ROLES for role, _ in turns),
             history=_history(turns),
+            previous=_previous(turns),
         )
     else:
         parts, token_ids = _token_or_text_parts(body, "prompt" if kind == "completion" else "input")
@@ -132,10 +140,12 @@ def prompt_view(
     last_user: str | None = None,
     system: bool = False,
     history: int = 0,
+    previous: tuple[str, str] = ("", ""),
 ) -> PromptView:
     """The bounded window over ``parts`` and an estimate of tokens (about four characters each).
 
-    ``last_user``: the last user turn (default: the last part)."""
+    ``last_user``: the last user turn (default: the last part). ``previous``: the user turn before it and the
+    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`."""
     total = sum(len(p) for p in parts)
     turn = last_user if last_user is not None else (parts[-1] if parts else "")
     return PromptView(
@@ -145,6 +155,8 @@ def prompt_view(
         last_user_chars=len(turn),
         system=system,
         history=history,
+        previous_user=previous[0][:CONTEXT_CHARS],
+        previous_assistant=previous[1][:CONTEXT_CHARS],
     )
 
 
@@ -229,6 +241,18 @@ def _last_user(turns: list[tuple[str, str]]) -> str:
 def _history(turns: list[tuple[str, str]]) -> int:
     last = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=len(turns) - 1)
     return sum(1 for role, _ in turns[:last] if role not in SYSTEM_ROLES)
+
+
+def _previous(turns: list[tuple[str, str]]) -> tuple[str, str]:
+    """(the user turn before the last user turn, the last assistant turn before it), "" where none: what a
+    follow-up ("now in Rust", "shorter") is about."""
+    last = next((i for i in range(len(turns) - 1, -1, -1) if turns[i][0] == "user"), None)
+    if last is None:
+        return "", ""
+    before = turns[last - 1 :: -1] if last else []
+    user = next((text for role, text in before if role == "user"), "")
+    assistant = next((text for role, text in before if role == "assistant"), "")
+    return user, assistant
 
 
 def _content_parts(content: Any, i: int, parts: list[str]) -> None:

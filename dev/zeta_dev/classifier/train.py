@@ -134,10 +134,13 @@ class Hyper:
 HYPER = Hyper(complexity_balanced=True)
 
 
-def design(views: Sequence[PromptView], *, with_meaning: bool = True) -> csr_matrix:
+def design(
+    views: Sequence[PromptView], *, with_meaning: bool = True, with_context: bool = True
+) -> csr_matrix:
     """One row per request: text buckets (count / sqrt(total)) plus instruction buckets (count / sqrt(their
-    own total)), structure names (0 or 1), then the word-meaning block (`meaning.block`) unless
-    ``with_meaning`` is false."""
+    own total)) plus, unless ``with_context`` is false, the context blocks' buckets (`features.context_buckets`,
+    CONTEXT_WEIGHT x count / sqrt(their own total)), structure names (0 or 1), then the word-meaning block
+    (`meaning.block`) unless ``with_meaning`` is false."""
     names = {name: features.BUCKETS + i for i, name in enumerate(features.all_structure_names())}
     data: list[float] = []
     cols: list[int] = []
@@ -146,6 +149,10 @@ def design(views: Sequence[PromptView], *, with_meaning: bool = True) -> csr_mat
         values: dict[int, float] = {}
         for block in features.text_buckets(view.last_user):
             norm = 1.0 / math.sqrt(len(block)) if block else 0.0
+            for b in block:
+                values[b] = values.get(b, 0.0) + norm
+        for block in features.context_buckets(view) if with_context else ():
+            norm = features.CONTEXT_WEIGHT / math.sqrt(len(block)) if block else 0.0
             for b in block:
                 values[b] = values.get(b, 0.0) + norm
         for b in sorted(values):
