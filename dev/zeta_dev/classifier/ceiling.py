@@ -116,26 +116,24 @@ def _embed(e5: Any, texts: Sequence[str], known: dict[str, np.ndarray]) -> np.nd
     return np.array([known[t] if t in known else fresh[t] for t in texts], dtype=np.float32)
 
 
-def cut_vectors(kind: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
-    """Cut text -> vector of the chunks cached for ``texts``."""
-    vectors, _ = sentence_vectors(texts, kind)
-    key = hashlib.sha256(f"{MAX_TOKENS}\0".encode() + "\0".join(texts).encode()).hexdigest()[:16]
-    cut: list[str] = []
-    for path in sorted((CACHE / f"{kind}-{key}").glob("*.npz")):
-        with np.load(path, allow_pickle=True) as saved:
-            cut.extend(saved["texts"])
-    return dict(zip(cut, vectors, strict=True))
-
-
 def embeddings(requests: Sequence[Request]) -> tuple[np.ndarray, int, np.ndarray, int]:
-    """(turn vectors, turns cut, instruction vectors, instructions cut); an instruction that is the whole turn
-    (most short turns) reuses the turn's vector."""
-    turns = turn_texts(requests)
-    turn, turn_cut = sentence_vectors(turns, "turn")
+    """(turn vectors, turns cut, instruction vectors, instructions cut); a text embedded before, whole or cut
+    alike, under any `MAX_TOKENS` (an instruction that is the whole turn, a turn short enough for both caps)
+    reuses its cached vector."""
+    turn, turn_cut = sentence_vectors(turn_texts(requests), "turn", cached_vectors())
     instruction, instruction_cut = sentence_vectors(
-        instruction_texts(requests), "instruction", cut_vectors("turn", turns)
+        instruction_texts(requests), "instruction", cached_vectors()
     )
     return turn, turn_cut, instruction, instruction_cut
+
+
+def cached_vectors() -> dict[str, np.ndarray]:
+    """Embedded text -> vector, over every chunk in the cache."""
+    known: dict[str, np.ndarray] = {}
+    for path in sorted(CACHE.glob("*-*/*.npz")):
+        with np.load(path, allow_pickle=True) as saved:
+            known.update(zip(saved["texts"], saved["vectors"], strict=True))
+    return known
 
 
 def turn_texts(requests: Sequence[Request]) -> list[str]:
@@ -214,9 +212,8 @@ def out_of_fold(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``compute()``'s out-of-fold probabilities, cached by the row's name, the corpus and the folds (each
     row refits 5 folds x 2 heads: minutes on the shared machine)."""
-    key = hashlib.sha256(
-        f"{name}\0{folds}\0{MAX_TOKENS}\0{corpus.fingerprint(requests)}".encode()
-    ).hexdigest()
+    tokens = "" if name.startswith("(a") else MAX_TOKENS  # the baselines read no sentence vector
+    key = hashlib.sha256(f"{name}\0{folds}\0{tokens}\0{corpus.fingerprint(requests)}".encode()).hexdigest()
     path = CACHE / "oof" / f"{key[:16]}.npz"
     if not path.exists():
         task_p, level_p = compute()
@@ -248,7 +245,7 @@ def compare(folds: int, stop_after: str = "") -> None:
     ]
     candidates: dict[str, list[np.ndarray]] = {}
     if stop_after != "baselines":
-        turn, turn_cut = sentence_vectors(turn_texts(train), "turn")
+        turn, turn_cut = sentence_vectors(turn_texts(train), "turn", cached_vectors())
         print(f"turns cut to {MAX_TOKENS} tokens: {turn_cut}", flush=True)
         candidates["turn"] = [turn]
     if not stop_after:
@@ -343,6 +340,7 @@ def timing(rounds: int, sample: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    global MAX_TOKENS  # a diagnostic's one knob, read by the helpers above
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.ceiling", description=__doc__)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--time", action="store_true", help="time the encoder beside the shipped classifier")
@@ -350,7 +348,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=40)
     parser.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
     parser.add_argument("--stop-after", choices=("baselines", "turn"), default="")
+    parser.add_argument(
+        "--max-tokens", type=int, default=MAX_TOKENS, help="cut each text to this many tokens"
+    )
     args = parser.parse_args(argv)
+    MAX_TOKENS = args.max_tokens
     if args.time:
         timing(args.rounds, args.sample)
     elif args.embed_only:
