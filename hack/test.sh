@@ -18,10 +18,10 @@ mypy --cache-dir "${ZETA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zeta}/mypy" || s
 
 echo "==> tests" >&2
 before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
-# Files run on ZETA_TEST_WORKERS workers (default 4, 0 = in this process): most of a test's time is spent waiting
+# Files run on ZETA_TEST_WORKERS workers (default 5, 0 = in this process): most of a test's time is spent waiting
 # on real processes, so even 2 cores finish sooner. A file stays on one worker, and so do all node tests
 # (tests/conftest.py).
-python -m pytest -n "${ZETA_TEST_WORKERS:-4}" --dist loadfile "$@" || status=$?
+python -m pytest -n "${ZETA_TEST_WORKERS:-5}" --dist loadfile "$@" || status=$?
 
 echo "==> leftovers" >&2
 left_procs="$(pgrep -af 'zeta-cp-|zeta-prom-|zeta-node-|zeta_sim|zeta_operator\.(router|operator)' | grep -v pgrep || true)"
