@@ -95,7 +95,7 @@ class ExampleIndex:
             raise ValueError(f"at most {MAX_EXAMPLES} examples, got {len(examples)}")
         self._examples = tuple(examples)
         self._exact = {normalized_example_text(e.text): i for i, e in enumerate(self._examples)}
-        sets = [self._buckets(_distinct_words(e.text)) for e in self._examples]
+        sets = [self._buckets(features.distinct_words(e.text)) for e in self._examples]
         frequency = Counter(chain.from_iterable(sets))
         most = max(COMMON_FLOOR, len(sets) // COMMON_SHARE)
         frequent = {b for b, n in frequency.items() if n > most}
@@ -132,7 +132,7 @@ class ExampleIndex:
         `MATCH_FROM` by size alone (shared <= the smaller set, so the similarity <= sqrt(smaller / larger)).
         ``words``: the distinct words of the lower-cased turn (`features.TurnTokens.words`), when the caller
         has them."""
-        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        parts = self._word_parts(features.distinct_words(turn) if words is None else words)
         held = set().union(*map(itemgetter(0), parts))
         return self._similarities(self._counts(held), self._size(held, parts), prune=prune)
 
@@ -141,7 +141,7 @@ class ExampleIndex:
     ) -> ExampleMatch | None:
         """The most similar example at or above `MATCH_FROM` (of task type ``task`` only, when it is known);
         on a tie the more complex one. None when no example is that close. ``words``: as for `similarities`."""
-        parts = self._word_parts(_distinct_words(turn) if words is None else words)
+        parts = self._word_parts(features.distinct_words(turn) if words is None else words)
         held = set().union(*map(itemgetter(0), parts))
         counts = self._counts(held)
         # The turn has at least len(held) buckets, and no example is smaller than the smallest: so no similarity
@@ -213,10 +213,6 @@ class ExampleIndex:
     def _buckets(words: Iterable[str]) -> set[int]:
         """The hash buckets of ``words`` (distinct, lower-cased) and of their character n-grams."""
         return set().union(*map(features.cached_word_buckets, words))
-
-
-def _distinct_words(text: str) -> list[str]:
-    return features.split_turn(text).words
 
 
 def pushed_up(at_most: tuple[float, ...], match: ExampleMatch) -> tuple[float, ...]:

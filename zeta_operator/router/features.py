@@ -234,12 +234,11 @@ def text_buckets(turn: str) -> tuple[list[int], list[int]]:
 def context_words(view: PromptView) -> tuple[list[str], list[str]]:
     """The distinct words of the conversation's context, per block of `CONTEXT_NAMESPACES`: the previous user
     turn's and the previous assistant turn's (each already cut to `payload.CONTEXT_CHARS`)."""
-    return _distinct_words(view.previous_user), _distinct_words(view.previous_assistant)
+    return distinct_words(view.previous_user), distinct_words(view.previous_assistant)
 
 
-def _distinct_words(text: str) -> list[str]:
-    if not text:
-        return []
+def distinct_words(text: str) -> list[str]:
+    """``split_turn(text).words`` without the symbol runs and the instruction: the distinct lower-cased words."""
     words = _ascii_words(text) if text.isascii() else _WORD.findall(text.lower())
     return list(dict.fromkeys(words))
 
