@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zeta_dev.demo import show
+
 
 def test_quick_demo_offloads_during_the_burst_and_recovers(tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -34,7 +36,7 @@ def test_quick_demo_offloads_during_the_burst_and_recovers(tmp_path: Path) -> No
     assert off["offloading"] > 0.4 and off["offloading"] > off["before"] + 0.2, off
     # ... the operator's weight for the coder dropped, and came back once the burst was over.
     weight = summary["preferred_weight"]
-    assert weight["min"] < 0.5 and weight["final"] > 0.8, weight
+    assert weight["min"] < show.OFFLOADED_BELOW and weight["final"] > show.RECOVERED_ABOVE, weight
     # Complex work never went to the 4B model (complexity ceiling 2).
     assert "general-4b" not in summary["classes"]["code-complex"]["backends"]
     assert "general-4b" not in summary["classes"]["reasoning"]["backends"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from zeta_dev.demo import on_node, scenario
+from zeta_dev.demo import on_node, scenario, show
 from zeta_dev.localcluster.fleet import policy_status, read_table
 from zeta_dev.localcluster.node import Image, leftovers
 from zeta_dev.localcluster.zeta_on_node import (
@@ -187,7 +187,7 @@ def test_a_code_burst_is_offloaded_to_the_4b_and_given_back_after(zeta: Installe
     assert summary["classes"]["code-simple"]["backends"].get("general-4b", 0) > 20, summary["classes"]
     # ... as the routing table ConfigMap said (the coder's weight dropped), and gave back after the burst.
     weight = summary["preferred_weight"]
-    assert weight["min"] < 0.5 and weight["final"] > 0.8, weight
+    assert weight["min"] < show.OFFLOADED_BELOW and weight["final"] > show.RECOVERED_ABOVE, weight
     # Complex work never went to the 4B (complexity ceiling 2).
     assert "general-4b" not in summary["classes"]["code-complex"]["backends"]
 
