@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import platform
+import re
 import statistics
 import time
 import timeit
@@ -33,7 +34,6 @@ from .corpus import Request
 REPO = corpus.CORPUS.parents[1]
 DOC = REPO / "docs" / "classifier.md"
 SAMPLE_POLICY = REPO / "manifests" / "samples" / "routingpolicy.yaml"
-WRITERS = ("w1", "w2", "w3", "w5", "w6")
 TIERS = ("simple", "complex")
 
 
@@ -187,7 +187,7 @@ def leave_one_writer_out(requests: Sequence[Request]) -> list[str]:
         "(P >= 0.5) | complex spilled at its offloadConfidence |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for writer in WRITERS:
+    for writer in sorted({r.source for r in requests if re.fullmatch(r"w\d+", r.source)}, key=_writer_number):
         others = [r for r in requests if r.source != writer]
         tested = [r for r in requests if r.source == writer]
         m = runtime.parse(_gz(train.build(others)), source=f"without {writer}")
@@ -198,6 +198,10 @@ def leave_one_writer_out(requests: Sequence[Request]) -> list[str]:
             f"{pct(s.complex_to_simple)} | {pct(s.complex_to_simple_gated)} (at {m.offload_confidence}) |"
         )
     return lines
+
+
+def _writer_number(source: str) -> int:
+    return int(source[1:])
 
 
 def _gz(payload: bytes) -> bytes:
