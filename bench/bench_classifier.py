@@ -25,27 +25,12 @@ import platform
 import statistics
 import time
 import timeit
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from zeta_dev.classifier import corpus
-from zeta_dev.classifier.evaluate import sample_classifier
+from zeta_dev.classifier.evaluate import cost_us, sample_classifier
 from zeta_operator.router import model
 from zeta_operator.router.payload import PromptView
-
-
-def per_request_us(
-    classifiers: dict[str, Callable[[PromptView], object]], views: Sequence[PromptView], rounds: int
-) -> dict[str, float]:
-    """Per classifier, the median over rounds of the mean time per request; the classifiers take turns
-    within each round, so a busy spell of the shared machine hits all of them."""
-    samples: dict[str, list[float]] = {name: [] for name in classifiers}
-    for _ in range(rounds):
-        for name, classify in classifiers.items():
-            started = time.perf_counter()
-            for view in views:
-                classify(view)
-            samples[name].append((time.perf_counter() - started) / len(views) * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -94,9 +79,7 @@ def main() -> None:
         ("typical chat, cold token cache", short, (cold, plain_cold)),
     )
     for name, subset, (with_block, without) in subsets:
-        t = per_request_us(
-            {"keyword": keyword_us, "learned": with_block, "plain": without}, subset, args.rounds
-        )
+        t = cost_us({"keyword": keyword_us, "learned": with_block, "plain": without}, subset, args.rounds)
         label = f"{name} ({len(subset)})"
         print(
             f"{label:<44} {t['keyword']:>11.1f} {t['learned']:>11.1f} {t['learned'] / t['keyword']:>6.2f}x "

@@ -42,6 +42,7 @@ from zeta_operator.router import features
 
 from . import corpus, embedding_cv
 from .corpus import Request
+from .evaluate import cost_us
 from .select import _softmax, fold_of, scores
 from .train import HYPER, LEVELS, design, fit_matrix
 
@@ -293,20 +294,6 @@ def compare(folds: int, stop_after: str = "") -> None:
             print(tier_recall(train, results[name][1]))
 
 
-def per_request_us(
-    calls: dict[str, Callable[[Any], object]], items: Sequence[Any], rounds: int
-) -> dict[str, float]:
-    """Per call, the median over rounds of the mean time per item; the calls take turns within a round."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            started = time.perf_counter()
-            for item in items:
-                call(item)
-            samples[name].append((time.perf_counter() - started) / len(items) * 1e6)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
 def timing(rounds: int, sample: int) -> None:
     """The encoder (one request at a time, as the router would call it) beside the shipped classifier's whole
     `Classifier.classify`, on the same typical chat requests (last user turn up to 400 characters, as
@@ -321,7 +308,7 @@ def timing(rounds: int, sample: int) -> None:
     learned = sample_classifier(model.shipped())
     e5 = encoder()
     reference = min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
-    t = per_request_us(
+    t = cost_us(
         {
             "shipped classifier": lambda v: learned.classify({}, "any", v),
             "e5 query": lambda v: e5.query(truncated(e5, v.last_user)),

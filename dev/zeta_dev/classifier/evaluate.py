@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -35,6 +36,7 @@ REPO = corpus.CORPUS.parents[1]
 DOC = REPO / "docs" / "classifier.md"
 SAMPLE_POLICY = REPO / "manifests" / "samples" / "routingpolicy.yaml"
 TIERS = ("simple", "complex")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,10 @@ def reliability(probabilities: Sequence[float], correct: Sequence[bool]) -> list
 
 
 def cost_us(
-    predictors: dict[str, Callable[[Request], object]], requests: Sequence[Request], rounds: int = 7
+    predictors: dict[str, Callable[[T], object]], requests: Sequence[T], rounds: int = 7
 ) -> dict[str, float]:
     """Per predictor, the median over rounds of the mean time per request (views parsed already, as in the
-    router). The predictors take turns within each round, so a busy spell of the shared machine hits both."""
+    router). The predictors take turns within each round, so a busy spell of the shared machine hits all."""
     samples: dict[str, list[float]] = {name: [] for name in predictors}
     for _ in range(rounds):
         for name, predict in predictors.items():
