@@ -17,6 +17,11 @@ mypy --cache-dir "${ZETA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zeta}/mypy" || s
 [[ $status == 0 ]] || echo "error: lint or type check failed (the tests run anyway)" >&2
 
 echo "==> tests" >&2
+# Bytecode is cached even where the environment turns it off (PYTHONDONTWRITEBYTECODE, set on this project's
+# machines): otherwise every worker and every router, operator and simulator process the tests start compiles
+# each module it imports from source again (a fresh virtualenv holds no bytecode). It goes to __pycache__ in the
+# checkout and the virtualenv, both ignored by git and by the image builds.
+unset PYTHONDONTWRITEBYTECODE
 before="$(ls -d /tmp/zeta-* 2>/dev/null | sort || true)"
 # Files run on ZETA_TEST_WORKERS workers (default 5, 0 = in this process): most of a test's time is spent waiting
 # on real processes, so even 2 cores finish sooner. A file stays on one worker, and so do all node tests
