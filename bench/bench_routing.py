@@ -233,8 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--offload-confidence",
         type=float,
-        help="the policy's spec.classifier.offloadConfidence (default: the scenario's, the API default 0.93 unless it says): "
-        "a request goes below its class's preferred backends only when P(simple) is at least this",
+        help="the policy's spec.classifier.offloadConfidence (default: the scenario's, the API default unless it "
+        "says): a request goes below its class's preferred backends only when P(simple) is at least this",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["test", "calibration"],
+        default="test",
+        help="the corpus split the prompts come from: test (held out, the default) or calibration (to choose a "
+        "setting such as --offload-confidence without looking at the held-out prompts)",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}.",
         "",
     ]
-    prompt_set = prompts.load_heldout_prompts(args.corpus)
+    prompt_set = prompts.load_heldout_prompts(args.corpus, args.split)
     header.insert(2, f"Prompts: {prompt_set.source}.")
     print("\n".join(header), flush=True)
     parts = list(header)

@@ -89,8 +89,11 @@ class PromptSet:
     """Where they came from and which split (for the report)."""
 
 
-def load_heldout_prompts(corpus: Path | None = None) -> PromptSet:
-    """Every held-out labelled prompt (the one function the benchmark takes its prompts through)."""
+def load_heldout_prompts(corpus: Path | None = None, split_to_use: str = "test") -> PromptSet:
+    """Every held-out labelled prompt (the one function the benchmark takes its prompts through).
+
+    ``split_to_use="calibration"``: the calibration split's prompts instead, for choosing a setting such as
+    offloadConfidence by its routing result without ever looking at the held-out test split."""
     split, split_name = split_function()
     directory = corpus_dir(corpus)
     rows: list[dict[str, Any]] = []
@@ -106,10 +109,11 @@ def load_heldout_prompts(corpus: Path | None = None) -> PromptSet:
                 row = json.loads(line)
                 rows.append({**row, "id": f"inrepo-{n:03d}", "group": f"inrepo-g{n:03d}"})
         where = f"{IN_REPO.relative_to(REPO)} ({len(rows)} labelled prompts; the keyword classifier was fitted to them)"
-    held = [_prompt(row) for row in rows if split(row["group"]) == "test"]
+    held = [_prompt(row) for row in rows if split(row["group"]) == split_to_use]
     digest = hashlib.sha256("\n".join(p.id for p in held).encode()).hexdigest()[:12]
+    kind = "held-out" if split_to_use == "test" else split_to_use
     return PromptSet(
-        tuple(held), f"{len(held)} held-out prompts of {where}, split by {split_name}, ids sha256 {digest}"
+        tuple(held), f"{len(held)} {kind} prompts of {where}, split by {split_name}, ids sha256 {digest}"
     )
 
 

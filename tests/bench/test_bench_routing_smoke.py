@@ -46,6 +46,16 @@ def test_heldout_prompts_come_from_the_test_split_only() -> None:
     assert held.prompts and all(split(p.group) == "test" for p in held.prompts)
 
 
+def test_calibration_prompts_never_include_a_held_out_group() -> None:
+    """`--split calibration` (choosing a setting by its routing result) must not see the test split."""
+    calibration = prompts.load_heldout_prompts(split_to_use="calibration")
+    held_groups = {p.group for p in prompts.load_heldout_prompts().prompts}
+    split, _ = prompts.split_function()
+    assert calibration.prompts and all(split(p.group) == "calibration" for p in calibration.prompts)
+    assert not held_groups & {p.group for p in calibration.prompts}
+    assert "calibration prompts" in calibration.source
+
+
 def test_zeta_keeps_to_its_own_classification_in_a_burst() -> None:
     sc = _code_burst(30.0)
     result = des.simulate(sc, "zeta")
