@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zeta_operator.api.policy import RoutingPolicySpec
 
@@ -89,11 +89,13 @@ class PromptSet:
     """Where they came from and which split (for the report)."""
 
 
-def load_heldout_prompts(corpus: Path | None = None, split_to_use: str = "test") -> PromptSet:
-    """Every held-out labelled prompt (the one function the benchmark takes its prompts through).
-
-    ``split_to_use="calibration"``: the calibration split's prompts instead, for choosing a setting such as
-    offloadConfidence by its routing result without ever looking at the held-out test split."""
+def load_heldout_prompts(
+    corpus: Path | None = None, split_to_use: Literal["test", "calibration"] = "test"
+) -> PromptSet:
+    """Every held-out labelled prompt (the one function the benchmark takes its prompts through), or every
+    calibration prompt with ``split_to_use="calibration"``: for choosing a setting such as offloadConfidence by
+    its routing result without ever looking at the held-out test split. Never the train split: the classifier
+    learned from it, so routing on it would flatter every strategy that classifies."""
     split, split_name = split_function()
     directory = corpus_dir(corpus)
     rows: list[dict[str, Any]] = []
