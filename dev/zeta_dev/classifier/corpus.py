@@ -99,7 +99,7 @@ def counts_table(requests: Sequence[Request]) -> str:
         "| not English | train | calibration | test |",
         "|---" + "|---:" * 12 + "|",
     ]
-    sources = sorted({r.source for r in requests})
+    sources = sorted({r.source for r in requests}, key=source_order)
     for source in [*sources, "all"]:
         rows = [r for r in requests if source in ("all", r.source)]
         cells = [
@@ -113,6 +113,12 @@ def counts_table(requests: Sequence[Request]) -> str:
         ]
         lines.append(f"| {source} | " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def source_order(source: str) -> tuple[str, int]:
+    """Sources in reading order: w2 before w10."""
+    name = source.rstrip("0123456789")
+    return name, int(source[len(name) :] or 0)
 
 
 if __name__ == "__main__":

@@ -340,11 +340,44 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
     return "\n".join(out)
 
 
+def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.LearnedModel) -> str:
+    """A model's figures on every request of sources it was not trained on (each, then all together)."""
+    lines = [
+        "| source | requests | task type | tier | both | complex labelled simple (P >= 0.5) "
+        "| complex spilled at offloadConfidence | simple allowed to spill |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group in [*([s] for s in sources), list(sources)]:
+        tested = [r for r in requests if r.source in group]
+        s = score(tested, [learned(m)(r) for r in tested], m.offload_confidence)
+        lines.append(
+            f"| {' + '.join(group)} | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
+            f"{pct(s.complex_to_simple)} | {pct(s.complex_to_simple_gated)} of {s.complex_n} (at "
+            f"{m.offload_confidence}) | {pct(s.simple_gated)} |"
+        )
+    s = score(tested, [through(sample_classifier(None))(r) for r in tested], None)
+    lines.append(
+        f"| all, keyword classifier (sample policy) | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
+        f"{pct(s.complex_to_simple)} | - | {pct(s.simple_gated)} |"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.evaluate", description=__doc__)
     parser.add_argument("--out", type=Path, default=DOC)
     parser.add_argument("--no-lowo", action="store_true", help="skip the leave-one-writer-out retraining")
+    parser.add_argument(
+        "--unseen",
+        metavar="SOURCE,...",
+        help="instead: score a weights file (--weights) on all requests of these sources, e.g. new writers an "
+        "older model never read; prints, writes nothing",
+    )
+    parser.add_argument("--weights", type=Path, default=runtime.WEIGHTS_FILE)
     args = parser.parse_args(argv)
+    if args.unseen:
+        print(unseen(corpus.load(), args.unseen.split(","), runtime.load(args.weights)))
+        return
     args.out.write_text(report(corpus.load(), lowo=not args.no_lowo))
     print(f"wrote {args.out}")
 
