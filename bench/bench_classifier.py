@@ -26,6 +26,7 @@ import statistics
 import time
 import timeit
 from collections.abc import Callable
+from pathlib import Path
 
 from zeta_dev.classifier import corpus
 from zeta_dev.classifier.evaluate import cost_us, sample_classifier
@@ -36,6 +37,12 @@ from zeta_operator.router.payload import PromptView
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_classifier", description=__doc__)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="WEIGHTS",
+        help="also time another weights file (e.g. an older commit's) side by side with the shipped one",
+    )
     args = parser.parse_args()
     learned_model = model.shipped()
     keyword = sample_classifier(None)
@@ -86,6 +93,30 @@ def main() -> None:
             f"{t['plain']:>14.1f} {t['learned'] / t['plain']:>20.2f}x"
         )
     context_cost(learned_us, [v for v in short if v.previous_user or v.previous_assistant], args.rounds)
+    if args.against:
+        against(
+            learned_us,
+            args.against,
+            {"typical chat (<= 400 chars)": short, "all corpus requests": views},
+            args.rounds,
+        )
+
+
+def against(
+    classify: Callable[[PromptView], object], path: Path, subsets: dict[str, list[PromptView]], rounds: int
+) -> None:
+    """The shipped weights and another weights file, taking turns on the same requests."""
+    other = sample_classifier(model.load(path))
+
+    def other_us(view: PromptView) -> object:
+        return other.classify({}, "any", view)
+
+    for name, subset in subsets.items():
+        t = cost_us({"shipped": classify, "other": other_us}, subset, rounds)
+        print(
+            f"{name} ({len(subset)}): shipped {t['shipped']:.1f} us, {path.name} {t['other']:.1f} us: "
+            f"{t['shipped'] / t['other']:.2f}x"
+        )
 
 
 def context_cost(classify: Callable[[PromptView], object], views: list[PromptView], rounds: int) -> None:
