@@ -189,7 +189,9 @@ def leave_one_writer_out(requests: Sequence[Request]) -> list[str]:
         "(P >= 0.5) | complex spilled at its offloadConfidence |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for writer in sorted({r.source for r in requests if re.fullmatch(r"w\d+", r.source)}, key=_writer_number):
+    for writer in sorted(
+        {r.source for r in requests if re.fullmatch(r"w\d+", r.source)}, key=corpus.source_order
+    ):
         others = [r for r in requests if r.source != writer]
         tested = [r for r in requests if r.source == writer]
         m = runtime.parse(_gz(train.build(others)), source=f"without {writer}")
@@ -200,10 +202,6 @@ def leave_one_writer_out(requests: Sequence[Request]) -> list[str]:
             f"{pct(s.complex_to_simple)} | {pct(s.complex_to_simple_gated)} (at {m.offload_confidence}) |"
         )
     return lines
-
-
-def _writer_number(source: str) -> int:
-    return int(source[1:])
 
 
 def _gz(payload: bytes) -> bytes:
@@ -347,15 +345,16 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         "| complex spilled at offloadConfidence | simple allowed to spill |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    everything = [r for r in requests if r.source in sources]
     for group in [*([s] for s in sources), list(sources)]:
-        tested = [r for r in requests if r.source in group]
+        tested = [r for r in everything if r.source in group]
         s = score(tested, [learned(m)(r) for r in tested], m.offload_confidence)
         lines.append(
             f"| {' + '.join(group)} | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
             f"{pct(s.complex_to_simple)} | {pct(s.complex_to_simple_gated)} of {s.complex_n} (at "
             f"{m.offload_confidence}) | {pct(s.simple_gated)} |"
         )
-    s = score(tested, [through(sample_classifier(None))(r) for r in tested], None)
+    s = score(everything, [through(sample_classifier(None))(r) for r in everything], None)
     lines.append(
         f"| all, keyword classifier (sample policy) | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
         f"{pct(s.complex_to_simple)} | - | {pct(s.simple_gated)} |"
