@@ -44,6 +44,19 @@ def test_structure_counts_what_the_regular_expressions_define(turn: str) -> None
     )
 
 
+@given(ASCII | ANY_TEXT)
+@example("Then write it with getUserName() and parse_args, y et und with AND,then")
+@example("\u0130stanbul and then x.y( z")
+def test_the_shape_of_the_ask_counts_what_the_regular_expressions_define(turn: str) -> None:
+    conjunctions = r"\b(?:and|und|y|et|with|then)\b"
+    identifiers = r"(?<!\w)(?:[a-z]++_[a-z0-9_]++|[a-z]++[A-Z][A-Za-z]++|\w++\.\w++\()"
+    assert features._head_words_and_conjunctions(turn) == (
+        len(re.findall(r"\w+", turn)),
+        len(re.findall(conjunctions, turn.lower())),
+    )
+    assert features._identifiers(turn) == len(re.findall(identifiers, turn))
+
+
 @given(st.text(st.characters(max_codepoint=127), max_size=40) | st.text(max_size=40))
 @example("x" * 50)
 def test_a_word_hashes_to_the_buckets_of_its_definition(word: str) -> None:

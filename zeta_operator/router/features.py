@@ -362,17 +362,42 @@ def _ask_shape_indices(view: PromptView, lines: list[str]) -> list[int]:
     filled = sum(1 for line in lines if line.strip())
     at = bisect.bisect_right
     history = at(_BINS["history"], view.history)
+    head_words, head_ands = _head_words_and_conjunctions(head)
     return [
-        _FIRST["headwords"] + at(_ASK_BINS["headwords"], len(_WORD.findall(head))),
+        _FIRST["headwords"] + at(_ASK_BINS["headwords"], head_words),
         _FIRST["headclauses"] + at(_ASK_BINS["headclauses"], sum(map(head.count, _CLAUSE_MARKS))),
-        _FIRST["headands"] + at(_ASK_BINS["headands"], len(_CONJUNCTION.findall(head.lower()))),
-        _FIRST["identifiers"] + at(_ASK_BINS["identifiers"], len(_IDENTIFIER.findall(turn))),
+        _FIRST["headands"] + at(_ASK_BINS["headands"], head_ands),
+        _FIRST["identifiers"] + at(_ASK_BINS["identifiers"], _identifiers(turn)),
         _FIRST["linelength"] + at(_ASK_BINS["linelength"], len(turn) // max(1, filled)),
         _FIRST["system*history"] + bool(view.system) * (len(_BINS["history"]) + 1) + history,
         _FIRST["head*rest"]
         + at(_HEAD_CHARS, len(head)) * (len(_REST_CHARS) + 1)
         + at(_REST_CHARS, len(turn) - len(head)),
     ]
+
+
+def _head_words_and_conjunctions(head: str) -> tuple[int, int]:
+    """``len(_WORD.findall(head))`` and ``len(_CONJUNCTION.findall(head.lower()))``. ``\\b...\\b`` matches
+    a conjunction only as a whole run of word characters, so for ASCII text (where lower-casing changes no
+    character's class) both counts come from one split of the head into words by a byte table."""
+    if not head.isascii():
+        return len(_WORD.findall(head)), len(_CONJUNCTION.findall(head.lower()))
+    words = _ascii_words(head)
+    return len(words), sum(map(_CONJUNCTION_WORDS.__contains__, words))
+
+
+_CONJUNCTION_WORDS = frozenset(("and", "und", "y", "et", "with", "then"))
+"""The words of ``_CONJUNCTION``."""
+_CAMEL = re.compile(r"[a-z][A-Z]")
+
+
+def _identifiers(turn: str) -> int:
+    """``len(_IDENTIFIER.findall(turn))``. Each of its three forms needs a ``_``, a lower-case letter
+    followed by a capital, or a ``(``: a turn with none of them (most prose) has no identifier, found
+    without the costlier scan."""
+    if "_" not in turn and "(" not in turn and _CAMEL.search(turn) is None:
+        return 0
+    return len(_IDENTIFIER.findall(turn))
 
 
 _ALL_NAMES = _all_structure_names()
