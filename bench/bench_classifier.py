@@ -11,6 +11,9 @@ A fourth column times the same weights without their word-meaning block (`meanin
 what the block costs. A last line times the typical chat requests that are multi-turn with and without their
 context (the previous turns, `features.context_words`; the same views with those fields blanked): what reading
 the context costs.
+``--against-code COMMIT`` times another commit's classifier code (``git archive`` of its ``zeta_operator``,
+imported under another name) with the same weights file side by side, after checking that both give identical
+probabilities and classifications on every corpus request (warm caches, and cold ones on every tenth request).
 Absolute times depend on the machine (shared, noisy); the ratios are the result. The first line times
 ``sum(range(1000))`` as a yardstick of how loaded the machine was (about 8 us on an idle modern core).
 """
@@ -20,9 +23,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import importlib
 import json
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import timeit
 from collections.abc import Callable
@@ -42,6 +50,11 @@ def main() -> None:
         type=Path,
         metavar="WEIGHTS",
         help="also time another weights file (e.g. an older commit's) side by side with the shipped one",
+    )
+    parser.add_argument(
+        "--against-code",
+        metavar="COMMIT",
+        help="also time another commit's classifier code with the same weights, side by side",
     )
     args = parser.parse_args()
     learned_model = model.shipped()
@@ -93,6 +106,13 @@ def main() -> None:
             f"{t['plain']:>14.1f} {t['learned'] / t['plain']:>20.2f}x"
         )
     context_cost(learned_us, [v for v in short if v.previous_user or v.previous_assistant], args.rounds)
+    if args.against_code:
+        against_code(
+            learned_us,
+            args.against_code,
+            {"typical chat (<= 400 chars)": short, "all corpus requests": views},
+            args.rounds,
+        )
     if args.against:
         against(
             learned_us,
@@ -116,6 +136,60 @@ def against(
         print(
             f"{name} ({len(subset)}): shipped {t['shipped']:.1f} us, {path.name} {t['other']:.1f} us: "
             f"{t['shipped'] / t['other']:.2f}x"
+        )
+
+
+def against_code(
+    classify: Callable[[PromptView], object], commit: str, subsets: dict[str, list[PromptView]], rounds: int
+) -> None:
+    """The shipped weights through this checkout's code and through ``commit``'s, taking turns on the same
+    requests, once both are shown to give identical results."""
+    tmp = Path(tempfile.mkdtemp(prefix="zeta-bench-code-"))
+    archive = subprocess.run(
+        ["git", "archive", commit, "zeta_operator"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    (tmp / "zeta_operator").rename(tmp / "zeta_before")  # its modules import each other relatively
+    sys.path.insert(0, str(tmp))
+    try:
+        _time_against_code(classify, commit, subsets, rounds)
+    finally:
+        sys.path.remove(str(tmp))
+        shutil.rmtree(tmp)
+
+
+def _time_against_code(
+    classify: Callable[[PromptView], object], commit: str, subsets: dict[str, list[PromptView]], rounds: int
+) -> None:
+    before_model = importlib.import_module("zeta_before.router.model").load(model.WEIGHTS_FILE)
+    before = sample_classifier(
+        before_model, make=importlib.import_module("zeta_before.router.classify").Classifier
+    )
+    now_model = model.load(model.WEIGHTS_FILE)
+    now = sample_classifier(now_model)
+    everything = subsets["all corpus requests"]
+    for i, view in enumerate(everything):
+        if i % 10 == 0:
+            now_model.clear_cache()
+            before_model.clear_cache()
+        a, b = now.classify({}, "any", view), before.classify({}, "any", view)
+        if (a.task_type, a.complexity, a.confidence, a.simple_probability) != (
+            b.task_type,
+            b.complexity,
+            b.confidence,
+            b.simple_probability,
+        ):
+            raise SystemExit(f"{commit} classifies differently: {view.last_user[:80]!r}")
+    print(f"identical to {commit} on {len(everything)} requests")
+
+    def before_us(view: PromptView) -> object:
+        return before.classify({}, "any", view)
+
+    for name, subset in subsets.items():
+        t = cost_us({"now": classify, "before": before_us}, subset, rounds)
+        print(
+            f"{name} ({len(subset)}): this checkout {t['now']:.1f} us, {commit} {t['before']:.1f} us: "
+            f"{t['now'] / t['before']:.2f}x"
         )
 
 

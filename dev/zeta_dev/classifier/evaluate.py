@@ -59,7 +59,9 @@ def learned(m: runtime.LearnedModel) -> Predictor:
     return predict
 
 
-def sample_classifier(m: runtime.LearnedModel | None) -> Classifier:
+def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] = Classifier) -> Classifier:
+    """The router's classifier as the sample RoutingPolicy configures it (``make``: another checkout's
+    `Classifier`, for side-by-side timing)."""
     spec = RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
     classes = [
         TableClass(
@@ -72,7 +74,7 @@ def sample_classifier(m: runtime.LearnedModel | None) -> Classifier:
         )
         for c in spec.classes
     ]
-    return Classifier(spec.classifier, classes, default_class=spec.default_class, model=m)
+    return make(spec.classifier, classes, default_class=spec.default_class, model=m)
 
 
 def through(clf: Classifier) -> Predictor:
