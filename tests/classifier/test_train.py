@@ -10,8 +10,9 @@ from zeta_dev.classifier import corpus, train
 from zeta_operator.router import model
 
 
-# Retraining on the whole corpus (12,165 requests) takes about 2 minutes of one core alone, and took 361 s under make
-# test's 5 workers on 2 cores: above the default 600 s it would be a slow machine, not a wrong result.
+# Retraining on the whole corpus (12,165 requests) takes about 70 s alone on 2 cores (the two heads side by side),
+# and took 361 s under make test's 5 workers before that: above the default 600 s it would be a slow machine, not a
+# wrong result.
 @pytest.mark.timeout(1800)
 def test_the_shipped_weights_are_reproduced_by_training() -> None:
     """Retrains from dev/corpus exactly as ``python -m zeta_dev.classifier.train`` does. A failure means the

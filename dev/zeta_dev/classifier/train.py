@@ -21,8 +21,11 @@ import base64
 import gzip
 import json
 import math
+import multiprocessing
+import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,29 +190,46 @@ def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np
 
 
 def fit_matrix(x: csr_matrix, heads: Sequence[Head]) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (outputs x columns of ``x``) and biases of the heads, each fitted over its columns."""
-    weights, biases = [], []
-    for labels, y, c, balanced, columns in heads:
+    """Weights (outputs x columns of ``x``) and biases of the heads, each fitted over its columns. The heads
+    are independent fits: each runs in a process of its own (single-threaded, so the result does not depend
+    on how many run at once), side by side on a machine with a core for each."""
+    for labels, y, *_ in heads:
         missing = set(labels) - set(y)
         if missing:
             raise ValueError(f"no training request labelled {sorted(map(str, missing))}")
-        # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
-        # a first-order solver happened to stop.
-        clf = LogisticRegression(
-            C=c,
-            solver="newton-cg",
-            max_iter=MAX_ITER,
-            tol=1e-7,
-            class_weight="balanced" if balanced else None,
-        )
-        with threadpool_limits(1):  # the machine is shared: threads only contend
-            clf.fit(x[:, columns].tocsr(), y)
-        order = [list(clf.classes_).index(label) for label in labels]
+    jobs = [(x[:, columns].tocsr(), y, c, balanced) for _, y, c, balanced, columns in heads]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            fitted = list(pool.map(_fit_head, *zip(*jobs, strict=True)))
+    else:
+        fitted = [_fit_head(*job) for job in jobs]
+    weights, biases = [], []
+    for (labels, _, _, _, columns), (classes, coef, intercept) in zip(heads, fitted, strict=True):
+        order = [classes.index(label) for label in labels]
         w = np.zeros((len(labels), x.shape[1]))
-        w[:, columns] = clf.coef_[order]
+        w[:, columns] = coef[order]
         weights.append(w)
-        biases.append(clf.intercept_[order])
+        biases.append(intercept[order])
     return np.vstack(weights), np.concatenate(biases)
+
+
+def _fit_head(
+    x: csr_matrix, y: list[Any], c: float, balanced: bool
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """One head: (its classes in the solver's order, coefficients, intercepts)."""
+    # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
+    # a first-order solver happened to stop.
+    clf = LogisticRegression(
+        C=c,
+        solver="newton-cg",
+        max_iter=MAX_ITER,
+        tol=1e-7,
+        class_weight="balanced" if balanced else None,
+    )
+    with threadpool_limits(1):  # the machine is shared: threads only contend
+        clf.fit(x, y)
+    return list(clf.classes_), clf.coef_, clf.intercept_
 
 
 def _ask_shape_columns() -> np.ndarray:
