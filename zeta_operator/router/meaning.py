@@ -90,6 +90,15 @@ class WordMeaning:
             total = sum(map(self._rows.__getitem__, words))
         except KeyError:
             total = sum(map(self._row, words))
+        return self.outputs_of(total)
+
+    def row(self, word: str) -> int:
+        """The word's packed row (its pieces' for a word outside the table; 0: it counts for nothing)."""
+        row = self._rows.get(word)
+        return self._row(word) if row is None else row
+
+    def outputs_of(self, total: int) -> list[float] | None:
+        """`logits` from the sum of the words' rows (the model may add them up with its own, `model`)."""
         n = total >> self._count_shift
         if not n:
             return None

@@ -118,10 +118,15 @@ class LearnedModel:
             offset=OFFSET,
         )
         """The word-meaning blocks: of the turn's words, then of its instruction's (none in a file without)."""
+        self._meaning_shifts = tuple(self._ask_shift * (2 + i) for i in range(len(self._meaning)))
+        """Each meaning block's lanes sit above the instruction block's, so that the one sum over the turn's
+        words adds all four blocks (a block's lanes and count are as wide as the text block's)."""
         self._cache: dict[str, int] = {}
-        """Word -> packed sum of its buckets' rows; symbol run -> its row (the two never look alike)."""
+        """Word -> packed sum of its buckets' rows and its turn meaning row (shifted to that block's lanes);
+        symbol run -> its row (the two never look alike)."""
         self._instruction_cache: dict[str, int] = {}
-        """Word -> its row as an instruction word (shifted to the instruction block's lanes)."""
+        """Word -> its row as an instruction word and its instruction meaning row (each shifted to its block's
+        lanes)."""
         self._both_cache: dict[str, int] = {}
         """Word -> both: a word of a turn that is all instruction (most short turns) adds both at once."""
         self._context_caches: tuple[dict[str, int], ...] = tuple({} for _ in features.CONTEXT_NAMESPACES)
@@ -135,7 +140,7 @@ class LearnedModel:
             turn = features.split_turn(view.last_user)
         both = self._text_sum(turn)
         text = both & self._block_mask
-        ask = both >> self._ask_shift
+        ask = (both >> self._ask_shift) & self._block_mask
         indices = features.structure_indices(view, words=turn.word_count)
         struct = sum(map(self._structure_rows.__getitem__, indices))
         n = text >> self._count_shift
@@ -160,8 +165,8 @@ class LearnedModel:
         ]
         if view.previous_user or view.previous_assistant:
             self._add_context(z, view)
-        for block, words in zip(self._meaning, (turn.words, turn.instruction), strict=False):
-            added = block.logits(words)
+        for block, shift in zip(self._meaning, self._meaning_shifts, strict=True):
+            added = block.outputs_of((both >> shift) & self._block_mask)
             if added is not None:
                 z = [a + m for a, m in zip(z, added, strict=True)]
         return z
@@ -202,8 +207,9 @@ class LearnedModel:
         )
 
     def _text_sum(self, turn: features.TurnTokens) -> int:
-        """The packed sums of the turn's text buckets (with repeats) and, above ``_ask_shift``, of its
-        instruction words, each block's count in its last lane."""
+        """The packed sums of the turn's text buckets (with repeats), above ``_ask_shift`` of its instruction
+        words, and above those of the meaning blocks' rows (`_meaning_shifts`), each block's count in its last
+        lane."""
         if turn.instruction is turn.words:
             try:  # the usual case: every word seen before
                 total = sum(map(self._both_cache.__getitem__, turn.words))
@@ -234,9 +240,10 @@ class LearnedModel:
     def _word_sum(self, word: str) -> int:
         hit = self._cache.get(word)
         if hit is None:
-            hit = self._cached(
-                self._cache, word, sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
-            )
+            hit = sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
+            if self._meaning:
+                hit += self._meaning[0].row(word) << self._meaning_shifts[0]
+            hit = self._cached(self._cache, word, hit)
         return hit
 
     def _word_and_instruction(self, word: str) -> int:
@@ -249,6 +256,8 @@ class LearnedModel:
         hit = self._instruction_cache.get(word)
         if hit is None:
             row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)] << self._ask_shift
+            if len(self._meaning) > 1:
+                row += self._meaning[1].row(word) << self._meaning_shifts[1]
             hit = self._cached(self._instruction_cache, word, row)
         return hit
 
