@@ -82,6 +82,38 @@ def test_the_meaning_block_adds_the_mean_of_the_known_words_rows() -> None:
     assert added == pytest.approx([2.0, 0, -1.0, 0, 0, 0, 0, 0, 0.5], abs=1e-9)
 
 
+@pytest.mark.parametrize(
+    "turns",
+    [
+        ["fix the race in this worker pool"],  # the instruction is the whole turn: one row per word
+        [
+            "Summarize for the board:\n\n"
+            + "Revenue grew 4% while Lagerkosten fielen stark. " * 40
+            + "\nthanks"
+        ],
+        ["explique-moi le théorème de Bayes", "Bien sûr: P(A|B) = ...", "und jetzt mit Beispiel, bitte"],
+        ["qwzx vbnk zzyzx"],  # no word the table knows: the blocks add nothing
+    ],
+)
+def test_the_meaning_lanes_add_exactly_what_the_blocks_give_alone(turns: list[str]) -> None:
+    """The meaning rows ride in the n-gram sum, each block in lanes of its own: the logits must be, to the
+    last bit, the model without the blocks plus each block's mean over its words (cold and warm caches)."""
+    shipped = model.shipped()
+    data = json.loads(gzip.decompress(model.WEIGHTS_FILE.read_bytes()))
+    data.pop("meaning")
+    plain = model.LearnedModel(data, source="without the meaning blocks")
+    view = prompt_view(turns)
+    turn = features.split_turn(view.last_user)
+    expected = plain.logits(view)
+    for block, words in zip(shipped._meaning, (turn.words, turn.instruction), strict=True):
+        added = block.logits(words)
+        if added is not None:
+            expected = [z + a for z, a in zip(expected, added, strict=True)]
+    shipped.clear_cache()
+    assert shipped.logits(view) == expected
+    assert shipped.logits(view) == expected
+
+
 def chat(*messages: tuple[str, str]) -> bytes:
     return json.dumps({"model": "m", "messages": [{"role": r, "content": c} for r, c in messages]}).encode()
 
