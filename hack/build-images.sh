@@ -87,6 +87,9 @@ fi
 save() { # name reference
   local archive="$cache/$1_${2##*:}.tar"
   if [[ ! -f "$archive" ]]; then
+    # A build killed mid-push leaves a partial archive, which docker-archive refuses to write over (the
+    # build lock is held, so no other build is writing it).
+    rm -f "$archive.part"
     bh push --quiet "$2" "docker-archive:$archive.part:$2" >&2
     mv -f "$archive.part" "$archive"
   fi
