@@ -206,6 +206,40 @@ def leave_one_writer_out(requests: Sequence[Request]) -> list[str]:
     return lines
 
 
+LENGTHS = (
+    (0, 100, "under 100"),
+    (100, 400, "100-399"),
+    (400, 1500, "400-1,499"),
+    (1500, None, "1,500 and over"),
+)
+"""Buckets of the last user turn's characters: the corpus brief's short and long ends, and the 400 of "typical
+chat" in the cost table."""
+
+
+def by_length(requests: Sequence[Request], outcomes: Sequence[Outcome], gate: float) -> list[str]:
+    """The learned model's figures per length of the last user turn: the confidence gate's weak spot is short
+    asks whose difficulty is only in what they ask (dev/corpus/README.md, the w17-w23 section)."""
+    lines = [
+        "| last user turn (characters) | requests | complex | task type | tier | complex labelled simple "
+        "(P >= 0.5) | complex spilled at offloadConfidence | simple allowed to spill |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for low, high, label in LENGTHS:
+        rows = [
+            (r, o)
+            for r, o in zip(requests, outcomes, strict=True)
+            if low <= r.view.last_user_chars and (high is None or r.view.last_user_chars < high)
+        ]
+        if not rows:
+            continue
+        s = score([r for r, _ in rows], [o for _, o in rows], gate)
+        lines.append(
+            f"| {label} | {s.n} | {s.complex_n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.complex_to_simple)} | "
+            f"{pct(s.complex_to_simple_gated)} | {pct(s.simple_gated)} |"
+        )
+    return lines
+
+
 def _gz(payload: bytes) -> bytes:
     import gzip
 
@@ -272,6 +306,10 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
         'default offloadConfidence, the only ones the router lets go to a smaller model. "Simple allowed to '
         'spill": the share of the truly simple requests that pass the gate (what offloading can still move). '
         "The keyword classifier has no probability, so every request it labels simple may spill.",
+        "",
+        "The learned model by the length of the last user turn (same requests, default offloadConfidence):",
+        "",
+        *by_length(test, learned_out, m.offload_confidence),
         "",
         "Cost per classification (the router's whole `Classifier.classify`, request already parsed), measured "
         f"side by side in one run on {platform.machine()} / Python {platform.python_version()} "
@@ -361,6 +399,8 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         f"| all, keyword classifier (sample policy) | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
         f"{pct(s.complex_to_simple)} | - | {pct(s.simple_gated)} |"
     )
+    lines += ["", f"All of {' + '.join(sources)} by the length of the last user turn:", ""]
+    lines += by_length(everything, [learned(m)(r) for r in everything], m.offload_confidence)
     return "\n".join(lines)
 
 

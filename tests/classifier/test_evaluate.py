@@ -1,0 +1,37 @@
+"""The evaluation's table by the length of the last user turn (``python -m zeta_dev.classifier.evaluate``)."""
+
+from __future__ import annotations
+
+from zeta_dev.classifier import corpus, evaluate
+
+
+def _request(text: str, complexity: int) -> corpus.Request:
+    row = {
+        "id": "r", "group": "g", "source": "test", "task": "reasoning", "complexity": complexity,
+        "messages": [{"role": "user", "content": text}],
+    }  # fmt: skip
+    return corpus._request(row, where="test")
+
+
+def _outcome(simple_probability: float) -> evaluate.Outcome:
+    complexity = 1 if simple_probability >= 0.5 else 3
+    return evaluate.Outcome("reasoning", complexity, simple_probability, 0.9)
+
+
+def test_each_request_counts_in_the_bucket_of_its_length_and_the_gate_is_judged_there() -> None:
+    short_complex = _request("how many trailing zeros in 100!", 3)
+    short_doubtful = _request("expected coin flips to get two heads in a row", 3)
+    short_simple = _request("what is 15% of 80?", 1)
+    long_complex = _request("Work out the schedule. " + "The crew rests after each shift. " * 20, 4)
+    rows = evaluate.by_length(
+        [short_complex, short_doubtful, short_simple, long_complex],
+        [_outcome(0.99), _outcome(0.9), _outcome(0.97), _outcome(0.2)],
+        gate=0.95,
+    )
+    by_label = {row.split(" | ")[0].strip("| "): row.split(" | ") for row in rows[2:]}
+    assert set(by_label) == {"under 100", "400-1,499"}  # no row for a bucket without requests
+    short, long_ = by_label["under 100"], by_label["400-1,499"]
+    assert short[1:3] == ["3", "2"]  # requests, complex
+    assert short[5:7] == ["100.0%", "50.0%"]  # both complex asks labelled simple, one past the gate
+    assert short[7].rstrip(" |") == "100.0%"  # and so did the simple one
+    assert long_[1:3] == ["1", "1"] and long_[6] == "0.0%"
