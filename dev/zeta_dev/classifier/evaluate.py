@@ -386,7 +386,7 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     everything = [r for r in requests if r.source in sources]
-    for group in [*([s] for s in sources), list(sources)]:
+    for group in [*([s] for s in sources), *([list(sources)] if len(sources) > 1 else [])]:
         tested = [r for r in everything if r.source in group]
         s = score(tested, [learned(m)(r) for r in tested], m.offload_confidence)
         lines.append(
