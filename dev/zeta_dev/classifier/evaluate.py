@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import platform
 import re
 import statistics
@@ -210,7 +211,7 @@ LENGTHS = (
     (0, 100, "under 100"),
     (100, 400, "100-399"),
     (400, 1500, "400-1,499"),
-    (1500, None, "1,500 and over"),
+    (1500, math.inf, "1,500 and over"),
 )
 """Buckets of the last user turn's characters: the corpus brief's short and long ends, and the 400 of "typical
 chat" in the cost table."""
@@ -226,9 +227,7 @@ def by_length(requests: Sequence[Request], outcomes: Sequence[Outcome], gate: fl
     ]
     for low, high, label in LENGTHS:
         rows = [
-            (r, o)
-            for r, o in zip(requests, outcomes, strict=True)
-            if low <= r.view.last_user_chars and (high is None or r.view.last_user_chars < high)
+            (r, o) for r, o in zip(requests, outcomes, strict=True) if low <= r.view.last_user_chars < high
         ]
         if not rows:
             continue
@@ -386,9 +385,10 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     everything = [r for r in requests if r.source in sources]
+    outcomes = {r.id: learned(m)(r) for r in everything}
     for group in [*([s] for s in sources), *([list(sources)] if len(sources) > 1 else [])]:
         tested = [r for r in everything if r.source in group]
-        s = score(tested, [learned(m)(r) for r in tested], m.offload_confidence)
+        s = score(tested, [outcomes[r.id] for r in tested], m.offload_confidence)
         lines.append(
             f"| {' + '.join(group)} | {s.n} | {pct(s.task)} | {pct(s.tier)} | {pct(s.both)} | "
             f"{pct(s.complex_to_simple)} | {pct(s.complex_to_simple_gated)} of {s.complex_n} (at "
@@ -400,7 +400,7 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         f"{pct(s.complex_to_simple)} | - | {pct(s.simple_gated)} |"
     )
     lines += ["", f"All of {' + '.join(sources)} by the length of the last user turn:", ""]
-    lines += by_length(everything, [learned(m)(r) for r in everything], m.offload_confidence)
+    lines += by_length(everything, [outcomes[r.id] for r in everything], m.offload_confidence)
     return "\n".join(lines)
 
 
