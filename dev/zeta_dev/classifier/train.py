@@ -123,7 +123,27 @@ class Hyper:
 
     Learning curve (``--curve``, same harness, format 1; each fold fitted on a share of its groups, about
     600 / 1,200 / 1,800 / 2,400 requests): task 74.5 / 78.8 / 80.7 / 82.0, tier 80.4 / 81.1 / 82.4 / 82.7.
-    The task type still gains about a point per 600 requests; the tier has nearly levelled off."""
+    The task type still gains about a point per 600 requests; the tier has nearly levelled off.
+
+    Checked again at 14,023 requests (train split 9,781; 2026-12-04), out of fold with 5 folds **by writer** (each
+    source in one fold, so every prediction is of a writer the fold's model never read; a scratch harness over
+    `fit_heads`, not kept). Task / tier / complex labelled simple / gate as above:
+
+    ======================================  ===========================
+    candidate                               5 writer folds
+    ======================================  ===========================
+    task C 2, complexity C 1 (balanced)     86.3 / 86.1 / 14.2 / 45.2
+    **task C 4, complexity C 2 (HYPER)**    86.7 / 86.2 / 14.3 / 43.8
+    task C 8, complexity C 4                86.8 / 86.3 / 14.4 / 43.0
+    task C 16, complexity C 8               86.8 / 86.2 / 14.7 / 41.1
+    features.CONTEXT_WEIGHT 0.5 (HYPER)     86.7 / 86.3 / 14.3 / 43.5 (multi-turn task 78.2)
+    features.CONTEXT_WEIGHT 2 (HYPER)       86.4 / 86.0 / 14.3 / 42.4 (multi-turn task 77.8)
+    ======================================  ===========================
+
+    C no longer matters within 0.4 point; CONTEXT_WEIGHT 1 (multi-turn task 78.6) stays. Learning curve there (each
+    fold fitted on a share of its groups): task 82.5 / 84.8 / 85.6 / 86.7 and tier 84.4 / 85.4 / 86.0 / 86.2 at
+    a quarter / half / three quarters / all of the other writers' requests: about +2 task points per doubling, so
+    data alone, at this rate, would need some 16 times the corpus to reach 95%."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
