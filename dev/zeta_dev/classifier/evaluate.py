@@ -385,7 +385,8 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     everything = [r for r in requests if r.source in sources]
-    outcomes = {r.id: learned(m)(r) for r in everything}
+    predict = learned(m)
+    outcomes = {r.id: predict(r) for r in everything}
     for group in [*([s] for s in sources), *([list(sources)] if len(sources) > 1 else [])]:
         tested = [r for r in everything if r.source in group]
         s = score(tested, [outcomes[r.id] for r in tested], m.offload_confidence)
