@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,52 +191,71 @@ def design(
 
 Head = tuple[Sequence[Any], list[Any], float, bool, np.ndarray]
 """(labels, each request's label, C, balanced class weights, the columns it is fitted over)."""
+Fitted = tuple[list[Any], np.ndarray, np.ndarray]
+"""A fitted head: its classes in the solver's order, coefficients, intercepts."""
 
 
-def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (outputs x columns) and biases of both heads, fitted on ``requests``."""
-    full = design([r.view for r in requests])
+def fit_heads(
+    requests: Sequence[Request], hyper: Hyper, *, rows: csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (outputs x columns) and biases of both heads, fitted on ``requests`` (whose `design` rows may be
+    given, when they were computed once for several fits)."""
+    full = design([r.view for r in requests]) if rows is None else rows
+    return fit_matrix(full, heads_of(full, requests, hyper))
+
+
+def heads_of(full: csr_matrix, requests: Sequence[Request], hyper: Hyper) -> tuple[Head, ...]:
+    """Both heads of the shipped model over ``full``, the `design` rows of ``requests``."""
     # Fit over the columns some training request uses (a tenth of the hash space): the others would get
     # zero weight anyway, and the solver's cost grows with the columns.
     used = np.unique(full.indices)
     # The shape of the ask feeds the complexity head only: out of fold it raised the tier but not the
     # task type (see `Hyper`).
     task_columns = used[~np.isin(used, _ask_shape_columns())]
-    heads: tuple[Head, ...] = (
+    return (
         (corpus.TASKS, [r.task for r in requests], hyper.task_c, False, task_columns),
         (LEVELS, [r.complexity for r in requests], hyper.complexity_c, hyper.complexity_balanced, used),
     )
-    return fit_matrix(full, heads)
 
 
 def fit_matrix(x: csr_matrix, heads: Sequence[Head]) -> tuple[np.ndarray, np.ndarray]:
     """Weights (outputs x columns of ``x``) and biases of the heads, each fitted over its columns. The heads
     are independent fits: each runs in a process of its own (single-threaded, so the result does not depend
     on how many run at once), side by side on a machine with a core for each."""
+    workers = min(len(heads), os.cpu_count() or 1)
+    if workers == 1:
+        return assemble(x.shape[1], heads, [_fit_head(*job) for job in head_jobs(x, heads)])
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return assemble(x.shape[1], heads, [f.result() for f in submit_heads(pool, x, heads)])
+
+
+def submit_heads(pool: Executor, x: csr_matrix, heads: Sequence[Head]) -> list[Future[Fitted]]:
+    """Start fitting the heads in ``pool`` (one job each); `assemble` takes the results. Several fits can share
+    one pool, so its workers stay busy from one fit's heads to the next (`evaluate`'s leave-one-writer-out)."""
+    return [pool.submit(_fit_head, *job) for job in head_jobs(x, heads)]
+
+
+def head_jobs(x: csr_matrix, heads: Sequence[Head]) -> list[tuple[csr_matrix, list[Any], float, bool]]:
     for labels, y, *_ in heads:
         missing = set(labels) - set(y)
         if missing:
             raise ValueError(f"no training request labelled {sorted(map(str, missing))}")
-    jobs = [(x[:, columns].tocsr(), y, c, balanced) for _, y, c, balanced, columns in heads]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            fitted = list(pool.map(_fit_head, *zip(*jobs, strict=True)))
-    else:
-        fitted = [_fit_head(*job) for job in jobs]
+    return [(x[:, columns].tocsr(), y, c, balanced) for _, y, c, balanced, columns in heads]
+
+
+def assemble(width: int, heads: Sequence[Head], fitted: Sequence[Fitted]) -> tuple[np.ndarray, np.ndarray]:
+    """The heads' fitted coefficients as one weight matrix (outputs x ``width`` columns) and one bias vector."""
     weights, biases = [], []
     for (labels, _, _, _, columns), (classes, coef, intercept) in zip(heads, fitted, strict=True):
         order = [classes.index(label) for label in labels]
-        w = np.zeros((len(labels), x.shape[1]))
+        w = np.zeros((len(labels), width))
         w[:, columns] = coef[order]
         weights.append(w)
         biases.append(intercept[order])
     return np.vstack(weights), np.concatenate(biases)
 
 
-def _fit_head(
-    x: csr_matrix, y: list[Any], c: float, balanced: bool
-) -> tuple[list[Any], np.ndarray, np.ndarray]:
+def _fit_head(x: csr_matrix, y: list[Any], c: float, balanced: bool) -> Fitted:
     """One head: (its classes in the solver's order, coefficients, intercepts)."""
     # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
     # a first-order solver happened to stop.
@@ -326,9 +345,14 @@ def calibrate(data: dict[str, Any], calibration: Sequence[Request]) -> dict[str,
 
 def build(requests: Sequence[Request], hyper: Hyper = HYPER) -> bytes:
     """The weights file's uncompressed bytes (canonical JSON) for a corpus."""
+    return finish(requests, fit_heads([r for r in requests if r.split == "train"], hyper))
+
+
+def finish(requests: Sequence[Request], fitted: tuple[np.ndarray, np.ndarray]) -> bytes:
+    """`build`'s bytes from the heads fitted on the corpus's train split: quantised, then calibrated."""
     train = [r for r in requests if r.split == "train"]
     calibration = [r for r in requests if r.split == "calibration"]
-    data = quantise(*fit_heads(train, hyper))
+    data = quantise(*fitted)
     data.update(calibrate(data, calibration))
     data["corpus"] = corpus.fingerprint(requests)
     data["trainedOn"] = {"train": len(train), "calibration": len(calibration)}
