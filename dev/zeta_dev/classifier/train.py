@@ -195,12 +195,9 @@ Fitted = tuple[list[Any], np.ndarray, np.ndarray]
 """A fitted head: its classes in the solver's order, coefficients, intercepts."""
 
 
-def fit_heads(
-    requests: Sequence[Request], hyper: Hyper, *, rows: csr_matrix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (outputs x columns) and biases of both heads, fitted on ``requests`` (whose `design` rows may be
-    given, when they were computed once for several fits)."""
-    full = design([r.view for r in requests]) if rows is None else rows
+def fit_heads(requests: Sequence[Request], hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (outputs x columns) and biases of both heads, fitted on ``requests``."""
+    full = design([r.view for r in requests])
     return fit_matrix(full, heads_of(full, requests, hyper))
 
 
