@@ -35,3 +35,15 @@ def test_each_request_counts_in_the_bucket_of_its_length_and_the_gate_is_judged_
     assert short[5:7] == ["100.0%", "50.0%"]  # both complex asks labelled simple, one past the gate
     assert short[7].rstrip(" |") == "100.0%"  # and so did the simple one
     assert long_[1:3] == ["1", "1"] and long_[6] == "0.0%"
+
+
+def test_the_gate_is_judged_on_what_the_router_compares_for_a_follow_up() -> None:
+    """A follow-up's own P(simple) may be high while the ask it follows was in doubt: the router keeps it up
+    (`model.Prediction.spill_simple`), so the evaluation counts it as kept, not spilled."""
+    follow_up = _request("now prove it", 3)
+    own_only = evaluate.Outcome("reasoning", 1, 0.99, 0.9)
+    with_earlier = evaluate.Outcome("reasoning", 1, 0.99, 0.9, spill_probability=0.6)
+    assert evaluate.score([follow_up], [own_only], gate=0.95).complex_to_simple_gated == 1.0
+    kept = evaluate.score([follow_up], [with_earlier], gate=0.95)
+    assert kept.complex_to_simple_gated == 0.0
+    assert kept.complex_to_simple == 1.0  # labelled simple all the same: the label is the follow-up's own

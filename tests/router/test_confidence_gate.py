@@ -4,6 +4,7 @@ lacking it; explicit evidence (headers) is unaffected."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -14,7 +15,7 @@ from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, Tabl
 from zeta_operator.router.balancer import choose
 from zeta_operator.router.classify import Classification, certain, plausible_tasks, shifted, spill_floor
 from zeta_operator.router.model import LearnedModel
-from zeta_operator.router.payload import prompt_view
+from zeta_operator.router.payload import PromptView, parse_request, prompt_view
 from zeta_operator.router.proxy import Forwarder
 from zeta_operator.router.snapshot import TableSnapshot
 
@@ -87,14 +88,15 @@ def offloading_table(offload_confidence: float = 0.9) -> RoutingTable:
 
 
 def served_by(
-    text: str,
+    text: str | PromptView,
     *,
     headers: dict[str, str] | None = None,
     table: RoutingTable | None = None,
     model: LearnedModel = MODEL,
 ) -> Counter[str]:
     snapshot = TableSnapshot.build(table or offloading_table(), model=model)
-    cls = snapshot.classifier.classify(headers or {}, "any", prompt_view([text]))
+    view = prompt_view([text]) if isinstance(text, str) else text
+    cls = snapshot.classifier.classify(headers or {}, "any", view)
     route = snapshot.routes[cls.task_class.name]
     settings = snapshot.table.classifier
     eligible = Forwarder._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
@@ -131,6 +133,27 @@ def test_a_lower_offload_confidence_lets_the_close_call_spill() -> None:
     """offloadConfidence is the knob: at 0.5 the close call (P(simple) ~ 0.52) may go down too."""
     served = served_by(LONGER, table=offloading_table(offload_confidence=0.5))
     assert served["general-4b"] > 0
+
+
+def conversation(*user_turns: str) -> PromptView:
+    messages = []
+    for turn in user_turns:
+        messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": "Here you are."}]
+    return parse_request(json.dumps({"model": "m", "messages": messages[:-1]}).encode(), "chat").prompt
+
+
+def test_a_follow_up_spills_only_when_the_ask_it_follows_was_surely_simple_too() -> None:
+    """ "fix my typo" alone is surely simple; after an ask the model is unsure of, it is as hard as that ask
+    may be (the follow-up's difficulty is in what it continues), so it stays up. Its own estimate and
+    confidence are still its own."""
+    after_doubt = conversation(LONGER, SHORT)
+    assert served_by(after_doubt) == {"coder-7b": 400}
+    assert served_by(conversation("hi", SHORT))["general-4b"] > 250
+    snapshot = TableSnapshot.build(offloading_table(), model=MODEL)
+    cls = snapshot.classifier.classify({}, "any", after_doubt)
+    assert cls.task_class.name == "code-simple" and cls.simple_probability > 0.97
+    assert 0.5 < cls.spill_probability < 0.6
+    assert cls.confidence == snapshot.classifier.classify({}, "any", prompt_view([SHORT])).confidence
 
 
 def test_a_complexity_header_is_certain_and_unaffected() -> None:

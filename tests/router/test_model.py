@@ -136,6 +136,14 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
     assert view.last_user == "now do it in rust"
     assert view.previous_user == "write a python function to add numbers"
     assert view.previous_assistant == long_reply[:CONTEXT_CHARS]
+    # The conversation as it stood at the ask the follow-up continues (for the spill gate), one level deep.
+    assert view.earlier is not None and view.earlier.earlier is None
+    assert (view.earlier.last_user, view.earlier.previous_user, view.earlier.history) == (
+        "write a python function to add numbers",
+        "hello",
+        1,
+    )
+    assert view.earlier.system and view.earlier.tokens < view.tokens
     user_words, assistant_words = features.context_words(view)
     assert user_words == ["write", "a", "python", "function", "to", "add", "numbers"]
     assert assistant_words == ["def", "add", "a", "b", "return", "x"]
@@ -147,10 +155,12 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
     code = features.CONTEXT_WEIGHT * (3.0 / math.sqrt(7) + 2.0 / math.sqrt(6))
     assert m.logits(view) == pytest.approx([0, code, 0, 0, 0, 0, 0, 0, 0], abs=1e-9)
     assert m.logits(view) == m.logits(view)  # the context word cache gives the same answer
+    p, before = m.predict(view), m.predict(view.earlier)
+    assert p.earlier == before.cumulative() and p.spill_simple == min(p.simple, before.simple)
     # The same words in the last turn itself are not context; a single turn has none.
     assert m.logits(prompt_view(["write a python function: def"])) == [0.0] * 9
     alone = parse_request(chat(("system", "python def"), ("user", "now do it in rust")), "chat").prompt
-    assert (alone.previous_user, alone.previous_assistant) == ("", "")
+    assert (alone.previous_user, alone.previous_assistant, alone.earlier) == ("", "", None)
     assert m.logits(alone) == [0.0] * 9
 
 

@@ -15,7 +15,7 @@ Order of evidence, strongest first:
 Headers and aliases are certain (confidence 1.0). A rule decides the task type with certainty; the model still
 estimates the complexity, shifted up by the rule's bonus. `Classification.at_most` carries P(complexity <= k),
 which the router uses to spill a request to a smaller model only when it is confident the request is simple
-(`spill_floor`).
+(`spill_floor`) and, for a follow-up, that the ask it follows was simple too.
 
 The rule classifier (``zeta-router --classifier rules``, chosen explicitly by the router's operator, or for
 a table's unit tests) replaces step 4 with the built-in vocabulary this module had before the learned model:
@@ -111,10 +111,24 @@ class Classification:
     task_probabilities: tuple[tuple[str, float], ...] = ()
     """Every task type the classifier weighed, most likely first, with its probability; empty when the task
     type is certain (header, alias, rule, exact example, endpoint, rule classifier)."""
+    earlier_at_most: tuple[float, ...] | None = None
+    """For a follow-up the model estimated: P(complexity <= k) of the ask it follows (`spill_at_most`)."""
 
     @property
     def simple_probability(self) -> float:
         return self.at_most[SIMPLE_MAX - 1]
+
+    @property
+    def spill_at_most(self) -> tuple[float, ...]:
+        """What the spill gate relies on: `at_most`, and for a follow-up the lower of it and the earlier ask's
+        (`model.Prediction.spill_simple`)."""
+        if self.earlier_at_most is None:
+            return self.at_most
+        return tuple(map(min, self.at_most, self.earlier_at_most))
+
+    @property
+    def spill_probability(self) -> float:
+        return self.spill_at_most[SIMPLE_MAX - 1]
 
 
 def certain(complexity: int) -> tuple[float, ...]:
@@ -152,9 +166,11 @@ def spill_floor(cls: Classification, *, protected_ceiling: int, offload_confiden
     A backend whose ceiling is at least ``protected_ceiling`` (the class's upper bound, or its preferred
     backends' ceiling when that is higher) keeps the request with the preferred backends or above. A smaller
     one may take it only if the classifier is at least ``offload_confidence`` sure that the request's
-    complexity is within the backend's ceiling: P(complexity <= ceiling). Never below the estimate itself.
+    complexity is within the backend's ceiling: P(complexity <= ceiling), and for a follow-up the same of the ask
+    it follows (`Classification.spill_at_most`). Never below the estimate itself.
     """
-    confident = next((k for k, p in enumerate(cls.at_most, 1) if p >= offload_confidence - 1e-12), LEVELS)
+    at_most = cls.spill_at_most
+    confident = next((k for k, p in enumerate(at_most, 1) if p >= offload_confidence - 1e-12), LEVELS)
     return max(cls.complexity, min(confident, protected_ceiling))
 
 
@@ -279,6 +295,7 @@ class Classifier:
             confidence=task_p * tier_p,
             at_most=at_most,
             task_probabilities=ranked,
+            earlier_at_most=prediction.earlier,
         )
 
     def _model_task(
@@ -343,6 +360,7 @@ class Classifier:
         confidence: float = 1.0,
         at_most: tuple[float, ...] | None = None,
         task_probabilities: tuple[tuple[str, float], ...] = (),
+        earlier_at_most: tuple[float, ...] | None = None,
     ) -> Classification:
         task_class = self.resolve(task, complexity)
         return Classification(
@@ -355,6 +373,7 @@ class Classifier:
             confidence=confidence,
             at_most=certain(complexity) if at_most is None else at_most,
             task_probabilities=task_probabilities,
+            earlier_at_most=earlier_at_most,
         )
 
     def resolve(self, task: str, complexity: int) -> TableClass:

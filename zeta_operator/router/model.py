@@ -63,6 +63,8 @@ class Prediction:
     """Task type -> probability (sums to 1)."""
     complexity: tuple[float, ...]
     """Probability of complexity 1..5 (index 0 is complexity 1)."""
+    earlier: tuple[float, ...] | None = None
+    """For a follow-up: P(complexity <= k), k = 1..5, of the ask it follows (`PromptView.earlier`)."""
 
     def at_most(self, level: int) -> float:
         """P(complexity <= level)."""
@@ -76,6 +78,13 @@ class Prediction:
     def simple(self) -> float:
         """P(the request is simple): complexity <= SIMPLE_MAX."""
         return self.at_most(SIMPLE_MAX)
+
+    @property
+    def spill_simple(self) -> float:
+        """What the spill gate compares with offloadConfidence: `simple`, and for a follow-up the lower of it
+        and the same probability of the ask it follows ("now prove it" is as hard as what it continues, and
+        its own words do not say so)."""
+        return self.simple if self.earlier is None else min(self.simple, self.earlier[SIMPLE_MAX - 1])
 
     def complexity_estimate(self) -> int:
         """The most likely level within the more likely tier (so the level and the tier never disagree)."""
@@ -197,13 +206,14 @@ class LearnedModel:
         return hit
 
     def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
-        """``turn``: as for `logits`."""
+        """``turn``: as for `logits`. A follow-up costs a second prediction, of the ask it follows."""
         z = self.logits(view, turn)
         k = len(self.tasks)
         task_p = softmax(z[:k], self.task_temperature)
         return Prediction(
             tasks=dict(zip(self.tasks, task_p, strict=True)),
             complexity=tuple(softmax(z[k:], self.complexity_temperature)),
+            earlier=None if view.earlier is None else self.predict(view.earlier).cumulative(),
         )
 
     def _text_sum(self, turn: features.TurnTokens) -> int:

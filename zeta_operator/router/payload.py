@@ -59,6 +59,10 @@ class PromptView:
     """The first `CONTEXT_CHARS` characters of the user turn before the last one, as sent ("" without one)."""
     previous_assistant: str = ""
     """The first `CONTEXT_CHARS` characters of the last assistant turn before the last user turn."""
+    earlier: PromptView | None = None
+    """The conversation as it stood at the user turn before the last one (None without one): the ask a
+    follow-up continues. A follow-up's difficulty is often there ("now prove it"), so the spill gate wants
+    that ask to be simple too (`model.Prediction.spill_simple`)."""
 
 
 @dataclass(slots=True)
@@ -77,14 +81,7 @@ def parse_request(raw: bytes, kind: Kind) -> ParsedRequest:
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean", param="stream")
     if kind == "chat":
-        turns = _chat_turns(body)
-        view = prompt_view(
-            [text for _, text in turns],
-            last_user=_last_user(turns),
-            system=any(role in SYSTEM_ROLES for role, _ in turns),
-            history=_history(turns),
-            previous=_previous(turns),
-        )
+        view = _chat_view(_chat_turns(body))
     else:
         parts, token_ids = _token_or_text_parts(body, "prompt" if kind == "completion" else "input")
         view = prompt_view(parts, token_ids)
@@ -133,6 +130,20 @@ def serialise(body: dict[str, Any]) -> bytes:
 SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
+def _chat_view(turns: list[tuple[str, str]], *, earlier: bool = True) -> PromptView:
+    """The view of a conversation, and (``earlier``) of the conversation as it stood at the user turn before
+    the last one."""
+    before = _earlier_ask(turns) if earlier else None
+    return prompt_view(
+        [text for _, text in turns],
+        last_user=_last_user(turns),
+        system=any(role in SYSTEM_ROLES for role, _ in turns),
+        history=_history(turns),
+        previous=_previous(turns),
+        earlier=None if before is None else _chat_view(turns[: before + 1], earlier=False),
+    )
+
+
 def prompt_view(
     parts: list[str],
     token_ids: int = 0,
@@ -141,11 +152,12 @@ def prompt_view(
     system: bool = False,
     history: int = 0,
     previous: tuple[str, str] = ("", ""),
+    earlier: PromptView | None = None,
 ) -> PromptView:
     """The bounded window over ``parts`` and an estimate of tokens (about four characters each).
 
     ``last_user``: the last user turn (default: the last part). ``previous``: the user turn before it and the
-    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`."""
+    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`. ``earlier``: `PromptView.earlier`."""
     total = sum(len(p) for p in parts)
     turn = last_user if last_user is not None else (parts[-1] if parts else "")
     return PromptView(
@@ -157,6 +169,7 @@ def prompt_view(
         history=history,
         previous_user=previous[0][:CONTEXT_CHARS],
         previous_assistant=previous[1][:CONTEXT_CHARS],
+        earlier=earlier,
     )
 
 
@@ -241,6 +254,12 @@ def _last_user(turns: list[tuple[str, str]]) -> str:
 def _history(turns: list[tuple[str, str]]) -> int:
     last = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=len(turns) - 1)
     return sum(1 for role, _ in turns[:last] if role not in SYSTEM_ROLES)
+
+
+def _earlier_ask(turns: list[tuple[str, str]]) -> int | None:
+    """The index of the user turn before the last user turn, None without one."""
+    users = [i for i, (role, _) in enumerate(turns) if role == "user"]
+    return users[-2] if len(users) > 1 else None
 
 
 def _previous(turns: list[tuple[str, str]]) -> tuple[str, str]:

@@ -49,6 +49,13 @@ class Outcome:
     complexity: int
     simple_probability: float
     task_probability: float
+    spill_probability: float | None = None
+    """What the spill gate compares with offloadConfidence (for a follow-up, also the ask it follows:
+    `model.Prediction.spill_simple`); None: ``simple_probability``."""
+
+    @property
+    def spill(self) -> float:
+        return self.simple_probability if self.spill_probability is None else self.spill_probability
 
 
 Predictor = Callable[[Request], Outcome]
@@ -58,7 +65,7 @@ def learned(m: runtime.LearnedModel) -> Predictor:
     def predict(r: Request) -> Outcome:
         p = m.predict(r.view)
         task = max(p.tasks, key=lambda t: p.tasks[t])
-        return Outcome(task, p.complexity_estimate(), p.simple, p.tasks[task])
+        return Outcome(task, p.complexity_estimate(), p.simple, p.tasks[task], p.spill_simple)
 
     return predict
 
@@ -84,7 +91,7 @@ def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] 
 def through(clf: Classifier) -> Predictor:
     def predict(r: Request) -> Outcome:
         c = clf.classify({}, "any", r.view)
-        return Outcome(c.task_type, c.complexity, c.simple_probability, c.confidence)
+        return Outcome(c.task_type, c.complexity, c.simple_probability, c.confidence, c.spill_probability)
 
     return predict
 
@@ -116,12 +123,12 @@ def score(requests: Sequence[Request], outcomes: Sequence[Outcome], gate: float 
     )
     complex_ = [(r, o) for r, o in zip(requests, outcomes, strict=True) if not r.simple]
     down = sum(o.complexity <= runtime.SIMPLE_MAX for _, o in complex_)
-    gated = None if gate is None else sum(o.simple_probability >= gate for _, o in complex_)
+    gated = None if gate is None else sum(o.spill >= gate for _, o in complex_)
     simple = [o for r, o in zip(requests, outcomes, strict=True) if r.simple]
     if gate is None:
         simple_gated = sum(o.complexity <= runtime.SIMPLE_MAX for o in simple)
     else:
-        simple_gated = sum(o.simple_probability >= gate for o in simple)
+        simple_gated = sum(o.spill >= gate for o in simple)
     k = max(1, len(complex_))
     return Scores(
         n,
@@ -329,7 +336,8 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
         'Targets (issue 9): task type >= 95%, tier >= 90%, complex-to-simple <= 1%. "Complex labelled '
         'simple": complex requests whose estimate is simple (P(simple) >= 0.5), i.e. that a policy without '
         'the confidence gate could spill. "Spilled at offloadConfidence": those whose P(simple) reaches the '
-        'default offloadConfidence, the only ones the router lets go to a smaller model. "Simple allowed to '
+        "default offloadConfidence (for a follow-up, the ask it follows must reach it too), the only ones the "
+        'router lets go to a smaller model. "Simple allowed to '
         'spill": the share of the truly simple requests that pass the gate (what offloading can still move). '
         "The keyword classifier has no probability, so every request it labels simple may spill.",
         "",
@@ -378,7 +386,7 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
         "## Calibration (held-out split)",
         "",
         "P(simple), against the share that is truly simple (bins of the probability the gate compares with "
-        "offloadConfidence):",
+        "offloadConfidence; for a follow-up the gate also compares the ask it follows):",
         "",
         *reliability([o.simple_probability for o in learned_out], [r.simple for r in test]),
         "",
