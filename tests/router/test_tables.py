@@ -85,8 +85,9 @@ def test_kubeconfig_token_file_is_read_again_on_reload(tmp_path: Path) -> None:
     assert creds.headers() == {"Authorization": "Bearer s3cret-token"}
     assert creds.ssl_context.verify_mode == ssl.CERT_NONE  # the kubeconfig's explicit choice
     assert "s3cret" not in repr(creds) and "s3cret" not in repr(vars(creds).get("source"))
+    assert not creds.reload()  # what the watch does after a 401: nothing new, so it waits its backoff
     (tmp_path / "token").write_text("rotated\n")
-    creds.reload()  # what the watch does after a 401
+    assert creds.reload()  # a rotated token: the watch tries it at once
     assert creds.headers() == {"Authorization": "Bearer rotated"}
 
 

@@ -9,7 +9,8 @@ auth providers, certificate-authority[-data], insecure-skip-tls-verify, tls-serv
 The watch itself stays a small aiohttp request (tables.py): only the credentials come from the library. The
 Authorization header is asked for on every (re)connect, so the library's refresh hooks run: a rotated
 ServiceAccount token is read again (at most a minute late) and an expired exec-plugin credential is renewed.
-After a 401, `reload` loads everything again (a kubeconfig tokenFile that was rotated, a changed kubeconfig).
+After a 401, `reload` loads everything again (a kubeconfig tokenFile that was rotated, a changed kubeconfig), and
+the watch tries new credentials at once rather than after its backoff.
 Tokens are never logged.
 """
 
@@ -39,10 +40,16 @@ class KubeCredentials:
         self._load = load
         self.source = source
         """Where the credentials come from (for logs and errors): a file name or "in-cluster"."""
-        self.reload()
+        self._use(*self._loaded())
 
-    def reload(self) -> None:
-        """Load everything again (after a 401: a rotated token file, a renewed certificate)."""
+    def reload(self) -> bool:
+        """Load everything again (after a 401: a rotated token file, a renewed certificate). True if what the
+        requests send changed (the server, the token, the certificates), so a new attempt need not wait."""
+        before = _fingerprint(self._config)
+        self._use(*self._loaded())
+        return _fingerprint(self._config) != before
+
+    def _loaded(self) -> tuple[kubernetes.client.Configuration, ssl.SSLContext]:
         config = kubernetes.client.Configuration()
         try:
             self._load(config)
@@ -52,6 +59,9 @@ class KubeCredentials:
             raise KubeConfigError(f"cannot load Kubernetes credentials from {self.source}: {e}") from None
         if not config.host.startswith(("https://", "http://")):
             raise KubeConfigError(f"{self.source}: the cluster has no server URL")
+        return config, context
+
+    def _use(self, config: kubernetes.client.Configuration, context: ssl.SSLContext) -> None:
         self._config = config
         self.server: str = config.host.rstrip("/")
         self.ssl_context = context
@@ -73,6 +83,17 @@ class KubeCredentials:
         if self._config.proxy:
             options["proxy"] = self._config.proxy
         return options
+
+
+def _fingerprint(config: kubernetes.client.Configuration) -> tuple[Any, ...]:
+    """What requests send: a change means new credentials (compared, never logged)."""
+    return (
+        config.host,
+        sorted(config.api_key.items()),
+        config.cert_file,
+        config.key_file,
+        config.ssl_ca_cert,
+    )
 
 
 def load_credentials(kubeconfig: Path | None = None) -> KubeCredentials:

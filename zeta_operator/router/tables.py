@@ -157,6 +157,7 @@ async def watch_configmap(
     source = f"configmap:{namespace}/{name}"
     backoff = Backoff()
     version: str | None = None
+    retried = False
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
         watcher = _ConfigMapWatch(session, credentials, namespace, name, store, source, watch_seconds)
         while True:
@@ -172,16 +173,23 @@ async def watch_configmap(
                 version = None
             except (aiohttp.ClientError, TimeoutError, ApiError, KubeConfigError, ValueError) as e:
                 store.error(f"{type(e).__name__}: {e}", source=source)
-                if isinstance(e, ApiError) and e.status == 401:
-                    _reload(credentials, store, source)  # a rotated token file, a renewed certificate
+                rejected = isinstance(e, ApiError) and e.status == 401
+                # A rotated token file or a renewed certificate: new credentials are tried at once, but only
+                # once before the next backoff (an exec plugin may hand out a new, equally rejected token each time).
+                if rejected and _reload(credentials, store, source) and not retried:
+                    retried = True
+                    continue
+                retried = False
                 await asyncio.sleep(backoff.next())
 
 
-def _reload(credentials: KubeCredentials, store: TableStore, source: str) -> None:
+def _reload(credentials: KubeCredentials, store: TableStore, source: str) -> bool:
+    """Load the credentials again; True if they changed."""
     try:
-        credentials.reload()
+        return credentials.reload()
     except KubeConfigError as e:
         store.error(str(e), source=source)
+        return False
 
 
 class _ConfigMapWatch:
