@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from zeta_operator.api.policy import ClassifierSettings
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.router.balancer import choose
 from zeta_operator.router.classify import Classification, certain, plausible_tasks, shifted, spill_floor
-from zeta_operator.router.model import LearnedModel
+from zeta_operator.router.model import LearnedModel, Prediction
 from zeta_operator.router.payload import PromptView, parse_request, prompt_view
 from zeta_operator.router.proxy import Forwarder
 from zeta_operator.router.snapshot import TableSnapshot
@@ -156,9 +157,22 @@ def test_a_follow_up_spills_only_when_the_ask_it_follows_was_surely_simple_too()
     assert cls.confidence == snapshot.classifier.classify({}, "any", prompt_view([SHORT])).confidence
 
 
-def test_a_complexity_header_is_certain_and_unaffected() -> None:
+def test_a_complexity_header_is_certain_and_unaffected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert served_by(LONGER, headers={"X-Zeta-Complexity": "2"})["general-4b"] > 250
     assert served_by(SHORT, headers={"X-Zeta-Complexity": "4"}) == {"coder-7b": 400}
+    # Nor is the ask a follow-up continues predicted: the gate has nothing to ask it.
+    asked: list[bool] = []
+    predict = MODEL.predict
+
+    def recorded(*args: Any, earlier: bool = True) -> Prediction:
+        asked.append(earlier)
+        return predict(*args, earlier=earlier)
+
+    monkeypatch.setattr(MODEL, "predict", recorded)
+    classifier = TableSnapshot.build(offloading_table(), model=MODEL).classifier
+    cls = classifier.classify({"X-Zeta-Complexity": "2"}, "any", conversation("hi", SHORT))
+    assert asked == [False] and cls.earlier_at_most is None and cls.spill_probability == 1.0
+    assert classifier.classify({}, "any", conversation("hi", SHORT)).earlier_at_most is not None
 
 
 def _classification(at_most: tuple[float, ...], complexity: int) -> Classification:

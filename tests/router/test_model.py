@@ -157,6 +157,7 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
     assert m.logits(view) == m.logits(view)  # the context word cache gives the same answer
     p, before = m.predict(view), m.predict(view.earlier)
     assert p.earlier == before.cumulative() and p.spill_simple == min(p.simple, before.simple)
+    assert m.predict(view, earlier=False).earlier is None  # a known complexity: the gate will not ask
     # The same words in the last turn itself are not context; a single turn has none.
     assert m.logits(prompt_view(["write a python function: def"])) == [0.0] * 9
     alone = parse_request(chat(("system", "python def"), ("user", "now do it in rust")), "chat").prompt

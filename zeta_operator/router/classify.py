@@ -39,7 +39,7 @@ from ..api.policy import ClassifierSettings
 from ..api.table import TableClass
 from . import features
 from .examples import ExampleIndex, ExampleMatch, estimate, pushed_up
-from .model import SIMPLE_MAX, LearnedModel, Prediction
+from .model import SIMPLE_MAX, LearnedModel, Prediction, spill_at_most
 from .payload import BadRequest, PromptView
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -120,11 +120,8 @@ class Classification:
 
     @property
     def spill_at_most(self) -> tuple[float, ...]:
-        """What the spill gate relies on: `at_most`, and for a follow-up the lower of it and the earlier ask's
-        (`model.Prediction.spill_simple`)."""
-        if self.earlier_at_most is None:
-            return self.at_most
-        return tuple(map(min, self.at_most, self.earlier_at_most))
+        """What the spill gate relies on (`model.spill_at_most`)."""
+        return spill_at_most(self.at_most, self.earlier_at_most)
 
     @property
     def spill_probability(self) -> float:
@@ -267,7 +264,7 @@ class Classifier:
     ) -> Classification:
         """``match``: a near (not exact) example, or None; ``turn``: the split last user turn, if done."""
         assert self._model is not None
-        prediction = self._model.predict(prompt, turn)
+        prediction = self._model.predict(prompt, turn, earlier=complexity is None)
         task_p = 1.0
         ranked: tuple[tuple[str, float], ...] = ()
         if task is None:

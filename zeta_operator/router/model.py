@@ -84,12 +84,19 @@ class Prediction:
         """What the spill gate compares with offloadConfidence: `simple`, and for a follow-up the lower of it
         and the same probability of the ask it follows ("now prove it" is as hard as what it continues, and
         its own words do not say so)."""
-        return self.simple if self.earlier is None else min(self.simple, self.earlier[SIMPLE_MAX - 1])
+        return spill_at_most(self.cumulative(), self.earlier)[SIMPLE_MAX - 1]
 
     def complexity_estimate(self) -> int:
         """The most likely level within the more likely tier (so the level and the tier never disagree)."""
         levels = range(1, SIMPLE_MAX + 1) if self.simple >= 0.5 else range(SIMPLE_MAX + 1, 6)
         return max(levels, key=lambda level: self.complexity[level - 1])
+
+
+def spill_at_most(at_most: tuple[float, ...], earlier: tuple[float, ...] | None) -> tuple[float, ...]:
+    """The spill gate's P(complexity <= k), k = 1..5: ``at_most``, and for a follow-up, level by level, the lower
+    of it and ``earlier``, the same of the ask it follows (the one definition of the rule, for the router's
+    `classify.spill_floor` and the evaluation's `Prediction.spill_simple`)."""
+    return at_most if earlier is None else tuple(map(min, at_most, earlier))
 
 
 class LearnedModel:
@@ -205,15 +212,18 @@ class LearnedModel:
             hit = self._cached(cache, word, self._rows[features.bucket_of(word, namespace)])
         return hit
 
-    def predict(self, view: PromptView, turn: features.TurnTokens | None = None) -> Prediction:
-        """``turn``: as for `logits`. A follow-up costs a second prediction, of the ask it follows."""
+    def predict(
+        self, view: PromptView, turn: features.TurnTokens | None = None, *, earlier: bool = True
+    ) -> Prediction:
+        """``turn``: as for `logits`. A follow-up costs a second prediction, of the ask it follows, unless
+        ``earlier`` is False (the complexity is known, so the spill gate will not ask)."""
         z = self.logits(view, turn)
         k = len(self.tasks)
         task_p = softmax(z[:k], self.task_temperature)
         return Prediction(
             tasks=dict(zip(self.tasks, task_p, strict=True)),
             complexity=tuple(softmax(z[k:], self.complexity_temperature)),
-            earlier=None if view.earlier is None else self.predict(view.earlier).cumulative(),
+            earlier=None if view.earlier is None or not earlier else self.predict(view.earlier).cumulative(),
         )
 
     def _text_sum(self, turn: features.TurnTokens) -> int:
