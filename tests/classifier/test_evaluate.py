@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from zeta_dev.classifier import corpus, evaluate
 
 
@@ -47,3 +52,20 @@ def test_the_gate_is_judged_on_what_the_router_compares_for_a_follow_up() -> Non
     kept = evaluate.score([follow_up], [with_earlier], gate=0.95)
     assert kept.complex_to_simple_gated == 0.0
     assert kept.complex_to_simple == 1.0  # labelled simple all the same: the label is the follow-up's own
+
+
+def test_unseen_writers_are_scored_from_another_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--unseen --corpus DIR``: files written but not merged (dev/corpus/incoming) are scored where they are,
+    each source and then all together, by the shipped weights."""
+    rows = [
+        {"id": f"x1-{n}", "group": f"x1-g{n}", "source": "x1", "lang": "en", "task": "code", "complexity": 2,
+         "messages": [{"role": "user", "content": f"write a python function that returns {n} squared"}]}
+        for n in range(3)
+    ]  # fmt: skip
+    rows.append({**rows[0], "id": "x2-0", "group": "x2-g0", "source": "x2", "task": "chat", "complexity": 1})
+    (tmp_path / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    evaluate.main(["--unseen", "x1,x2", "--corpus", str(tmp_path)])
+    table = capsys.readouterr().out
+    assert "| x1 | 3 |" in table and "| x2 | 1 |" in table and "| x1 + x2 | 4 |" in table

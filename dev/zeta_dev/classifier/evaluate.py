@@ -451,9 +451,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "older model never read; prints, writes nothing",
     )
     parser.add_argument("--weights", type=Path, default=runtime.WEIGHTS_FILE)
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=corpus.CORPUS,
+        help="with --unseen: where their files are (e.g. dev/corpus/incoming, written but not merged)",
+    )
     args = parser.parse_args(argv)
     if args.unseen:
-        print(unseen(corpus.load(), args.unseen.split(","), runtime.load(args.weights)))
+        print(unseen(corpus.load(args.corpus), args.unseen.split(","), runtime.load(args.weights)))
         return
     args.out.write_text(report(corpus.load(), lowo=not args.no_lowo))
     print(f"wrote {args.out}")
