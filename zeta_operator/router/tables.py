@@ -166,6 +166,7 @@ async def watch_configmap(
                 if version is None:
                     version = await watcher.list()
                 store.watch_started(resumed=resumed)
+                retried = False  # these credentials were accepted
                 version = await watcher.watch(version)
                 backoff.reset()
             except _Gone:
