@@ -226,10 +226,36 @@ def fit_matrix(x: csr_matrix, heads: Sequence[Head]) -> tuple[np.ndarray, np.nda
         return assemble(x.shape[1], heads, [f.result() for f in submit_heads(pool, x, heads)])
 
 
-def submit_heads(pool: Executor, x: csr_matrix, heads: Sequence[Head]) -> list[Future[Fitted]]:
+def submit_heads(
+    pool: Executor,
+    x: csr_matrix,
+    heads: Sequence[Head],
+    near: Sequence[tuple[Fitted, np.ndarray]] | None = None,
+) -> list[Future[Fitted]]:
     """Start fitting the heads in ``pool`` (one job each); `assemble` takes the results. Several fits can share
-    one pool, so its workers stay busy from one fit's heads to the next (`evaluate`'s leave-one-writer-out)."""
-    return [pool.submit(_fit_head, *job) for job in head_jobs(x, heads)]
+    one pool, so its workers stay busy from one fit's heads to the next (`evaluate`'s leave-one-writer-out).
+    ``near``: each head's fit on a near-identical request set (its columns a superset of this head's); the
+    solver starts from it, see `start_from`."""
+    starts = (
+        [None] * len(heads) if near is None else [start_from(n, h) for n, h in zip(near, heads, strict=True)]
+    )
+    return [
+        pool.submit(_fit_head, *job, start) for job, start in zip(head_jobs(x, heads), starts, strict=True)
+    ]
+
+
+def start_from(near: tuple[Fitted, np.ndarray], head: Head) -> tuple[np.ndarray, np.ndarray]:
+    """``near`` (a fit and the columns it was fitted over) cut to ``head``'s columns: where the solver starts.
+    The problem is the same strictly convex one either way, so the start changes only how many Newton steps
+    reach its optimum, not the optimum, up to the solver's tolerance. From the whole train split's fit to
+    one without w62 (2026-12-04): 4 steps instead of 14 and 13, 1.75x and 2.4x less time for the two heads."""
+    (classes, coef, intercept), columns = near
+    labels, _, _, _, own = head
+    at = np.searchsorted(columns, own)
+    covered = at.max(initial=0) < len(columns) and np.array_equal(columns[at], own)
+    if set(classes) != set(labels) or not covered:
+        raise ValueError("the near fit does not cover this head's classes and columns")
+    return coef[:, at].copy(), intercept.copy()
 
 
 def head_jobs(x: csr_matrix, heads: Sequence[Head]) -> list[tuple[csr_matrix, list[Any], float, bool]]:
@@ -252,8 +278,11 @@ def assemble(width: int, heads: Sequence[Head], fitted: Sequence[Fitted]) -> tup
     return np.vstack(weights), np.concatenate(biases)
 
 
-def _fit_head(x: csr_matrix, y: list[Any], c: float, balanced: bool) -> Fitted:
-    """One head: (its classes in the solver's order, coefficients, intercepts)."""
+def _fit_head(
+    x: csr_matrix, y: list[Any], c: float, balanced: bool, start: tuple[np.ndarray, np.ndarray] | None = None
+) -> Fitted:
+    """One head: (its classes in the solver's order, coefficients, intercepts); the solver starts from
+    ``start`` (coefficients, intercepts) if given, else from zero."""
     # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
     # a first-order solver happened to stop.
     clf = LogisticRegression(
@@ -262,7 +291,10 @@ def _fit_head(x: csr_matrix, y: list[Any], c: float, balanced: bool) -> Fitted:
         max_iter=MAX_ITER,
         tol=1e-7,
         class_weight="balanced" if balanced else None,
+        warm_start=start is not None,
     )
+    if start is not None:
+        clf.coef_, clf.intercept_ = start
     with threadpool_limits(1):  # the machine is shared: threads only contend
         clf.fit(x, y)
     return list(clf.classes_), clf.coef_, clf.intercept_
