@@ -409,7 +409,8 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
             "",
             "Trained (train split) and calibrated (calibration split) without one writer's requests, tested on "
             "all of that writer's requests: the honest figure for prompts written by someone the model has "
-            "never read.",
+            "never read. (Each fit starts from the whole train split's: the same optimum, to the solver's "
+            "tolerance, in fewer steps; `train.start_from`.)",
             "",
             *leave_one_writer_out(requests),
             "",
