@@ -175,6 +175,38 @@ def test_a_complexity_header_is_certain_and_unaffected(monkeypatch: pytest.Monke
     assert classifier.classify({}, "any", conversation("hi", SHORT)).earlier_at_most is not None
 
 
+def test_the_ask_a_follow_up_continues_is_predicted_only_when_the_gate_could_use_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The earlier ask's prediction can only raise the spill floor; it is made when the request alone would
+    clear the gate below the protected ceiling, once, and the floor is what the eager rule gives."""
+    asked: list[PromptView] = []
+    at_most = MODEL.at_most
+
+    def recorded(view: PromptView) -> tuple[float, ...]:
+        asked.append(view)
+        return at_most(view)
+
+    monkeypatch.setattr(MODEL, "at_most", recorded)
+    classifier = TableSnapshot.build(offloading_table(), model=MODEL).classifier
+    for earlier, last in ((LONGER, SHORT), (SHORT, SHORT), (SHORT, LONGER), (LONGER, LONGER)):
+        for protected in range(1, 6):
+            for offload_confidence in (0.0, 0.5, 0.9, 0.999):
+                cls = classifier.classify({}, "any", conversation(earlier, last))
+                asked.clear()
+                floor = spill_floor(cls, protected_ceiling=protected, offload_confidence=offload_confidence)
+                alone = next((k for k, p in enumerate(cls.at_most, 1) if p >= offload_confidence), 5)
+                assert len(asked) == (alone < protected)
+                both = next((k for k, p in enumerate(cls.spill_at_most, 1) if p >= offload_confidence), 5)
+                assert floor == max(cls.complexity, min(both, protected))
+                assert len(asked) == 1 and asked[0].last_user == earlier  # computed once, then kept
+    # The case the laziness is for: a follow-up sure to be simple after a long ask the model doubts. Alone
+    # it would clear the gate; with the ask it follows it stays with the preferred backends.
+    cls = classifier.classify({}, "any", conversation(LONGER, SHORT))
+    assert cls.simple_probability > 0.9 > cls.spill_probability
+    assert spill_floor(cls, protected_ceiling=4, offload_confidence=0.9) > 2
+
+
 def _classification(at_most: tuple[float, ...], complexity: int) -> Classification:
     table_class = offloading_table().classes[0]
     return Classification(table_class, "code", complexity, 5, 10, "model", 0.5, at_most)

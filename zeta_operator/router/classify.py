@@ -31,8 +31,9 @@ their cost is bounded by (window size x keyword count) whatever the prompt.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache, partial
 
 from ..api.common import COMPLEXITY_NAMES
 from ..api.policy import ClassifierSettings
@@ -111,8 +112,14 @@ class Classification:
     task_probabilities: tuple[tuple[str, float], ...] = ()
     """Every task type the classifier weighed, most likely first, with its probability; empty when the task
     type is certain (header, alias, rule, exact example, endpoint, rule classifier)."""
-    earlier_at_most: tuple[float, ...] | None = None
-    """For a follow-up the model estimated: P(complexity <= k) of the ask it follows (`spill_at_most`)."""
+    earlier: Callable[[], tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
+    """For a follow-up the model estimated: P(complexity <= k) of the ask it follows (`spill_at_most`), predicted
+    on first use and kept. On demand because it costs a second prediction, usually of a longer text, and only
+    the spill gate reads it, and only when it could change the gate's answer (`spill_floor`)."""
+
+    @property
+    def earlier_at_most(self) -> tuple[float, ...] | None:
+        return None if self.earlier is None else self.earlier()
 
     @property
     def simple_probability(self) -> float:
@@ -166,9 +173,18 @@ def spill_floor(cls: Classification, *, protected_ceiling: int, offload_confiden
     complexity is within the backend's ceiling: P(complexity <= ceiling), and for a follow-up the same of the ask
     it follows (`Classification.spill_at_most`). Never below the estimate itself.
     """
-    at_most = cls.spill_at_most
-    confident = next((k for k, p in enumerate(at_most, 1) if p >= offload_confidence - 1e-12), LEVELS)
+    confident = _first_confident(cls.at_most, offload_confidence)
+    if confident >= protected_ceiling or cls.earlier is None:
+        # The ask it follows can only lower the probabilities (`spill_at_most`), i.e. raise ``confident``:
+        # when the request alone does not clear the gate below the protected ceiling, nothing to predict.
+        return max(cls.complexity, min(confident, protected_ceiling))
+    confident = _first_confident(cls.spill_at_most, offload_confidence)
     return max(cls.complexity, min(confident, protected_ceiling))
+
+
+def _first_confident(at_most: tuple[float, ...], offload_confidence: float) -> int:
+    """The lowest k with P(complexity <= k) at least ``offload_confidence``."""
+    return next((k for k, p in enumerate(at_most, 1) if p >= offload_confidence - 1e-12), LEVELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +280,7 @@ class Classifier:
     ) -> Classification:
         """``match``: a near (not exact) example, or None; ``turn``: the split last user turn, if done."""
         assert self._model is not None
-        prediction = self._model.predict(prompt, turn, earlier=complexity is None)
+        prediction = self._model.predict(prompt, turn, earlier=False)
         task_p = 1.0
         ranked: tuple[tuple[str, float], ...] = ()
         if task is None:
@@ -292,7 +308,7 @@ class Classifier:
             confidence=task_p * tier_p,
             at_most=at_most,
             task_probabilities=ranked,
-            earlier_at_most=prediction.earlier,
+            earlier=None if prompt.earlier is None else cache(partial(self._model.at_most, prompt.earlier)),
         )
 
     def _model_task(
@@ -357,7 +373,7 @@ class Classifier:
         confidence: float = 1.0,
         at_most: tuple[float, ...] | None = None,
         task_probabilities: tuple[tuple[str, float], ...] = (),
-        earlier_at_most: tuple[float, ...] | None = None,
+        earlier: Callable[[], tuple[float, ...]] | None = None,
     ) -> Classification:
         task_class = self.resolve(task, complexity)
         return Classification(
@@ -370,7 +386,7 @@ class Classifier:
             confidence=confidence,
             at_most=certain(complexity) if at_most is None else at_most,
             task_probabilities=task_probabilities,
-            earlier_at_most=earlier_at_most,
+            earlier=earlier,
         )
 
     def resolve(self, task: str, complexity: int) -> TableClass:

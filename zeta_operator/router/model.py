@@ -226,6 +226,11 @@ class LearnedModel:
             earlier=None if view.earlier is None or not earlier else self.predict(view.earlier).cumulative(),
         )
 
+    def at_most(self, view: PromptView) -> tuple[float, ...]:
+        """P(complexity <= k), k = 1..5, of ``view`` alone (the router's follow-up gate asks it of the earlier
+        ask, on demand: `classify.Classification.earlier`)."""
+        return self.predict(view, earlier=False).cumulative()
+
     def _text_sum(self, turn: features.TurnTokens) -> int:
         """The packed sums of the turn's text buckets (with repeats), above ``_ask_shift`` of its instruction
         words, and above those of the meaning blocks' rows (`_meaning_shifts`), each block's count in its last

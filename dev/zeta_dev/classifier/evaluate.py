@@ -29,16 +29,19 @@ from typing import TypeVar
 import yaml
 
 from zeta_operator.api.policy import RoutingPolicySpec
-from zeta_operator.api.table import TableClass
+from zeta_operator.api.table import TableBackend, TableClass
 from zeta_operator.router import model as runtime
-from zeta_operator.router.classify import Classifier
+from zeta_operator.router.balancer import ClassRoute
+from zeta_operator.router.classify import Classifier, spill_floor
+from zeta_operator.router.payload import PromptView
 
 from . import corpus, train
 from .corpus import Request
 
 REPO = corpus.CORPUS.parents[1]
 DOC = REPO / "docs" / "classifier.md"
-SAMPLE_POLICY = REPO / "manifests" / "samples" / "routingpolicy.yaml"
+SAMPLES = REPO / "manifests" / "samples"
+SAMPLE_POLICY = SAMPLES / "routingpolicy.yaml"
 TIERS = ("simple", "complex")
 T = TypeVar("T")
 
@@ -73,8 +76,55 @@ def learned(m: runtime.LearnedModel) -> Predictor:
 def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] = Classifier) -> Classifier:
     """The router's classifier as the sample RoutingPolicy configures it (``make``: another checkout's
     `Classifier`, for side-by-side timing)."""
-    spec = RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
-    classes = [
+    spec = _sample_spec()
+    return make(spec.classifier, _sample_classes(spec), default_class=spec.default_class, model=m)
+
+
+def sample_decision(
+    clf: Classifier, *, floor: Callable[..., int] = spill_floor
+) -> Callable[[PromptView], int]:
+    """What the router decides about a request before it picks a backend, as the sample RoutingPolicy and
+    fleet (manifests/samples) configure it: the classification by ``clf``, then the spill gate's floor
+    (`classify.spill_floor`: the class's protected ceiling over the sample ModelBackends, the policy's
+    offloadConfidence; ``floor``: another checkout's `spill_floor`). Timed as one, because the classification
+    leaves to the gate what only the gate may need (the prediction of the ask a follow-up continues)."""
+    spec = _sample_spec()
+    protected = sample_protected_ceilings(spec)
+    confidence = spec.classifier.offload_confidence
+
+    def decide(view: PromptView) -> int:
+        cls = clf.classify({}, "any", view)
+        return floor(cls, protected_ceiling=protected[cls.task_class.name], offload_confidence=confidence)
+
+    return decide
+
+
+def sample_protected_ceilings(spec: RoutingPolicySpec) -> dict[str, int]:
+    """Per class of ``spec``, the ceiling below which a backend of the sample fleet (manifests/samples) is a
+    spill down (`balancer.ClassRoute.protected_ceiling`)."""
+    backends = []
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") == "ModelBackend":
+            caps = doc["spec"]["capabilities"]
+            backends.append(
+                TableBackend(
+                    name=doc["metadata"]["name"],
+                    model=doc["spec"]["model"],
+                    tasks=caps["tasks"],
+                    max_complexity=caps["maxComplexity"],
+                    context_window=caps["contextWindow"],
+                )
+            )
+    return {c.name: ClassRoute.build(c, backends).protected_ceiling for c in _sample_classes(spec)}
+
+
+def _sample_spec() -> RoutingPolicySpec:
+    return RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
+
+
+def _sample_classes(spec: RoutingPolicySpec) -> list[TableClass]:
+    return [
         TableClass(
             name=c.name,
             task_type=c.task_type,
@@ -82,10 +132,10 @@ def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] 
             priority=c.priority,
             latency_objective_seconds=1.0,
             weights={},
+            preferred=c.preferred,
         )
         for c in spec.classes
     ]
-    return make(spec.classifier, classes, default_class=spec.default_class, model=m)
 
 
 def through(clf: Classifier) -> Predictor:
@@ -302,11 +352,11 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
     outcomes = {name: [p(r) for r in test] for name, (p, _) in predictors.items()}
     scores = {name: score(test, outcomes[name], gate) for name, (_, gate) in predictors.items()}
     learned_out = outcomes["learned model (shipped)"]
-    keyword_clf = sample_classifier(None)
-    learned_clf = sample_classifier(m)
+    keyword_decides = sample_decision(sample_classifier(None))
+    learned_decides = sample_decision(sample_classifier(m))
     timed: dict[str, Callable[[Request], object]] = {
-        "keyword": lambda r: keyword_clf.classify({}, "any", r.view),
-        "learned": lambda r: learned_clf.classify({}, "any", r.view),
+        "keyword": lambda r: keyword_decides(r.view),
+        "learned": lambda r: learned_decides(r.view),
     }
     short = [r for r in test if r.view.last_user_chars <= 400]
     yardstick = yardstick_us()
@@ -350,7 +400,8 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
         "",
         *by_length(test, learned_out, m.offload_confidence),
         "",
-        "Cost per classification (the router's whole `Classifier.classify`, request already parsed), measured "
+        "Cost per classification (the router's whole `Classifier.classify` and the spill gate's floor for the "
+        "class it chose, as the sample policy and fleet configure them, request already parsed), measured "
         f"side by side in one run on {platform.machine()} / Python {platform.python_version()} "
         f"({platform.node() or 'unknown host'}, 2 shared cores; machine speed at the time: sum(range(1000)) "
         f"took {yardstick:.1f} us, about 8 us on an idle modern core):",
