@@ -77,3 +77,18 @@ def test_the_timed_decision_protects_the_ceilings_of_the_sample_fleet() -> None:
     its class's range, reasoning the 14B's (5)."""
     ceilings = evaluate.sample_protected_ceilings(evaluate._sample_spec())
     assert ceilings == {"chat-simple": 2, "summarize": 2, "code-simple": 4, "code-complex": 4, "reasoning": 5}
+
+
+def test_without_the_leave_one_writer_out_run_its_section_is_kept_only_for_the_same_corpus() -> None:
+    previous = "\n\n".join(
+        [
+            "# Request classifier: held-out evaluation",
+            "Written by ... (corpus fingerprint `abc123`), temperatures ...",
+            "## Held-out test split\n\n| figures |",
+            f"{evaluate.LOWO_HEADING}\n\n| w1 | 80% |\n",
+        ]
+    )
+    assert evaluate.kept_section(previous, "abc123") == [evaluate.LOWO_HEADING, "", "| w1 | 80% |", ""]
+    assert evaluate.kept_section(previous, "other") == []  # retrained on another corpus: no longer true
+    assert evaluate.kept_section(previous.replace(evaluate.LOWO_HEADING, "## Something else"), "abc123") == []
+    assert evaluate.kept_section("", "abc123") == []

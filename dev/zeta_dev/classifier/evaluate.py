@@ -334,7 +334,13 @@ def _gz(payload: bytes) -> bytes:
     return gzip.compress(payload, mtime=0)
 
 
-def report(requests: Sequence[Request], *, lowo: bool) -> str:
+LOWO_HEADING = "## Unseen authors: leave one writer out"
+
+
+def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> str:
+    """docs/classifier.md. Without ``lowo``, the leave-one-writer-out section of ``previous`` (the report this
+    one replaces) is kept if that report was written for weights of the same corpus (its fingerprint), since
+    nothing it depends on changed; otherwise the section is left out."""
     m = runtime.load()
     test = corpus.select(requests, "test")
     split_counts = Counter(r.split for r in requests)
@@ -454,19 +460,28 @@ def report(requests: Sequence[Request], *, lowo: bool) -> str:
         ),
         "",
     ]
-    if lowo:
-        out += [
-            "## Unseen authors: leave one writer out",
-            "",
-            "Trained (train split) and calibrated (calibration split) without one writer's requests, tested on "
-            "all of that writer's requests: the honest figure for prompts written by someone the model has "
-            "never read. (Each fit starts from the whole train split's: the same optimum, to the solver's "
-            "tolerance, in fewer steps; `train.start_from`.)",
-            "",
-            *leave_one_writer_out(requests),
-            "",
-        ]
+    if not lowo:
+        return "\n".join(out + kept_section(previous, m.corpus))
+    out += [
+        LOWO_HEADING,
+        "",
+        "Trained (train split) and calibrated (calibration split) without one writer's requests, tested on "
+        "all of that writer's requests: the honest figure for prompts written by someone the model has "
+        "never read. (Each fit starts from the whole train split's: the same optimum, to the solver's "
+        "tolerance, in fewer steps; `train.start_from`.)",
+        "",
+        *leave_one_writer_out(requests),
+        "",
+    ]
     return "\n".join(out)
+
+
+def kept_section(previous: str, fingerprint: str) -> list[str]:
+    """The leave-one-writer-out section of ``previous`` if its header names weights of corpus ``fingerprint``."""
+    header = previous.split("\n\n", 2)[1] if previous.count("\n\n") >= 2 else ""
+    if f"(corpus fingerprint `{fingerprint}`)" not in header or LOWO_HEADING not in previous:
+        return []
+    return [*previous[previous.index(LOWO_HEADING) :].rstrip("\n").split("\n"), ""]
 
 
 def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.LearnedModel) -> str:
@@ -500,7 +515,12 @@ def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.Learn
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.evaluate", description=__doc__)
     parser.add_argument("--out", type=Path, default=DOC)
-    parser.add_argument("--no-lowo", action="store_true", help="skip the leave-one-writer-out retraining")
+    parser.add_argument(
+        "--no-lowo",
+        action="store_true",
+        help="skip the leave-one-writer-out retraining (the report keeps the section it replaces if that was "
+        "written for weights of the same corpus)",
+    )
     parser.add_argument(
         "--unseen",
         metavar="SOURCE,...",
@@ -518,7 +538,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.unseen:
         print(unseen(corpus.load(args.corpus), args.unseen.split(","), runtime.load(args.weights)))
         return
-    args.out.write_text(report(corpus.load(), lowo=not args.no_lowo))
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(report(corpus.load(), lowo=not args.no_lowo, previous=previous))
     print(f"wrote {args.out}")
 
 
