@@ -28,6 +28,7 @@ import gzip
 import importlib
 import json
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -58,7 +59,24 @@ def main() -> None:
         metavar="COMMIT",
         help="also time another commit's classifier code with the same weights, side by side",
     )
+    parser.add_argument(
+        "--stream",
+        type=int,
+        metavar="N",
+        help="instead: the learned classifier on N typical chat requests drawn with replacement from the corpus "
+        "(closer to traffic than a pass over it in order); the first quarter warms the token cache, the rest "
+        "are timed; prints the cost per request and how much the process's resident memory grew",
+    )
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=model.TOKEN_CACHE_SIZE,
+        help="with --stream: words each token cache keeps (model.TOKEN_CACHE_SIZE)",
+    )
     args = parser.parse_args()
+    if args.stream:
+        stream(args.stream, args.cache_size)
+        return
     learned_model = model.shipped()
     keyword = sample_classifier(None)
     learned = sample_classifier(learned_model)
@@ -114,12 +132,40 @@ def main() -> None:
     if args.against_code:
         against_code(learned_us, args.against_code, compared, args.rounds)
     if args.against:
-        against(
-            learned_us,
-            args.against,
-            compared,
-            args.rounds,
-        )
+        against(learned_us, args.against, compared, args.rounds)
+
+
+def stream(n: int, cache_size: int, seed: int = 7) -> None:
+    """See ``--stream``. Resident memory is read from /proc (Linux)."""
+    model.TOKEN_CACHE_SIZE = cache_size
+    typical = [r.view for r in corpus.load() if r.view.last_user_chars <= 400]
+    rng = random.Random(seed)
+    views = [rng.choice(typical) for _ in range(n)]
+    del typical
+    learned_model = model.load(model.WEIGHTS_FILE)
+    decide = sample_decision(sample_classifier(learned_model))
+    before = _resident_mb()
+    warm = n // 4
+    for view in views[:warm]:
+        decide(view)
+    started = time.perf_counter()
+    for view in views[warm:]:
+        decide(view)
+    us = (time.perf_counter() - started) / (n - warm) * 1e6
+    words = max(
+        len(learned_model._cache), len(learned_model._both_cache), len(learned_model._instruction_cache)
+    )
+    print(
+        f"{platform.machine()}, Python {platform.python_version()}; stream of {n} typical chat requests "
+        f"(seed {seed}), token cache {cache_size}: {us:.1f} us a request after {warm} to warm it; largest word "
+        f"cache {words}; resident memory +{_resident_mb() - before} MB; sum(range(1000)) "
+        f"{min(timeit.repeat('sum(range(1000))', number=1000, repeat=5)) / 1000 * 1e6:.1f} us"
+    )
+
+
+def _resident_mb() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) // 1024
 
 
 def against(

@@ -55,6 +55,25 @@ def test_packed_sums_equal_a_plain_weighted_sum() -> None:
     assert m.logits(view) == m.logits(view)  # the token cache gives the same answer
 
 
+def test_a_word_read_as_instruction_and_as_text_in_any_order_gives_what_a_cold_cache_gives() -> None:
+    """A short turn is all instruction (its words' rows are cached together); in a long one only the first and
+    last lines are (the rest apart). Whichever a word is read in first, later reads equal a cold start."""
+    m = model.shipped()
+    ask = "summarise the quarterly report for the board please"
+    views = [
+        prompt_view([ask]),
+        prompt_view(["intro line\n" + "\n".join([ask] * 5) + "\nlast line"]),
+        prompt_view(["another opening\n" + ask + "\nand " + ask]),
+    ]
+    cold = []
+    for view in views:
+        m.clear_cache()
+        cold.append(m.logits(view))
+    for order in (views, views[::-1], [views[1], views[0], views[2]]):
+        m.clear_cache()
+        assert [m.logits(v) for v in order] == [cold[views.index(v)] for v in order]
+
+
 def test_a_long_paste_does_not_drown_the_ask() -> None:
     """The instruction words (first and last line) are normalised by their own count: pasting more
     material under the same ask leaves their share of the logits as it was."""

@@ -45,8 +45,12 @@ with the rest of the turn), and an optional ``meaning`` block (`meaning.WordMean
 LANE_BITS = 40
 OFFSET = 1 << 15
 """Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
-TOKEN_CACHE_SIZE = 50_000
-"""Distinct words whose packed rows are kept (cleared when full: the cost of a miss is a few microseconds)."""
+TOKEN_CACHE_SIZE = 100_000
+"""Distinct words whose packed rows each of the word caches keeps (cleared when full: a miss costs a few
+microseconds). On a stream drawn from the whole corpus's typical chat (86,000 distinct words), 50,000 kept
+clearing: 100,000, with a short turn's words kept once (`_word_and_instruction`), took the cost per request
+from 225 to 136 us for about the memory the old caches used (``bench.bench_classifier --stream``,
+docs/benchmarks.md)."""
 SIMPLE_MAX = 2
 """Complexity tiers: simple is 1..SIMPLE_MAX, complex above (labelling rubric, dev/corpus/LABELLING.md)."""
 
@@ -265,26 +269,36 @@ class LearnedModel:
     def _word_sum(self, word: str) -> int:
         hit = self._cache.get(word)
         if hit is None:
-            hit = sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
-            if self._meaning:
-                hit += self._meaning[0].row(word) << self._meaning_shifts[0]
-            hit = self._cached(self._cache, word, hit)
+            hit = self._cached(self._cache, word, self._text_row(word))
         return hit
 
     def _word_and_instruction(self, word: str) -> int:
         hit = self._both_cache.get(word)
         if hit is None:
-            hit = self._cached(self._both_cache, word, self._word_sum(word) + self._instruction_row(word))
+            # Computed, not read from nor kept in the other two caches: most words are only ever read here
+            # (short turns are all instruction), and keeping them thrice halved the words the memory held.
+            hit = self._cached(self._both_cache, word, self._text_row(word) + self._ask_row(word))
         return hit
 
     def _instruction_row(self, word: str) -> int:
         hit = self._instruction_cache.get(word)
         if hit is None:
-            row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)] << self._ask_shift
-            if len(self._meaning) > 1:
-                row += self._meaning[1].row(word) << self._meaning_shifts[1]
-            hit = self._cached(self._instruction_cache, word, row)
+            hit = self._cached(self._instruction_cache, word, self._ask_row(word))
         return hit
+
+    def _text_row(self, word: str) -> int:
+        """The packed sum of the word's buckets and its turn meaning row."""
+        row = sum(map(self._rows.__getitem__, features.known_word_buckets(word)))
+        if self._meaning:
+            row += self._meaning[0].row(word) << self._meaning_shifts[0]
+        return row
+
+    def _ask_row(self, word: str) -> int:
+        """The word's row as an instruction word and its instruction meaning row, at their lanes."""
+        row = self._rows[features.bucket_of(word, features.NS_INSTRUCTION)] << self._ask_shift
+        if len(self._meaning) > 1:
+            row += self._meaning[1].row(word) << self._meaning_shifts[1]
+        return row
 
     def _symbol_row(self, run: str) -> int:
         hit = self._cache.get(run)
