@@ -220,7 +220,7 @@ class LearnedModel:
         self, view: PromptView, turn: features.TurnTokens | None = None, *, earlier: bool = True
     ) -> Prediction:
         """``turn``: as for `logits`. A follow-up costs a second prediction, of the ask it follows, unless
-        ``earlier`` is False (the complexity is known, so the spill gate will not ask)."""
+        ``earlier`` is False (the router's classifier asks for that one on demand, `at_most`)."""
         z = self.logits(view, turn)
         k = len(self.tasks)
         task_p = softmax(z[:k], self.task_temperature)
