@@ -75,7 +75,7 @@ def test_the_timed_decision_protects_the_ceilings_of_the_sample_fleet() -> None:
     """The cost benchmark times the classification and the spill gate's floor as the sample policy and fleet
     configure them: simple chat and summaries are the 4B's (ceiling 2), code is the 7B coder's (4) whatever
     its class's range, reasoning the 14B's (5)."""
-    ceilings = evaluate.sample_protected_ceilings(evaluate._sample_spec())
+    ceilings = evaluate.sample_protected_ceilings(evaluate.sample_spec())
     assert ceilings == {"chat-simple": 2, "summarize": 2, "code-simple": 4, "code-complex": 4, "reasoning": 5}
 
 

@@ -94,16 +94,35 @@ def test_model_alias_sets_task_and_complexity() -> None:
     assert classify("hello", model="zeta-code").task_class.name == "code-simple"
 
 
+def with_rules(rules: list[dict[str, Any]]) -> Classifier:
+    """The sample policy's rule classifier with ``rules`` instead of the sample's."""
+    doc = yaml.safe_load(SAMPLE_POLICY.read_text())["spec"]
+    spec = RoutingPolicySpec.model_validate({**doc, "classifier": {**doc["classifier"], "rules": rules}})
+    return Classifier(
+        spec.classifier, evaluate.sample_classes(spec), default_class=spec.default_class, model=None
+    )
+
+
+CODE_AND_REASONING_RULES = [
+    {"taskType": "code", "keywords": ["unit test"]},
+    {"taskType": "reasoning", "keywords": ["prove", "step by step"], "complexityBonus": 2},
+]
+
+
 def test_first_matching_rule_wins_with_its_bonus() -> None:
+    clf = with_rules(CODE_AND_REASONING_RULES)
     # "unit test" (code rule) and "step by step" (reasoning rule, +2): the code rule comes first.
-    assert classify("write a unit test for this, step by step").task_type == "code"
-    reasoning = classify("explain step by step: is the sky blue?")
+    assert (
+        clf.classify({}, "m", prompt_view(["write a unit test for this, step by step"])).task_type == "code"
+    )
+    reasoning = clf.classify({}, "m", prompt_view(["explain step by step: is the sky blue?"]))
     assert (reasoning.task_type, reasoning.source) == ("reasoning", "rule")
     assert reasoning.complexity >= 3  # the bonus
 
 
 def test_keywords_match_at_word_starts_only() -> None:
-    assert classify("please improve the wording of my toast").task_type == "chat"  # not "prove"
+    toast = with_rules(CODE_AND_REASONING_RULES).classify({}, "m", prompt_view(["please improve my toast"]))
+    assert toast.task_type == "chat" and toast.source != "rule"  # not "prove"
 
 
 def test_code_heuristics_without_rules() -> None:
@@ -169,8 +188,8 @@ def test_scanning_is_bounded_whatever_the_prompt_size() -> None:
     view = prompt_view(["unit test " + huge + " tl;dr"])
     assert len(view.text) <= 2 * SCAN_CHARS + 8
     assert view.tokens == (len(huge) + len("unit test ") + len(" tl;dr")) // 4
-    result = sample_classifier().classify({}, "m", view)
-    assert result.task_type == "code"  # the head is scanned
+    result = with_rules(CODE_AND_REASONING_RULES).classify({}, "m", view)
+    assert (result.task_type, result.source) == ("code", "rule")  # the head is scanned
     assert "tl;dr" in view.text  # and so is the tail
 
 

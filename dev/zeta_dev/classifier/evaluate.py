@@ -76,8 +76,8 @@ def learned(m: runtime.LearnedModel) -> Predictor:
 def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] = Classifier) -> Classifier:
     """The router's classifier as the sample RoutingPolicy configures it (``make``: another checkout's
     `Classifier`, for side-by-side timing)."""
-    spec = _sample_spec()
-    return make(spec.classifier, _sample_classes(spec), default_class=spec.default_class, model=m)
+    spec = sample_spec()
+    return make(spec.classifier, sample_classes(spec), default_class=spec.default_class, model=m)
 
 
 def sample_decision(
@@ -88,7 +88,7 @@ def sample_decision(
     (`classify.spill_floor`: the class's protected ceiling over the sample ModelBackends, the policy's
     offloadConfidence; ``floor``: another checkout's `spill_floor`). Timed as one, because the classification
     leaves to the gate what only the gate may need (the prediction of the ask a follow-up continues)."""
-    spec = _sample_spec()
+    spec = sample_spec()
     protected = sample_protected_ceilings(spec)
     confidence = spec.classifier.offload_confidence
 
@@ -116,14 +116,14 @@ def sample_protected_ceilings(spec: RoutingPolicySpec) -> dict[str, int]:
                     context_window=caps["contextWindow"],
                 )
             )
-    return {c.name: ClassRoute.build(c, backends).protected_ceiling for c in _sample_classes(spec)}
+    return {c.name: ClassRoute.build(c, backends).protected_ceiling for c in sample_classes(spec)}
 
 
-def _sample_spec() -> RoutingPolicySpec:
+def sample_spec() -> RoutingPolicySpec:
     return RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
 
 
-def _sample_classes(spec: RoutingPolicySpec) -> list[TableClass]:
+def sample_classes(spec: RoutingPolicySpec) -> list[TableClass]:
     return [
         TableClass(
             name=c.name,
