@@ -7,8 +7,9 @@ first), then the spill gate's floor for the class it chose (`evaluate.sample_dec
 the prediction of the ask a follow-up continues), on the corpus's requests already parsed
 (`payload.parse_request`, which the router does once for either). Prints per-request microseconds and the
 ratio learned / keyword for: typical chat prompts (last user turn up to 400 characters), the held-out split's
-typical chat (what docs/classifier.md times; its words fit in the token cache), all requests (up to long pasted documents; the classifiers read a bounded window),
-and the learned model with a cold token cache (every word hashed afresh, as for a prompt in a new language).
+typical chat (what docs/classifier.md times; its words fit in the token cache), all requests (up to long
+pasted documents; the classifiers read a bounded window), and the learned model with a cold token cache (every
+word hashed afresh, as for a prompt in a new language).
 A fourth column times the same weights without their word-meaning block (`meaning.WordMeaning`), side by side:
 what the block costs. A last line times the typical chat requests that are multi-turn with and without their
 context (the previous turns, `features.context_words`; the same views with those fields blanked): what reading
