@@ -153,9 +153,7 @@ def stream(n: int, cache_size: int, seed: int = 7) -> None:
     for view in views[warm:]:
         decide(view)
     us = (time.perf_counter() - started) / (n - warm) * 1e6
-    words = max(
-        len(learned_model._cache), len(learned_model._both_cache), len(learned_model._instruction_cache)
-    )
+    words = learned_model.cached_words()
     print(
         f"{platform.machine()}, Python {platform.python_version()}; stream of {n} typical chat requests "
         f"(seed {seed}), token cache {cache_size}: {us:.1f} us a request after {warm} to warm it; largest word "

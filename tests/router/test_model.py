@@ -74,6 +74,21 @@ def test_a_word_read_as_instruction_and_as_text_in_any_order_gives_what_a_cold_c
         assert [m.logits(v) for v in order] == [cold[views.index(v)] for v in order]
 
 
+def test_the_word_caches_stay_within_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cache is cleared when full, so a stream of new words never holds more than TOKEN_CACHE_SIZE, and
+    what the model answers does not depend on what was cleared."""
+    m = model.shipped()
+    m.clear_cache()
+    assert m.cached_words() == 0
+    monkeypatch.setattr(model, "TOKEN_CACHE_SIZE", 5)
+    view = prompt_view(["please tidy this paragraph about seven unusual words"])
+    first = m.logits(view)
+    for i in range(20):
+        m.logits(prompt_view([f"word{i} other{i} more{i}"]))
+        assert 0 < m.cached_words() <= 5
+    assert m.logits(view) == first
+
+
 def test_a_long_paste_does_not_drown_the_ask() -> None:
     """The instruction words (first and last line) are normalised by their own count: pasting more
     material under the same ask leaves their share of the logits as it was."""

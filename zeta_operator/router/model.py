@@ -256,6 +256,10 @@ class LearnedModel:
         except KeyError:
             return total + sum(map(self._symbol_row, turn.symbols))
 
+    def cached_words(self) -> int:
+        """How many entries the fullest of the word caches holds (each is bounded by TOKEN_CACHE_SIZE)."""
+        return max(len(self._cache), len(self._instruction_cache), len(self._both_cache))
+
     def clear_cache(self) -> None:
         """Forget every cached word and symbol run (the benchmark's worst case: every word is new)."""
         self._cache.clear()
