@@ -80,15 +80,36 @@ def test_the_timed_decision_protects_the_ceilings_of_the_sample_fleet() -> None:
 
 
 def test_without_the_leave_one_writer_out_run_its_section_is_kept_only_for_the_same_corpus() -> None:
+    settings = evaluate.training_settings()
     previous = "\n\n".join(
         [
             "# Request classifier: held-out evaluation",
             "Written by ... (corpus fingerprint `abc123`), temperatures ...",
             "## Held-out test split\n\n| figures |",
-            f"{evaluate.LOWO_HEADING}\n\n| w1 | 80% |\n",
+            f"{evaluate.LOWO_HEADING}\n\n{settings}\n\n| w1 | 80% |\n",
         ]
     )
-    assert evaluate.kept_section(previous, "abc123") == [evaluate.LOWO_HEADING, "", "| w1 | 80% |", ""]
+    section = [evaluate.LOWO_HEADING, "", settings, "", "| w1 | 80% |", ""]
+    assert evaluate.kept_section(previous, "abc123") == section
     assert evaluate.kept_section(previous, "other") == []  # retrained on another corpus: no longer true
     assert evaluate.kept_section(previous.replace(evaluate.LOWO_HEADING, "## Something else"), "abc123") == []
     assert evaluate.kept_section("", "abc123") == []
+
+
+def test_a_kept_section_of_other_training_settings_says_so_until_it_is_recomputed() -> None:
+    """Same corpus, other training code: the figures are kept (they take hours) under a note naming the
+    settings they are not of; keeping it again replaces the note instead of stacking a second one."""
+    settings = evaluate.training_settings()
+    old = "\n\n".join(
+        [
+            "# Request classifier: held-out evaluation",
+            "Written by ... (corpus fingerprint `abc123`), temperatures ...",
+            f"{evaluate.LOWO_HEADING}\n\nTraining: `Hyper(task_c=4.0)`, features `f`.\n\n| w1 | 80% |\n",
+        ]
+    )
+    kept = evaluate.kept_section(old, "abc123")
+    assert kept[0] == evaluate.LOWO_HEADING and kept[2].startswith(evaluate.STALE_NOTE)
+    assert settings[len("Training: ") :].rstrip(".") in kept[2]
+    assert kept[3:] == ["", "Training: `Hyper(task_c=4.0)`, features `f`.", "", "| w1 | 80% |", ""]
+    again = evaluate.kept_section(old.split(evaluate.LOWO_HEADING)[0] + "\n".join(kept), "abc123")
+    assert again == kept

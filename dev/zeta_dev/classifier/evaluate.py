@@ -30,6 +30,7 @@ import yaml
 
 from zeta_operator.api.policy import RoutingPolicySpec
 from zeta_operator.api.table import TableBackend, TableClass
+from zeta_operator.router import features
 from zeta_operator.router import model as runtime
 from zeta_operator.router.balancer import ClassRoute
 from zeta_operator.router.classify import Classifier, spill_floor
@@ -335,6 +336,7 @@ def _gz(payload: bytes) -> bytes:
 
 
 LOWO_HEADING = "## Unseen authors: leave one writer out"
+STALE_NOTE = "**Not recomputed for the shipped weights:**"
 
 
 def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> str:
@@ -470,18 +472,37 @@ def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> st
         "never read. (Each fit starts from the whole train split's: the same optimum, to the solver's "
         "tolerance, in fewer steps; `train.start_from`.)",
         "",
+        training_settings(),
+        "",
         *leave_one_writer_out(requests),
         "",
     ]
     return "\n".join(out)
 
 
+def training_settings() -> str:
+    """The line that says which training the leave-one-writer-out figures are of (`kept_section` reads it)."""
+    return f"Training: `{train.HYPER!r}`, features `{features.FEATURES_VERSION}`."
+
+
 def kept_section(previous: str, fingerprint: str) -> list[str]:
-    """The leave-one-writer-out section of ``previous`` if its header names weights of corpus ``fingerprint``."""
+    """The leave-one-writer-out section of ``previous`` if its header names weights of corpus ``fingerprint``;
+    if the section was computed with other training settings (`training_settings`), it is kept under a note
+    that says so, since rerunning it takes hours."""
     header = previous.split("\n\n", 2)[1] if previous.count("\n\n") >= 2 else ""
     if f"(corpus fingerprint `{fingerprint}`)" not in header or LOWO_HEADING not in previous:
         return []
-    return [*previous[previous.index(LOWO_HEADING) :].rstrip("\n").split("\n"), ""]
+    section = previous[previous.index(LOWO_HEADING) :].rstrip("\n").split("\n")
+    if section[2:3] and section[2].startswith(STALE_NOTE):  # an earlier keep's note: judged afresh below
+        del section[1:3]
+    if training_settings() in section:
+        return [*section, ""]
+    note = (
+        f"{STALE_NOTE} they are of weights trained on the same corpus with earlier training settings, not "
+        f"with these ({training_settings()[len('Training: ') :].rstrip('.')}); `python -m "
+        "zeta_dev.classifier.evaluate` recomputes them (one to two hours on 2 cores)."
+    )
+    return [section[0], "", note, *section[1:], ""]
 
 
 def unseen(requests: Sequence[Request], sources: Sequence[str], m: runtime.LearnedModel) -> str:
