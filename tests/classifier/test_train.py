@@ -49,12 +49,12 @@ def test_a_fit_started_from_a_near_one_reaches_the_same_optimum() -> None:
     heads = train.heads_of(x, [requests[i] for i in keep], train.HYPER)
     with ThreadPoolExecutor(1) as pool:
         fits = [f.result() for f in train.submit_heads(pool, rows, whole)]
-        near = [(fit, head[4]) for fit, head in zip(fits, whole, strict=True)]
+        near = [(fit, head.columns) for fit, head in zip(fits, whole, strict=True)]
         cold = train.assemble(x.shape[1], heads, [f.result() for f in train.submit_heads(pool, x, heads)])
         warm = train.assemble(
             x.shape[1], heads, [f.result() for f in train.submit_heads(pool, x, heads, near)]
         )
-    assert len(heads[1][4]) < len(whole[1][4])  # the fold has fewer columns: the cut is exercised
+    assert len(heads[1].columns) < len(whole[1].columns)  # the fold has fewer columns: the cut is exercised
     assert np.abs(cold[0]).max() > 0.1
     # The solver stops at a gradient of 1e-7; the unpenalised intercepts sit in a flatter valley and were
     # measured up to 2.3e-4 apart here (the weights' int16 step is about 2.4e-4).
@@ -65,9 +65,41 @@ def test_a_fit_started_from_a_near_one_reaches_the_same_optimum() -> None:
 def test_the_start_is_the_near_fit_cut_to_the_heads_columns() -> None:
     columns = np.array([3, 5, 8, 13])
     near = ((["a", "b"], np.array([[30.0, 50, 80, 130], [31, 51, 81, 131]]), np.array([1.0, 2.0])), columns)
-    coef, intercept = train.start_from(near, (("a", "b"), ["a", "b"], 1.0, False, np.array([5, 13])))
+    coef, intercept = train.start_from(near, train.Head(("a", "b"), ["a", "b"], 1.0, False, np.array([5, 13])))
     assert coef.tolist() == [[50, 130], [51, 131]] and intercept.tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="does not cover"):
-        train.start_from(near, (("a", "b"), ["a", "b"], 1.0, False, np.array([5, 7])))
+        train.start_from(near, train.Head(("a", "b"), ["a", "b"], 1.0, False, np.array([5, 7])))
     with pytest.raises(ValueError, match="does not cover"):
-        train.start_from(near, (("a", "c"), ["a", "c"], 1.0, False, np.array([5])))
+        train.start_from(near, train.Head(("a", "c"), ["a", "c"], 1.0, False, np.array([5])))
+
+
+def test_a_scaled_head_comes_back_as_weights_on_the_unscaled_columns() -> None:
+    """The task head is fitted on idf-scaled columns; `assemble` must fold the scale into its weights, so the
+    router, which computes the unscaled features, gets exactly the fitted model's probabilities."""
+    requests = [r for r in corpus.select(corpus.load(), "train") if r.source in ("w5", "w6")]
+    rows = train.design([r.view for r in requests])
+    task = train.heads_of(rows, requests, train.HYPER)[0]
+    assert task.scale is not None and task.scale.max() > 2 * task.scale.min()  # the scale does something
+    [(x_scaled, y, c, balanced)] = train.head_jobs(rows, [task])
+    fitted = train._fit_head(x_scaled, y, c, balanced)
+    classes, coef, intercept = fitted
+    weights, bias = train.assemble(rows.shape[1], [task], [fitted])
+    order = [classes.index(t) for t in task.labels]
+    assert np.allclose(rows @ weights.T + bias, (x_scaled @ coef.T + intercept)[:, order])
+
+
+def test_the_column_scale_is_the_idf_of_the_training_rows_for_hashed_columns_only() -> None:
+    from scipy.sparse import csr_matrix
+
+    from zeta_operator.router import features
+
+    structure = features.BUCKETS + 1
+    full = csr_matrix(
+        ([1.0, 1.0, 1.0, 1.0, 1.0], [0, 7, 0, 0, structure], [0, 2, 3, 5]), shape=(3, structure + 1)
+    )
+    columns = np.array([0, 7, structure])
+    scale = train.column_scale(full, columns, 1.0)
+    assert scale[0] == pytest.approx(np.log(4 / 4) + 1)  # in every row
+    assert scale[1] == pytest.approx(np.log(4 / 2) + 1)  # in one row of three
+    assert scale[2] == 1.0  # a structure column is never scaled
+    assert train.column_scale(full, columns, 0.5)[1] == pytest.approx(np.sqrt(np.log(2) + 1))

@@ -28,7 +28,7 @@ from zeta_operator.router.meaning import pieces
 from . import corpus, distil
 from .corpus import Request
 from .select import _softmax, fold_of, scores
-from .train import HYPER, LEVELS, _ask_shape_columns, design, fit_matrix
+from .train import HYPER, LEVELS, Head, _ask_shape_columns, column_scale, design, fit_matrix
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,15 @@ def fit(
     task_columns = used[~np.isin(used, _ask_shape_columns())]
     complexity_columns = used[~np.isin(used, dense)] if task_only else used
     heads = (
-        (corpus.TASKS, [r.task for r in requests], HYPER.task_c, False, task_columns),
-        (
+        Head(
+            corpus.TASKS,
+            [r.task for r in requests],
+            HYPER.task_c,
+            False,
+            task_columns,
+            column_scale(x, task_columns, HYPER.task_idf_power) if HYPER.task_idf_power else None,
+        ),
+        Head(
             LEVELS,
             [r.complexity for r in requests],
             HYPER.complexity_c,

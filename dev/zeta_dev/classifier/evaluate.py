@@ -279,7 +279,7 @@ def _models_without_each_writer(requests: Sequence[Request]) -> Iterator[tuple[s
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context) as pool:
         whole = train.heads_of(rows, training, train.HYPER)
         fits = [f.result() for f in train.submit_heads(pool, rows, whole)]
-        near = [(fit, head[4]) for fit, head in zip(fits, whole, strict=True)]
+        near = [(fit, head.columns) for fit, head in zip(fits, whole, strict=True)]
 
         def start(writer: str) -> tuple[str, int, tuple[train.Head, ...], list[Future[train.Fitted]]]:
             keep = [i for i, r in enumerate(training) if r.source != writer]
