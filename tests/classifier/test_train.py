@@ -65,7 +65,9 @@ def test_a_fit_started_from_a_near_one_reaches_the_same_optimum() -> None:
 def test_the_start_is_the_near_fit_cut_to_the_heads_columns() -> None:
     columns = np.array([3, 5, 8, 13])
     near = ((["a", "b"], np.array([[30.0, 50, 80, 130], [31, 51, 81, 131]]), np.array([1.0, 2.0])), columns)
-    coef, intercept = train.start_from(near, train.Head(("a", "b"), ["a", "b"], 1.0, False, np.array([5, 13])))
+    coef, intercept = train.start_from(
+        near, train.Head(("a", "b"), ["a", "b"], 1.0, False, np.array([5, 13]))
+    )
     assert coef.tolist() == [[50, 130], [51, 131]] and intercept.tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="does not cover"):
         train.start_from(near, train.Head(("a", "b"), ["a", "b"], 1.0, False, np.array([5, 7])))

@@ -44,7 +44,7 @@ from . import corpus, embedding_cv
 from .corpus import Request
 from .evaluate import cost_us
 from .select import _softmax, fold_of, scores
-from .train import HYPER, LEVELS, design, fit_matrix
+from .train import HYPER, LEVELS, Head, design, fit_matrix
 
 CACHE = Path(__file__).resolve().parents[3] / ".cache" / "ceiling"
 MAX_TOKENS = 128
@@ -165,8 +165,8 @@ def sentence_only(requests: Sequence[Request], block: np.ndarray, c: float, fold
         inside = fold != f
         train = [r for r, i in zip(requests, inside, strict=True) if i]
         heads = (
-            (corpus.TASKS, [r.task for r in train], c, False, columns),
-            (LEVELS, [r.complexity for r in train], c, HYPER.complexity_balanced, columns),
+            Head(corpus.TASKS, [r.task for r in train], c, False, columns),
+            Head(LEVELS, [r.complexity for r in train], c, HYPER.complexity_balanced, columns),
         )
         w, b = fit_matrix(x[inside], heads)
         z = block[~inside] @ w.T + b
