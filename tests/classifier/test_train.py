@@ -101,7 +101,10 @@ def test_the_column_scale_is_the_idf_of_the_training_rows_for_hashed_columns_onl
     )
     columns = np.array([0, 7, structure])
     scale = train.column_scale(full, columns, 1.0)
+    assert scale is not None
     assert scale[0] == pytest.approx(np.log(4 / 4) + 1)  # in every row
     assert scale[1] == pytest.approx(np.log(4 / 2) + 1)  # in one row of three
     assert scale[2] == 1.0  # a structure column is never scaled
-    assert train.column_scale(full, columns, 0.5)[1] == pytest.approx(np.sqrt(np.log(2) + 1))
+    root = train.column_scale(full, columns, 0.5)
+    assert root is not None and root[1] == pytest.approx(np.sqrt(np.log(2) + 1))
+    assert train.column_scale(full, columns, 0.0) is None  # unscaled: the head fits the columns as they are

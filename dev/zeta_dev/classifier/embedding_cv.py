@@ -111,7 +111,7 @@ def fit(
             HYPER.task_c,
             False,
             task_columns,
-            column_scale(x, task_columns, HYPER.task_idf_power) if HYPER.task_idf_power else None,
+            column_scale(x, task_columns, HYPER.task_idf_power),
         ),
         Head(
             LEVELS,

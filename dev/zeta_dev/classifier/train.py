@@ -273,18 +273,20 @@ def heads_of(full: csr_matrix, requests: Sequence[Request], hyper: Hyper) -> tup
     # The shape of the ask feeds the complexity head only: out of fold it raised the tier but not the
     # task type (see `Hyper`).
     task_columns = used[~np.isin(used, _ask_shape_columns())]
-    task_scale = column_scale(full, task_columns, hyper.task_idf_power) if hyper.task_idf_power else None
+    task_scale = column_scale(full, task_columns, hyper.task_idf_power)
     return (
         Head(corpus.TASKS, [r.task for r in requests], hyper.task_c, False, task_columns, task_scale),
         Head(LEVELS, [r.complexity for r in requests], hyper.complexity_c, hyper.complexity_balanced, used),
     )
 
 
-def column_scale(full: csr_matrix, columns: np.ndarray, power: float) -> np.ndarray:
+def column_scale(full: csr_matrix, columns: np.ndarray, power: float) -> np.ndarray | None:
     """Per column of ``columns``: for a hashed bucket, its smoothed inverse document frequency over the rows of
     ``full`` (the training requests), ``(log((1 + n) / (1 + df)) + 1) ** power``; 1 for the structure and
-    word-meaning columns. Under one L2 penalty this lets a rare n-gram take a larger weight than a common one
-    (see `Hyper.task_idf_power`)."""
+    word-meaning columns; None (no scale) at power 0. Under one L2 penalty this lets a rare n-gram take a larger
+    weight than a common one (see `Hyper.task_idf_power`)."""
+    if not power:
+        return None
     df = np.bincount(full.indices[full.data != 0], minlength=full.shape[1])[columns]
     idf = (np.log((1.0 + full.shape[0]) / (1.0 + df)) + 1.0) ** power
     return np.where(columns < features.BUCKETS, idf, 1.0)
