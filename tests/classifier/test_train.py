@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from scipy.sparse import csr_matrix
 
 from zeta_dev.classifier import corpus, train
-from zeta_operator.router import model
+from zeta_operator.router import features, model
 
 
 # Retraining on the whole corpus (33,563 requests) takes about 180 s alone on 2 cores (the two heads side by side),
@@ -91,10 +92,6 @@ def test_a_scaled_head_comes_back_as_weights_on_the_unscaled_columns() -> None:
 
 
 def test_the_column_scale_is_the_idf_of_the_training_rows_for_hashed_columns_only() -> None:
-    from scipy.sparse import csr_matrix
-
-    from zeta_operator.router import features
-
     structure = features.BUCKETS + 1
     full = csr_matrix(
         ([1.0, 1.0, 1.0, 1.0, 1.0], [0, 7, 0, 0, structure], [0, 2, 3, 5]), shape=(3, structure + 1)

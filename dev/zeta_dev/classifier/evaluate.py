@@ -341,8 +341,8 @@ STALE_NOTE = "**Not recomputed for the shipped weights:**"
 
 def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> str:
     """docs/classifier.md. Without ``lowo``, the leave-one-writer-out section of ``previous`` (the report this
-    one replaces) is kept if that report was written for weights of the same corpus (its fingerprint), since
-    nothing it depends on changed; otherwise the section is left out."""
+    one replaces) is kept if that report was written for weights of the same corpus (its fingerprint), under a
+    note if it was computed with other training settings (`kept_section`); otherwise it is left out."""
     m = runtime.load()
     test = corpus.select(requests, "test")
     split_counts = Counter(r.split for r in requests)
@@ -480,9 +480,14 @@ def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> st
     return "\n".join(out)
 
 
+def training_label() -> str:
+    """The training settings the shipped weights are made with: hyperparameters and features version."""
+    return f"`{train.HYPER!r}`, features `{features.FEATURES_VERSION}`"
+
+
 def training_settings() -> str:
     """The line that says which training the leave-one-writer-out figures are of (`kept_section` reads it)."""
-    return f"Training: `{train.HYPER!r}`, features `{features.FEATURES_VERSION}`."
+    return f"Training: {training_label()}."
 
 
 def kept_section(previous: str, fingerprint: str) -> list[str]:
@@ -499,7 +504,7 @@ def kept_section(previous: str, fingerprint: str) -> list[str]:
         return [*section, ""]
     note = (
         f"{STALE_NOTE} they are of weights trained on the same corpus with earlier training settings, not "
-        f"with these ({training_settings()[len('Training: ') :].rstrip('.')}); `python -m "
+        f"with these ({training_label()}); `python -m "
         "zeta_dev.classifier.evaluate` recomputes them (one to two hours on 2 cores)."
     )
     return [section[0], "", note, *section[1:], ""]
@@ -540,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--no-lowo",
         action="store_true",
         help="skip the leave-one-writer-out retraining (the report keeps the section it replaces if that was "
-        "written for weights of the same corpus)",
+        "written for weights of the same corpus, under a note if their training settings differ)",
     )
     parser.add_argument(
         "--unseen",
