@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .common import BackendState, BaseUrl, Complexity, Model, Name
-from .policy import ClassifierSettings, ComplexityRange
+from .policy import ClassifierSettings, ComplexityRange, TaskClass
 
 CONFIGMAP_KEY = "routing-table.json"
 """The ConfigMap data key that holds the table."""
@@ -51,6 +51,22 @@ class TableClass(Model):
         "unsure of to a backend with a lower complexity ceiling than theirs.",
     )
     reasons: dict[str, str] = Field(default_factory=dict, description="Why each backend has its share.")
+
+    @classmethod
+    def of(
+        cls, c: TaskClass, weights: dict[str, float] | None = None, reasons: dict[str, str] | None = None
+    ) -> TableClass:
+        """The policy's class as the table carries it (without weights: what the classifier reads of it)."""
+        return cls(
+            name=c.name,
+            task_type=c.task_type,
+            complexity=c.complexity,
+            priority=c.priority,
+            latency_objective_seconds=c.latency_objective_seconds,
+            weights=weights or {},
+            preferred=list(c.preferred),
+            reasons=reasons or {},
+        )
 
     @model_validator(mode="after")
     def _weights_are_a_distribution(self) -> TableClass:

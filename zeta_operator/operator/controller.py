@@ -340,16 +340,11 @@ class PolicyLoop:
                 for b in backends
             ],
             classes=[
-                TableClass(
-                    name=c.name,
-                    task_type=c.task_type,
-                    complexity=c.complexity,
-                    priority=c.priority,
-                    latency_objective_seconds=c.latency_objective_seconds,
-                    weights=decision.weights.get(c.name, {}),
-                    preferred=list(c.preferred),
+                TableClass.of(
+                    c,
+                    decision.weights.get(c.name, {}),
                     # Only the kind of reason goes into the table: live numbers would change its hash every cycle.
-                    reasons={k: v.split(":")[0] for k, v in decision.reasons.get(c.name, {}).items()},
+                    {k: v.split(":")[0] for k, v in decision.reasons.get(c.name, {}).items()},
                 )
                 for c in policy.classes
             ],
