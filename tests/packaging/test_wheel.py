@@ -1,7 +1,7 @@
 """What users install holds the product only (API models, operator, router), and works outside the checkout.
 
 Builds the wheel from the checkout, lists it, installs it into a clean virtualenv in a temporary directory
-(dependencies from the package index or pip's cache) and runs the two console scripts from there: the router
+(dependencies from the package index or pip's cache) and runs the console scripts from there: the router
 serves a routing table file, without the simulator, the harness or this checkout on its path.
 """
 
@@ -85,7 +85,7 @@ def test_the_wheel_holds_the_product_and_nothing_else(wheel: Path) -> None:
 
 
 def test_the_console_scripts_run_outside_the_checkout(clean_env: Path, tmp_path: Path) -> None:
-    for script in ("zeta-router", "zeta-operator"):
+    for script in ("zeta-router", "zeta-operator", "zeta-classify"):
         result = subprocess.run(
             [clean_env / script, "--help"],
             capture_output=True,
@@ -103,6 +103,26 @@ def test_the_console_scripts_run_outside_the_checkout(clean_env: Path, tmp_path:
             env=_without_checkout(),
         )
         assert probe.returncode != 0, f"{forbidden} is importable from the product's environment"
+
+
+def test_the_installed_zeta_classify_reads_its_shipped_weights(clean_env: Path, tmp_path: Path) -> None:
+    """The weights ship in the wheel: the installed command classifies with the learned model."""
+    result = subprocess.run(
+        [
+            clean_env / "zeta-classify",
+            "--policy",
+            str(REPO_ROOT / "manifests/samples/routingpolicy.yaml"),
+            "-",
+        ],
+        input=json.dumps("is it worth refinancing a 3.1% mortgage at 4.5% to consolidate a car loan?") + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_without_checkout(),
+    )
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert decision["classifiedBy"] == "model" and 0 < decision["confidence"] <= 1
 
 
 def test_the_installed_router_serves_a_table_file(clean_env: Path, tmp_path: Path) -> None:
