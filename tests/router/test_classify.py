@@ -16,6 +16,7 @@ from zeta_operator.api.policy import ClassifierSettings, RoutingPolicySpec
 from zeta_operator.api.table import TableClass
 from zeta_operator.router.classify import Classifier
 from zeta_operator.router.model import LearnedModel
+from zeta_operator.router.offline import table_classes
 from zeta_operator.router.payload import SCAN_CHARS, BadRequest, prompt_view
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,9 +99,7 @@ def with_rules(rules: list[dict[str, Any]]) -> Classifier:
     """The sample policy's rule classifier with ``rules`` instead of the sample's."""
     doc = yaml.safe_load(SAMPLE_POLICY.read_text())["spec"]
     spec = RoutingPolicySpec.model_validate({**doc, "classifier": {**doc["classifier"], "rules": rules}})
-    return Classifier(
-        spec.classifier, evaluate.sample_classes(spec), default_class=spec.default_class, model=None
-    )
+    return Classifier(spec.classifier, table_classes(spec), default_class=spec.default_class, model=None)
 
 
 CODE_AND_REASONING_RULES = [

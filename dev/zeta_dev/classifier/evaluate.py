@@ -29,11 +29,12 @@ from typing import TypeVar
 import yaml
 
 from zeta_operator.api.policy import RoutingPolicySpec
-from zeta_operator.api.table import TableBackend, TableClass
+from zeta_operator.api.table import TableBackend
 from zeta_operator.router import features
 from zeta_operator.router import model as runtime
 from zeta_operator.router.balancer import ClassRoute
 from zeta_operator.router.classify import Classifier, spill_floor
+from zeta_operator.router.offline import table_classes
 from zeta_operator.router.payload import PromptView
 
 from . import corpus, train
@@ -78,7 +79,7 @@ def sample_classifier(m: runtime.LearnedModel | None, *, make: type[Classifier] 
     """The router's classifier as the sample RoutingPolicy configures it (``make``: another checkout's
     `Classifier`, for side-by-side timing)."""
     spec = sample_spec()
-    return make(spec.classifier, sample_classes(spec), default_class=spec.default_class, model=m)
+    return make(spec.classifier, table_classes(spec), default_class=spec.default_class, model=m)
 
 
 def sample_decision(
@@ -117,26 +118,11 @@ def sample_protected_ceilings(spec: RoutingPolicySpec) -> dict[str, int]:
                     context_window=caps["contextWindow"],
                 )
             )
-    return {c.name: ClassRoute.build(c, backends).protected_ceiling for c in sample_classes(spec)}
+    return {c.name: ClassRoute.build(c, backends).protected_ceiling for c in table_classes(spec)}
 
 
 def sample_spec() -> RoutingPolicySpec:
     return RoutingPolicySpec.model_validate(yaml.safe_load(SAMPLE_POLICY.read_text())["spec"])
-
-
-def sample_classes(spec: RoutingPolicySpec) -> list[TableClass]:
-    return [
-        TableClass(
-            name=c.name,
-            task_type=c.task_type,
-            complexity=c.complexity,
-            priority=c.priority,
-            latency_objective_seconds=1.0,
-            weights={},
-            preferred=c.preferred,
-        )
-        for c in spec.classes
-    ]
 
 
 def through(clf: Classifier) -> Predictor:

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from zeta_operator.router import features, model
+from zeta_operator.router.offline import OFFLOAD_GRID, offload_threshold
 from zeta_operator.router.payload import PromptView
 
 from . import corpus, meaning
@@ -44,7 +45,6 @@ from .corpus import Request
 LEVELS = (1, 2, 3, 4, 5)
 MAX_ITER = 200
 TEMPERATURES = tuple(round(0.3 + 0.01 * i, 2) for i in range(471))  # 0.30 .. 5.00
-OFFLOAD_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
 OFFLOAD_COMPLEX_RATE = 0.01
 """At the default offloadConfidence, at most this share of the calibration split's complex requests would be
 allowed to spill to a smaller model (the issue's target for the complex-to-simple rate)."""
@@ -431,12 +431,9 @@ def fit_temperature(logits: list[list[float]], truth: list[int]) -> float:
 
 
 def offload_confidence(p_simple: list[float], simple: list[bool]) -> float:
-    """The lowest grid threshold at which at most OFFLOAD_COMPLEX_RATE of the complex requests pass."""
-    complex_p = [p for p, s in zip(p_simple, simple, strict=True) if not s]
-    for t in OFFLOAD_GRID:
-        if sum(p >= t for p in complex_p) <= OFFLOAD_COMPLEX_RATE * len(complex_p):
-            return t
-    return OFFLOAD_GRID[-1]
+    """The lowest grid threshold at which at most OFFLOAD_COMPLEX_RATE of the complex requests pass (the same
+    rule zeta-classify applies to a user's own labelled prompts), or the grid's highest."""
+    return offload_threshold(p_simple, simple, OFFLOAD_COMPLEX_RATE) or OFFLOAD_GRID[-1]
 
 
 def calibrate(data: dict[str, Any], calibration: Sequence[Request]) -> dict[str, Any]:
