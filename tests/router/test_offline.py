@@ -128,6 +128,18 @@ def test_report_suggests_the_lowest_offload_confidence_and_warns_when_the_sample
     assert "Complex requests past the gate" not in out
 
 
+def test_report_checks_the_suggestion_on_lines_it_was_not_chosen_on(tmp_path: Path) -> None:
+    hard = chat("derive it", model="hard", task="reasoning", complexity=4)  # certain complex
+    trap = chat("looks easy", model="easy", task="chat", complexity=3)  # certain simple, truly complex
+    easy = chat("hello", model="easy", task="chat", complexity=1)
+    code, out = run(tmp_path, [hard, hard, trap, hard, easy, easy], "--report", "--target", "0.5")
+    assert code == 0
+    # Even lines (hard, trap, easy): 0.5 lets the trap through, 1 of 2; the odd lines' two complex ones stay.
+    # Odd lines (hard, hard, easy): 0.5 holds both; on the even lines it lets the trap through.
+    assert "checked on the lines it did not see" in out
+    assert "0.5 -> 0 of 2 (0.0%); 0.5 -> 1 of 2 (50.0%)" in out
+
+
 def test_offload_threshold_is_the_lowest_grid_value_within_the_rate() -> None:
     p = [0.99, 0.95, 0.6, 0.2] + [0.1] * 100 + [0.97] * 10
     simple = [False] * 104 + [True] * 10

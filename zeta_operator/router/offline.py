@@ -226,7 +226,24 @@ def _suggestion(answered: Sequence[Decided], target: float) -> list[str]:
             f"; with {complex_count} complex requests, {target:.0%} is less than one, so this keeps every one "
             "of them back: a weak estimate, label more complex prompts"
         )
-    return [line]
+        return [line]
+    return [line, *_held_out(p, simple, target)]
+
+
+def _held_out(p: Sequence[float], simple: Sequence[bool], target: float) -> list[str]:
+    """A threshold chosen on some prompts is flattered on those same prompts: choose it on every other line
+    and count the complex requests of the remaining lines that pass it, both ways round."""
+    checks = []
+    for chosen in (0, 1):
+        threshold = offload_threshold(p[chosen::2], simple[chosen::2], target)
+        others = [q for q, s in zip(p[1 - chosen :: 2], simple[1 - chosen :: 2], strict=True) if not s]
+        if threshold is None or not others:
+            return []
+        checks.append(f"{threshold:g} -> {_share(sum(q >= threshold for q in others), len(others))}")
+    return [
+        "the same rule on every other line, checked on the lines it did not see (threshold -> their complex "
+        "requests past it): " + "; ".join(checks)
+    ]
 
 
 def _cls(d: Decided) -> Classification:
