@@ -190,7 +190,14 @@ class Hyper:
     (`meaning.BLOCK_SCALE`) at twice and at half their scale for the task head: task 84.6% and 84.5% against
     84.8% (log-loss 0.434 and 0.428 against 0.428), so they stay as they are. Also tried on the complexity head,
     not taken: class weights raising the complex levels twice above balanced (tier -1.1 points, SE 0.1; the share
-    of simple requests past the 1% gate 39.4% against 39.5%: it moves the threshold, not the ranking)."""
+    of simple requests past the 1% gate 39.4% against 39.5%: it moves the threshold, not the ranking).
+
+    The task head's confusions (chat, summarize and reasoning over the same words) suggested the instruction's
+    words mean another task beside a paste, in a follow-up or under a system prompt. A linear head cannot cross
+    them, so a block of the instruction's words was added that only such turns fill (one bucket per word, 2**16
+    buckets, normalised by their count, idf-scaled like the rest; a scratch harness, 2026-12-05). Out of fold,
+    against the shipped 84.8%: a paste of 200 characters or more 84.9% (+0.09 points, SE 0.08), a history 84.7%
+    (-0.09, SE 0.07), any of the three 84.7% (-0.11, SE 0.11). Not taken."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
