@@ -531,7 +531,7 @@ class Simulation:
                     name=name, tasks=frozenset(group.tasks), max_complexity=group.max_complexity,
                     size_billions=group.size_b, max_concurrency=group.max_concurrency,
                     ready_endpoints=sum(1 for e in engines if e.ready), newest_ready_since=None,
-                    signals=readings, latency=latency,
+                    signals=readings, latency=latency, model=group.name,
                 )
             )  # fmt: skip
         return inputs

@@ -714,6 +714,31 @@ def test_static_preferences_of_the_sample() -> None:
     }
 
 
+def test_the_replicas_of_one_model_share_its_floor() -> None:
+    """Eight ModelBackends of the 14B are eight probes of one model: together they keep one floor, not eight
+    (per backend, the floors kept a third of a class on its fallbacks at any load: docs/benchmarks.md)."""
+    fleet = sample_fleet()
+    large = next(b for b in fleet if b.name == "large-14b")
+    replicas = [replace(large, name=f"large-14b-{i}", model="large-14b") for i in range(8)]
+    fleet = [b for b in fleet if b.name != "large-14b"] + replicas
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    for c in spec["classes"]:
+        for key in ("preferred", "fallbacks"):
+            c[key] = [
+                m for n in c.get(key, []) for m in ([r.name for r in replicas] if n == "large-14b" else [n])
+            ]
+    weights = static_weights(RoutingPolicySpec.model_validate(spec), fleet)
+    chat = weights["chat-simple"]
+    assert [chat[r.name] for r in replicas] == [pytest.approx(0.0025)] * 8  # 0.02 / 8 each
+    assert chat["coder-7b"] == pytest.approx(0.0025)  # one floor per class: the most replicated model's share
+    assert chat["general-4b"] == pytest.approx(1 - 9 * 0.0025)
+    assert weights["reasoning"] == {r.name: pytest.approx(0.125) for r in replicas}
+    # A decision under an ordinary load keeps those floors (the sample fleet's, one backend per model, are
+    # pinned by test_static_preferences_of_the_sample).
+    d = decide(policy=RoutingPolicySpec.model_validate(spec), backends=fleet, previous=None, now=T0)
+    assert sum(d.weights["chat-simple"][r.name] for r in replicas) == pytest.approx(0.02)
+
+
 def test_preferred_share_follows_ready_endpoints() -> None:
     policy = one_class_policy("general-4b", "large-14b")
     fleet = sample_fleet(ready={"general-4b": 3, "large-14b": 1})

@@ -318,7 +318,9 @@ class Adaptation(Model):
     smoothing: Fraction = Field(default=0.5, description="EWMA factor for new loads (1 = no smoothing).")
     max_step: Fraction = Field(default=0.2, description="Largest change of one weight per interval.")
     weight_floor: Fraction = Field(
-        default=0.02, description="Share every capable backend keeps, for probing."
+        default=0.02,
+        description="Share every capable backend keeps, for probing; the ModelBackends serving one model "
+        "share one floor.",
     )
     hysteresis: Fraction = Field(default=0.05, description="Ignore weight changes smaller than this.")
     stale_after: Duration = Field(default="60s", description="Then fall back to static preferences.")

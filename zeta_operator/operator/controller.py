@@ -293,6 +293,7 @@ class PolicyLoop:
             newest_ready_since=max(since) if since else None,
             signals=measured.signals.get(b.name, {}),
             latency=measured.latency.get(b.name, {}),
+            model=b.spec.model,
         )
 
     # ---------------------------------------------------------------- the table

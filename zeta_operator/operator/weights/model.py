@@ -52,6 +52,9 @@ class BackendInput:
     limit (0..1+); kvCache and errorRate are fractions 0..1."""
     latency: Mapping[str, Reading]
     """Task-class name -> latency quantile in seconds."""
+    model: str = ""
+    """The model it serves (``ModelBackend.spec.model``): backends serving one model share a weight floor
+    (rule 5). "" = a model of its own."""
 
 
 @dataclass(frozen=True)

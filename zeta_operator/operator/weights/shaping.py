@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from .control import _scaled
@@ -66,9 +67,14 @@ def _step(
     return {n: base[n] + d * (scale_up if d > 0 else scale_down) for n, d in clipped.items()}
 
 
-def _floor_for(floor: float, candidates: Sequence[str]) -> float:
-    """The floor every candidate can actually get: at most an equal share."""
-    return min(floor, 1.0 / len(candidates)) if candidates else floor
+def _floor_for(floor: float, candidates: Sequence[str], models: Mapping[str, str]) -> float:
+    """The floor every candidate can actually get: at most an equal share, and the ModelBackends serving one
+    model (``models``: backend -> served model, "" for one of its own) share one floor, so the class's floors
+    do not grow with the number of replicas of a model (rule 5)."""
+    if not candidates:
+        return floor
+    replicas = Counter(models.get(n) or f"backend:{n}" for n in candidates)
+    return min(floor / max(replicas.values()), 1.0 / len(candidates))
 
 
 def _rounded(weights: Mapping[str, float], floor: float) -> dict[str, float]:
