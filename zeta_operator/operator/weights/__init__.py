@@ -36,8 +36,8 @@ Rules, in the order `decide` applies them:
    ``model``); the remaining ``1 - f * candidates`` goes to the *carriers*. Why ``r``: the floor is there to
    probe, and eight ModelBackends of one model need no more probing than one. Per backend, the floors of a
    class with eight backends per size kept a third of it on its fallbacks at any load (docs/benchmarks.md,
-   "scale-burst"). The controller's state is the previous weights
-   themselves (so a restart from the routing table resumes it exactly). Its dead zone is the offload band: a
+   "scale-burst"). The controller's state is the previous weights themselves (so a restart from the routing
+   table resumes it exactly). Its dead zone is the offload band: a
    load inside ``[lowWatermark, highWatermark]``, or within `MIN_CORRECTION` of its aim, causes no
    correction. A load outside is corrected towards an *aim*: the setpoint ``S = (lowWatermark +
    highWatermark) / 2``, or the mean load of the backends concerned when that is higher (a busy group is
@@ -181,7 +181,7 @@ def static_weights(
     out: dict[str, dict[str, float]] = {}
     for task_class in policy.classes:
         roster = _roster(task_class, by_name, knobs)
-        floor = _floor_for(knobs.floor, roster.candidates, _models(by_name))
+        floor = _floor_for(knobs.floor, roster.candidates, by_name)
         out[task_class.name] = _rounded(_static_target(roster, by_name, floor), floor)
     return out
 
@@ -313,10 +313,6 @@ def decide(
 _Mode = Literal["adapt", "hold", "stale", "start"]
 
 
-def _models(by_name: Mapping[str, BackendInput]) -> dict[str, str]:
-    return {name: b.model for name, b in by_name.items()}
-
-
 def _slowed(
     by_name: Mapping[str, BackendInput],
     loads: Mapping[str, float | None],
@@ -372,7 +368,7 @@ def _decide_class(
 
     if not candidates:
         return _ClassOutcome({}, dict(roster.excluded), False, events)
-    floor = _floor_for(knobs.floor, candidates, _models(by_name))
+    floor = _floor_for(knobs.floor, candidates, by_name)
     was_offloading = _was_offloading(name, roster, prev, previous, floor)
     # Blackout only matters while someone else can carry the traffic.
     in_blackout = {n for n in candidates if n in blackout}

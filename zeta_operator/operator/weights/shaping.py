@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from .control import _scaled
-from .model import _EPS, _UNITS
+from .model import _EPS, _UNITS, BackendInput
 
 
 def _usable_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -67,13 +67,12 @@ def _step(
     return {n: base[n] + d * (scale_up if d > 0 else scale_down) for n, d in clipped.items()}
 
 
-def _floor_for(floor: float, candidates: Sequence[str], models: Mapping[str, str]) -> float:
+def _floor_for(floor: float, candidates: Sequence[str], by_name: Mapping[str, BackendInput]) -> float:
     """The floor every candidate can actually get: at most an equal share, and the ModelBackends serving one
-    model (``models``: backend -> served model, "" for one of its own) share one floor, so the class's floors
-    do not grow with the number of replicas of a model (rule 5)."""
+    model share one floor, so the class's floors do not grow with the number of replicas of a model (rule 5)."""
     if not candidates:
         return floor
-    replicas = Counter(models.get(n) or f"backend:{n}" for n in candidates)
+    replicas = Counter(by_name[n].model or f"backend:{n}" for n in candidates)
     return min(floor / max(replicas.values()), 1.0 / len(candidates))
 
 
