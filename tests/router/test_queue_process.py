@@ -145,6 +145,12 @@ def test_a_full_queue_answers_429_with_retry_after(
         assert full.headers["Retry-After"] == "2"
         assert full.json()["error"]["code"] == "queue_full"
         assert full.json()["error"]["type"] == "rate_limit_error"
+        # what the router made of it, as on an answered request, but no backend: none was chosen
+        assert full.headers["X-Zeta-Task-Class"] == "chat"
+        assert 0.0 <= float(full.headers["X-Zeta-Confidence"]) <= 1.0
+        assert full.headers["X-Zeta-Classified-By"]
+        assert full.headers["X-Request-Id"]
+        assert "X-Zeta-Backend" not in full.headers
     finally:
         slow.set_faults(hang=False)
         traffic.join()
@@ -175,6 +181,9 @@ def test_a_waiter_past_its_deadline_answers_429_with_retry_after(
         assert late.headers["Retry-After"] == "2"
         assert late.json()["error"]["code"] == "deadline"
         assert late.json()["error"]["type"] == "rate_limit_error"
+        assert late.headers["X-Zeta-Task-Class"] == "chat"
+        assert "X-Zeta-Complexity" in late.headers
+        assert late.headers["X-Request-Id"] == "late"
     finally:
         slow.set_faults(hang=False)
         traffic.join()

@@ -132,12 +132,16 @@ class Forwarder:
             return await self._serve(request, req, kind)
         except BadRequest as e:
             self._reject(req, e.status, e.code)
-            return error_response(
+            response = error_response(
                 e.status, e.message, code=e.code, param=e.param, close=e.status in (408, 413)
             )
+            self._classification_headers(response.headers, req)
+            return response
         except Rejected as e:
             self._reject(req, e.status, e.reason)
-            return error_response(e.status, e.message, code=e.reason, retry_after=e.retry_after)
+            response = error_response(e.status, e.message, code=e.reason, retry_after=e.retry_after)
+            self._classification_headers(response.headers, req)
+            return response
         except asyncio.CancelledError:
             req.code = req.code or "499"  # the client went away
             raise
@@ -404,21 +408,28 @@ class Forwarder:
     def _zeta_headers(self, h: CIMultiDict[str], req: _Request) -> None:
         h["X-Zeta-Backend"] = req.backend
         h["X-Zeta-Endpoint"] = req.endpoint
-        h["X-Zeta-Task-Class"] = req.task_class
         h["X-Zeta-Decision"] = req.reason
         h["X-Zeta-Overhead-Ms"] = f"{req.router_seconds * 1000:.3f}"
-        h["X-Zeta-Table-Version"] = str(req.snapshot.version)
-        h["X-Request-Id"] = req.request_id
-        if req.classification is not None:
-            h["X-Zeta-Complexity"] = str(req.classification.complexity)
-            h["X-Zeta-Priority"] = str(req.classification.priority)
-            h["X-Zeta-Confidence"] = f"{req.classification.confidence:.3f}"
-            h["X-Zeta-Classified-By"] = req.classification.source
+        self._classification_headers(h, req)
         if req.queue_seconds:
             h["X-Zeta-Queue-Ms"] = f"{req.queue_seconds * 1000:.1f}"
         if req.retries:
             h["X-Zeta-Retries"] = str(req.retries)
         self._metrics.overhead.observe(req.router_seconds)
+
+    @staticmethod
+    def _classification_headers(h: CIMultiDict[str], req: _Request) -> None:
+        """What the router made of the request, also on the answers it gives itself (a full queue, no capable
+        backend): a client told 429 can see which class was full and how sure the router was of it."""
+        h["X-Zeta-Table-Version"] = str(req.snapshot.version)
+        h["X-Request-Id"] = req.request_id
+        if req.classification is None:
+            return
+        h["X-Zeta-Task-Class"] = req.task_class
+        h["X-Zeta-Complexity"] = str(req.classification.complexity)
+        h["X-Zeta-Priority"] = str(req.classification.priority)
+        h["X-Zeta-Confidence"] = f"{req.classification.confidence:.3f}"
+        h["X-Zeta-Classified-By"] = req.classification.source
 
     def _upstream_failure(self, req: _Request, e: UpstreamError) -> web.Response:
         status = 504 if e.kind == "timeout" else 502
