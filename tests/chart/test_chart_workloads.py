@@ -10,6 +10,7 @@ import pytest
 
 from zeta_dev.localcluster.cluster import Cluster
 from zeta_operator.operator.handlers import CYCLE_FINISH_SECONDS
+from zeta_operator.router.settings import duration
 
 from .render import ALL_ON, Doc, Helm, by_kind, kustomize, one
 
@@ -145,3 +146,5 @@ def test_each_router_replica_knows_how_many_share_the_fleet(
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     expected = hpas[0]["spec"]["minReplicas"] if hpas else router["spec"]["replicas"]
     assert int(env["ZETA_ROUTER_REPLICAS"]) == expected
+    # ... and reads the engines' own occupancy (the share above is for engines it cannot read)
+    assert duration(env["ZETA_ROUTER_ENGINE_POLL_INTERVAL"]) == 1.0

@@ -263,23 +263,27 @@ def test_no_reachable_backend_is_503_and_too_long_a_prompt_400(
     assert (ok.status_code, ok.headers["X-Zeta-Backend"]) == (200, "short")
 
 
-def test_each_replica_admits_its_share_of_an_endpoints_cap(
-    sims: dict[str, RunningSim], router_factory: StartRouter
-) -> None:
-    """With --replicas 2, an endpoint of maxConcurrency 2 takes one request from this router: the second
-    waits in its queue (its peer replica may hold the other slot), where one router alone would send both."""
-    slow = sims["slow"]
+def one_of_two_replicas(router_factory: StartRouter, slow: RunningSim, *, engine_poll: str) -> RunningRouter:
+    """A router that is one of two replicas, on one endpoint of maxConcurrency 2."""
     two_slots = table(
         [backend("slow", [slow], max_concurrency=2)],
         [task_class("chat", "chat", {"slow": 1.0})],
         queue={"maxSize": 16, "maxWaitSeconds": 30.0, "agingSeconds": 60.0},
     )
-    router = router_factory(two_slots, "--replicas", "2")
+    return router_factory(two_slots, "--replicas", "2", "--engine-poll-interval", engine_poll)
+
+
+def test_each_replica_admits_its_share_of_an_endpoints_cap(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """With the engines not read, an endpoint of maxConcurrency 2 takes one request from this replica: the
+    second waits in its queue (its peer replica may hold the other slot), where one router alone would send
+    both."""
+    slow = sims["slow"]
+    router = one_of_two_replicas(router_factory, slow, engine_poll="0")
     traffic = Requests(router)
     try:
-        slow.set_faults(hang=True)
-        traffic.send("first", max_tokens=2)
-        eventually(lambda: router.metric("zeta_router_inflight_requests", backend="slow") == 1, what="first")
+        blocked(router, slow, traffic)
         traffic.send("second", max_tokens=2)
         eventually(lambda: depth(router) == 1, what="the second waiting")
         assert router.metric("zeta_router_inflight_requests", backend="slow") == 1
@@ -288,6 +292,62 @@ def test_each_replica_admits_its_share_of_an_endpoints_cap(
         traffic.join()
     assert {r.status_code for r in traffic.results.values()} == {200}
     assert float(traffic.results["second"].headers["X-Zeta-Queue-Ms"]) > 0
+
+
+def test_a_replica_takes_the_slot_its_peer_leaves_once_the_engine_says_so(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """The same with the engine read: it reports one request (this replica's), so the peer holds nothing and
+    the second request gets the other slot instead of waiting for the first."""
+    slow = sims["slow"]
+    router = one_of_two_replicas(router_factory, slow, engine_poll="0.1")
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        traffic.send("second", max_tokens=2)
+        eventually(lambda: router.metric("zeta_router_inflight_requests", backend="slow") == 2, what="second")
+        assert depth(router) == 0
+        assert router.metric("zeta_router_engine_reads_total", result="ok") > 0
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+    assert {r.status_code for r in traffic.results.values()} == {200}
+
+
+def test_a_backend_filled_by_a_client_that_bypasses_the_router_is_passed_over(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """A batch job calls the preferred backend's engine directly and takes its one slot; no router counts it,
+    but the engine's /metrics shows it, and the router sends the next request to the spare backend."""
+    slow, spare = sims["slow"], sims["spare"]
+    router = router_factory(
+        table(
+            [backend("slow", [slow], max_concurrency=1), backend("spare", [spare], max_concurrency=4)],
+            [task_class("chat", "chat", {"slow": 1.0})],
+        ),
+        "--engine-poll-interval",
+        "0.1",
+    )
+    outside: list[requests.Response] = []
+    batch = threading.Thread(
+        target=lambda: outside.append(
+            requests.post(f"{slow.url}/v1/chat/completions", json=chat("batch", model="slow"), timeout=60)
+        )
+    )
+    try:
+        slow.set_faults(hang=True)
+        batch.start()
+        eventually(lambda: router.metric("zeta_router_engine_occupancy", backend="slow") == 1, what="seen")
+        answer = post_chat(router)
+    finally:
+        slow.set_faults(hang=False)
+        batch.join(60)
+    assert (answer.status_code, answer.headers["X-Zeta-Backend"], answer.headers["X-Zeta-Decision"]) == (
+        200,
+        "spare",
+        "fallback",
+    )
+    assert [r.status_code for r in outside] == [200]
 
 
 def test_a_retry_waits_for_a_busy_backend_instead_of_failing(

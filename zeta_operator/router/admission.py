@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..api.table import TableQueue
-from .balancer import Choice, Eligible, Picker, weighted
+from .balancer import Choice, Eligible, LoadView, Picker, weighted
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .queue import QueueFull, Waiter, WaitQueue
@@ -49,9 +49,13 @@ class Admission:
         rng: random.Random,
         *,
         pick: Picker = weighted,
+        load: LoadView | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``load``: what the picker judges an endpoint's room by (`occupancy.Occupancy`); default the
+        tracker's own in-flight counts."""
         self.tracker = tracker
+        self._load: LoadView = tracker if load is None else load
         self._pick = pick
         self._metrics = metrics
         self._rng = rng
@@ -77,7 +81,7 @@ class Admission:
         self.offer_all()
 
     def try_now(self, eligible: Eligible, *, exclude: frozenset[str] = frozenset()) -> Choice | None:
-        choice = self._pick(eligible, self.tracker, self._rng, exclude)
+        choice = self._pick(eligible, self._load, self._rng, exclude)
         if choice is not None:
             self._take(choice)
         return choice
@@ -137,7 +141,7 @@ class Admission:
         """Give free capacity to waiters, best first (each waiter may use different endpoints)."""
         now = self._clock()
         for waiter in self._queue.in_order(now=now, aging_seconds=self._aging_seconds):
-            choice = self._pick(waiter.payload.eligible, self.tracker, self._rng, frozenset())
+            choice = self._pick(waiter.payload.eligible, self._load, self._rng, frozenset())
             if choice is not None:
                 self._hand_over(waiter, choice)
 
@@ -146,7 +150,7 @@ class Admission:
             waiter = self._queue.best(now=self._clock(), aging_seconds=self._aging_seconds, endpoint=url)
             if waiter is None:
                 return
-            choice = self._pick(waiter.payload.eligible, self.tracker, self._rng, frozenset())
+            choice = self._pick(waiter.payload.eligible, self._load, self._rng, frozenset())
             if choice is None:
                 return
             self._hand_over(waiter, choice)

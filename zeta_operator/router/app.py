@@ -19,6 +19,7 @@ from .endpoints import EndpointTracker
 from .kubeapi import KubeCredentials, load_credentials
 from .metrics import RouterMetrics
 from .model import LearnedModel
+from .occupancy import Occupancy, poll_engines
 from .payload import Kind
 from .proxy import NO_BACKEND, Forwarder, error_response
 from .settings import RouterSettings, TableConfigMap, TableFile
@@ -139,18 +140,23 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
     metrics = RouterMetrics()
     details = classifier_details(model)
     metrics.classifier.labels(details["kind"], details.get("weights", "")).set(1)
+    tracker = EndpointTracker(settings.ejection)
+    # Zeta's routing reads the engines' own occupancy; the benchmark baselines keep to their own counts.
+    engines = None
+    if settings.strategy == "weighted" and settings.engine_poll > 0:
+        engines = Occupancy(tracker, replicas=settings.replicas, max_age=3 * settings.engine_poll)
     admission = Admission(
-        EndpointTracker(settings.ejection),
-        metrics,
-        random.Random(settings.seed),
-        pick=picker(settings.strategy),
+        tracker, metrics, random.Random(settings.seed), pick=picker(settings.strategy), load=engines
     )
 
     def adopt(snapshot: TableSnapshot) -> None:
         admission.configure(snapshot.table.queue, snapshot.endpoint_owner)
         _forget_removed_series(metrics, snapshot)
 
-    store = TableStore(metrics, model=model, replicas=settings.replicas, on_swap=adopt)
+    # With the engines read, an endpoint's cap is the engine's whole cap: `Occupancy` shares it among the
+    # replicas; without, each replica's table keeps its share of it.
+    replicas = 1 if engines is not None else settings.replicas
+    store = TableStore(metrics, model=model, replicas=replicas, on_swap=adopt)
     credentials = _credentials(settings)
     lifecycle = Lifecycle()
     session = aiohttp.ClientSession(
@@ -174,6 +180,11 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
         asyncio.create_task(_table_source(settings, store, credentials), name="table-source"),
         asyncio.create_task(_offer_periodically(admission), name="queue-offers"),
     ]
+    if engines is not None:
+        poll = poll_engines(
+            session, store, engines, metrics, interval=settings.engine_poll, on_reading=admission.offer_all
+        )
+        background.append(asyncio.create_task(poll, name="engine-reads"))
     runner = web.AppRunner(
         app,
         handler_cancellation=True,

@@ -73,6 +73,20 @@ class RouterMetrics:
             ["backend", "endpoint"],
             registry=r,
         )
+        self.engine_occupancy = Gauge(
+            "zeta_router_engine_occupancy",
+            "Requests running and waiting in the engine, as it last reported them on its /metrics (all routers' "
+            "and any other client's).",
+            ["backend", "endpoint"],
+            registry=r,
+        )
+        self.engine_reads = Counter(
+            "zeta_router_engine_reads_total",
+            "Reads of the engines' /metrics for their occupancy: ok, or unreadable (failed, or without the "
+            "engine's running and waiting gauges: that endpoint keeps its share of the cap).",
+            ["result"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "zeta_router_queue_depth", "Requests waiting for a free endpoint.", ["task_class"], registry=r
         )
@@ -147,6 +161,8 @@ class RouterMetrics:
             self.table_reloads.labels(result)
         for start in ("list", "resume"):
             self.table_watches.labels(start)
+        for result in ("ok", "unreadable"):
+            self.engine_reads.labels(result)
 
     def forget_except(
         self, *, backends: Collection[str], classes: Collection[str], endpoints: Collection[str]

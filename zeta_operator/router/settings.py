@@ -211,6 +211,19 @@ class RouterSettings:
     Each replica only counts its own requests in flight, so each admits at most ``ceil(maxConcurrency /
     replicas)`` per endpoint: together they keep an engine at its cap, and the excess waits in the routers'
     priority queues or spills to other backends instead of piling up in the engine's own FIFO queue."""
+    engine_poll: float = option(
+        1.0,
+        flag="--engine-poll-interval",
+        parse=duration,
+        show=_show_seconds,
+        help="read each engine's running and waiting requests from its /metrics this often (0: never; "
+        "each replica then keeps to its share of every endpoint's cap)",
+    )
+    """How often the router reads each endpoint's own /metrics (vLLM's ``vllm:num_requests_running`` and
+    ``vllm:num_requests_waiting``, or SGLang's) to see what the other replicas and clients that bypass the
+    routers (a batch job calling the Service) put on it (`occupancy`). An endpoint that cannot be read keeps the
+    share rule of ``replicas``. 0 turns the reading off. Only Zeta's weighted routing uses it; the benchmark
+    baselines keep their own counts."""
     retries: int = option(
         2, flag="--retries", parse=retries, help="attempts on other endpoints before the first byte"
     )

@@ -1,0 +1,162 @@
+"""The engines' own occupancy: reading it from a /metrics page, estimating it between readings, and the
+balancer judging room by it (what the other replicas and clients that bypass the routers put on an engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+from aiohttp import web
+
+from zeta_operator.api.table import RoutingTable
+from zeta_operator.router import balancer
+from zeta_operator.router.endpoints import EndpointTracker
+from zeta_operator.router.metrics import RouterMetrics
+from zeta_operator.router.occupancy import MAX_METRICS_BYTES, Occupancy, poll_engines, read_occupancy
+from zeta_operator.router.settings import Ejection
+from zeta_operator.router.tables import TableStore
+
+from .helpers import backend, table, task_class
+from .test_balancer import Clock
+
+VLLM_PAGE = b"""# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="qwen 7b {coder}"} 3.0
+vllm:num_requests_running{engine="1",model_name="qwen 7b {coder}"} 1.0
+# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="qwen 7b {coder}"} 2.0
+vllm:num_requests_waiting_by_reason{reason="capacity"} 40.0
+vllm:num_requests_running_total 99.0
+vllm:e2e_request_latency_seconds_bucket{le="1.0",model_name="qwen"} 7.0
+"""
+
+
+def test_reads_running_and_waiting_summed_over_series() -> None:
+    assert read_occupancy(VLLM_PAGE) == 6  # not the _by_reason or _total look-alikes
+
+
+def test_reads_sglang_names_and_unlabelled_samples_with_a_timestamp() -> None:
+    page = b'sglang:num_running_reqs 4 1733390000000\nsglang:num_queue_reqs{tp_rank="0"} 1\n'
+    assert read_occupancy(page) == 5
+
+
+def test_a_page_without_the_gauges_is_no_reading() -> None:
+    assert read_occupancy(b"# nothing here\nprocess_cpu_seconds_total 12.0\n") is None
+    assert read_occupancy(b"") is None
+    assert read_occupancy(b'vllm:num_requests_running{a="b"} not-a-number\n') is None
+
+
+def test_between_readings_a_replica_counts_its_own_change_for_every_replica() -> None:
+    tracker, clock = EndpointTracker(Ejection()), Clock()
+    view = Occupancy(tracker, replicas=2, max_age=3.0, clock=clock)
+    url = "http://a:8000"
+    tracker.acquire(url)
+    assert view.inflight(url) == 2  # no reading yet: its share of the cap, as if its peer did the same
+    view.report(url, 5)  # the engine holds 5: this replica's 1 and 4 from elsewhere
+    assert view.inflight(url) == 5
+    tracker.acquire(url)
+    assert view.inflight(url) == 7  # one more of its own, counted for both replicas
+    tracker.release(url)
+    tracker.release(url)
+    assert view.inflight(url) == 3  # two fewer since the reading, likewise
+    view.report(url, 0)
+    tracker.acquire(url)
+    view.report(url, 0)  # read before the request reached the engine: never below its own
+    assert view.inflight(url) == 1
+    clock.now += 3.5
+    assert not view.fresh(url)
+    assert view.inflight(url) == 2  # too old: back to the share rule
+
+
+def test_the_balancer_sees_an_engine_filled_by_clients_that_bypass_the_router() -> None:
+    routes = RoutingTable.model_validate(
+        table(
+            [
+                backend("busy", ["http://busy:8000"], max_concurrency=4),
+                backend("spare", ["http://spare:8000"], max_concurrency=4),
+            ],
+            [task_class("chat", "chat", {"busy": 1.0})],
+        )
+    )
+    route = balancer.ClassRoute.build(routes.classes[0], routes.backends)
+    eligible = route.eligible(complexity=1, tokens=10)
+    tracker = EndpointTracker(Ejection())
+    view = Occupancy(tracker, replicas=1, max_age=3.0)
+    rng = random.Random(1)
+    assert balancer.choose(eligible, view, rng).backend.name == "busy"  # type: ignore[union-attr]
+    view.report("http://busy:8000", 4)  # a batch job fills it through its Service
+    choice = balancer.choose(eligible, view, rng)
+    assert choice is not None and (choice.backend.name, choice.reason) == ("spare", "fallback")
+    assert balancer.choose(eligible, tracker, rng).backend.name == "busy"  # type: ignore[union-attr]
+
+
+async def _metrics_server(page: bytes | None, *, chunked: bool = False) -> tuple[web.AppRunner, str]:
+    """An HTTP server whose /metrics is ``page`` (None: 404), with a Content-Length or chunked (no length)."""
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        if page is None:
+            raise web.HTTPNotFound()
+        if not chunked:
+            return web.Response(body=page)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(page), 1 << 20):
+            await response.write(page[start : start + (1 << 20)])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def test_the_poller_reports_what_it_can_read_and_forgets_the_rest() -> None:
+    """A vLLM page is read (also chunked); a 404, a page over the size limit (with a length, or chunked) and
+    a closed port are not, and an earlier reading of one of them is forgotten (back to the share rule)."""
+    metrics = RouterMetrics()
+    view = Occupancy(EndpointTracker(Ejection()), replicas=2, max_age=30.0)
+
+    async def scenario() -> list[str]:
+        huge = VLLM_PAGE + b"#" * MAX_METRICS_BYTES
+        servers = [
+            await _metrics_server(VLLM_PAGE),
+            await _metrics_server(VLLM_PAGE, chunked=True),
+            await _metrics_server(None),
+            await _metrics_server(huge),
+            await _metrics_server(huge, chunked=True),
+        ]
+        urls = [url for _, url in servers] + ["http://127.0.0.1:1"]
+        routes = table(
+            [backend("good", urls[:2]), backend("bad", urls[2:])],
+            [task_class("chat", "chat", {"good": 1.0})],
+        )
+        store = TableStore(metrics, model=None)
+        sealed = RoutingTable.model_validate(routes).sealed(version=1, generated_at="")
+        assert store.offer(sealed.to_json(), source="test")
+        view.report(urls[2], 9)  # an earlier reading that can no longer be renewed
+        readings = asyncio.Event()
+        try:
+            async with aiohttp.ClientSession() as session:
+                poll = asyncio.create_task(
+                    poll_engines(session, store, view, metrics, interval=0.05, on_reading=readings.set)
+                )
+                await readings.wait()
+                poll.cancel()
+        finally:
+            for runner, _ in servers:
+                await runner.cleanup()
+        return urls
+
+    urls = asyncio.run(scenario())
+    good, bad = urls[:2], urls[2:]
+    assert all(view.fresh(url) and view.inflight(url) == 6 for url in good)
+    assert not any(view.fresh(url) for url in bad)
+    assert [metrics.engine_occupancy.labels("good", url)._value.get() for url in good] == [6, 6]
+    assert metrics.engine_reads.labels("ok")._value.get() == 2
+    assert metrics.engine_reads.labels("unreadable")._value.get() == 4
