@@ -250,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         "--routers", type=int, help="router replicas (default: the scenario's, 2 unless it says)"
     )
     parser.add_argument(
+        "--engine-poll-interval",
+        dest="engine_poll",
+        type=float,
+        help="seconds between Zeta's routers' reads of the engines' occupancy (default: the router's, "
+        "1; 0: never, each replica keeps its share of every endpoint's cap)",
+    )
+    parser.add_argument(
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
     args = parser.parse_args(argv)
@@ -269,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         sc = scenario.load(name)
         if args.routers is not None:
             sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
+        if args.engine_poll is not None:
+            sc = scenario.Scenario(**{**sc.__dict__, "engine_poll": args.engine_poll})
         if args.duration is not None and not args.smoke:
             sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:

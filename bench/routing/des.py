@@ -46,6 +46,7 @@ from zeta_operator.router import balancer, proxy
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.classify import Classification
 from zeta_operator.router.endpoints import EndpointTracker
+from zeta_operator.router.occupancy import Occupancy
 from zeta_operator.router.payload import parse_request
 from zeta_operator.router.queue import QueueFull, Waiter, WaitQueue
 from zeta_operator.router.settings import Ejection
@@ -91,6 +92,8 @@ class _Router:
     tracker: EndpointTracker
     queue: WaitQueue[_Request]
     picker: Callable[[Eligible, frozenset[str]], Choice | None]
+    occupancy: Occupancy | None = None
+    """Zeta's view of the engines' own occupancy (`router.occupancy`), when the engines are read."""
 
 
 @dataclass(eq=False)
@@ -192,6 +195,12 @@ class Simulation:
             picker = lambda e, x: rr(e, tracker, rng, x)  # noqa: E731
         elif self.strategy == "least-request":
             picker = lambda e, x: balancer.least_request(e, tracker, rng, x)  # noqa: E731
+        elif self.strategy == "zeta" and self.sc.engine_poll > 0:  # the router's room: the engines' occupancy
+            occupancy = Occupancy(
+                tracker, replicas=self.sc.routers, max_age=3 * self.sc.engine_poll, clock=lambda: self.now
+            )
+            picker = lambda e, x: balancer.choose(e, occupancy, rng, exclude=x)  # noqa: E731
+            return _Router(tracker, WaitQueue(), picker, occupancy)
         else:
             picker = lambda e, x: balancer.choose(e, tracker, rng, exclude=x)  # noqa: E731
         return _Router(tracker, WaitQueue(), picker)
@@ -221,6 +230,12 @@ class Simulation:
         while t < self.sc.duration + drain:
             self.at(t, self._scrape)
             t += self.sc.scrape_interval
+        for i, router in enumerate(self.routers):  # replica i of n reads (i + 0.5) / n of an interval in
+            if router.occupancy is not None:
+                t = self.sc.engine_poll * (i + 0.5) / len(self.routers)
+                while t < self.sc.duration + drain:
+                    self.at(t, functools.partial(self._poll_engines, router))
+                    t += self.sc.engine_poll
         t = 1.0
         while t < self.sc.duration + drain:  # the router's slow timer also offers capacity to waiters
             self.at(t, self._offer_all)
@@ -281,7 +296,9 @@ class Simulation:
     def _install(self, table: RoutingTable, *, record: bool) -> None:
         static = self.strategy == "static"
         self.routes = {}
-        backends = replica_share(table.backends, self.sc.routers)  # as each router replica's snapshot does
+        backends = table.backends
+        if self.routers[0].occupancy is None:
+            backends = replica_share(backends, self.sc.routers)  # as each router replica's snapshot does
         for c in table.classes:
             route = ClassRoute.build(c, backends)
             if static:  # preferred only: no unweighted last resort
@@ -419,8 +436,18 @@ class Simulation:
             router.queue.remove(waiter)
             self._dispatch(waiter.payload, choice)
 
-    def _offer_all(self) -> None:
-        for router in self.routers:
+    def _poll_engines(self, router: _Router) -> None:
+        assert router.occupancy is not None
+        for url, e in self.engines.items():
+            if e.alive:
+                e.scheduler.advance(self.now)
+                router.occupancy.report(url, e.scheduler.num_running + e.scheduler.num_waiting)
+            else:
+                router.occupancy.forget(url)
+        self._offer_all([router])
+
+    def _offer_all(self, routers: list[_Router] | None = None) -> None:
+        for router in self.routers if routers is None else routers:
             if not router.queue:
                 continue
             for waiter in router.queue.in_order(

@@ -131,7 +131,8 @@ def run_fixed(sc: Scenario, strategy: str) -> RunResult:
         table_file = work / "table.json"
         table = _fixed_table(sc, sims, strategy)
         table_file.write_text(table.sealed(version=1, generated_at="").to_json())
-        args = ["--log-level", "warning", "--replicas", str(sc.routers)]
+        # static is the weighted router on a fixed table: without the engines' occupancy, as the DES runs it
+        args = ["--log-level", "warning", "--replicas", str(sc.routers), "--engine-poll-interval", "0"]
         if strategy in ("round-robin", "least-request"):
             args += ["--strategy", strategy]
         with contextlib.ExitStack() as routers:
@@ -231,7 +232,8 @@ def run_zeta(sc: Scenario) -> RunResult:
                     routers = [
                         stack.enter_context(start_router(
                             configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
-                            args=["--seed", str(i + 1), "--log-level", "warning", "--replicas", str(sc.routers)],
+                            args=["--seed", str(i + 1), "--log-level", "warning", "--replicas", str(sc.routers),
+                                  "--engine-poll-interval", f"{sc.engine_poll:g}"],
                         ))
                         for i in range(sc.routers)
                     ]  # fmt: skip

@@ -34,6 +34,7 @@ import yaml
 
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.policy import RoutingPolicySpec
+from zeta_operator.router.settings import RouterSettings
 from zeta_sim.latency import LatencyModel
 
 from . import lp, quality
@@ -157,6 +158,9 @@ class Scenario:
     externals: tuple[External, ...] = ()
     routers: int = 2
     """Router replicas, each with its own in-flight view and queue."""
+    engine_poll: float = RouterSettings.engine_poll
+    """How often Zeta's routers read the engines' own occupancy (``--engine-poll-interval``; 0: never, each
+    replica keeps its share of every endpoint's cap, as the baselines do)."""
     quality: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=quality.table)
     """ModelBackend group -> task type -> tier -> answer quality (bench/routing/quality.py)."""
     prompts: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)

@@ -69,6 +69,22 @@ def test_zeta_keeps_to_its_own_classification_in_a_burst() -> None:
     assert 0 < summary.quality_goodput <= summary.goodput
 
 
+def test_zeta_reads_past_the_routers_a_batch_job_on_the_coder() -> None:
+    """external-load: a batch job fills the coder through its Service. Zeta's routers, reading the engines'
+    occupancy, send fewer requests there while it runs than with the reading off (the routers' own counts
+    only), the DES's model of the router's `--engine-poll-interval`."""
+    sc = scenario.shrink(scenario.load("external-load"), duration=60.0)
+    sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompts.load_heldout_prompts().prompts))
+    (batch,) = sc.externals
+
+    def on_the_coder(engine_poll: float) -> int:
+        run = des.simulate(scenario.Scenario(**{**sc.__dict__, "engine_poll": engine_poll}), "zeta")
+        during = [r for r in run.records if batch.start <= r.sent_at < batch.start + batch.duration]
+        return sum(r.backend == batch.backend for r in during)
+
+    assert on_the_coder(sc.engine_poll) < on_the_coder(0.0)
+
+
 def test_litellm_requests_name_the_class_the_routers_classifier_gives_them() -> None:
     """LiteLLM has no classifier: real mode sends each request's *classified* class as its model group, the one
     the router gives the same body (the DES's classification), not the true class it was drawn for."""
