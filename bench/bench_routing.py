@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="engine_poll",
         type=float,
         help="seconds between Zeta's routers' reads of the engines' occupancy (default: the router's, "
-        "1; 0: never, each replica keeps its share of every endpoint's cap)",
+        "1; 0: never, the routers' own counts only, as the baselines)",
     )
     parser.add_argument(
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"

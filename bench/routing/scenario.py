@@ -159,8 +159,8 @@ class Scenario:
     routers: int = 2
     """Router replicas, each with its own in-flight view and queue."""
     engine_poll: float = RouterSettings.engine_poll
-    """How often Zeta's routers read the engines' own occupancy (``--engine-poll-interval``; 0: never, each
-    replica keeps its share of every endpoint's cap, as the baselines do)."""
+    """How often Zeta's routers read the engines' own occupancy (``--engine-poll-interval``; 0: never, the
+    routers' own counts only, as the baselines)."""
     quality: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=quality.table)
     """ModelBackend group -> task type -> tier -> answer quality (bench/routing/quality.py)."""
     prompts: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)

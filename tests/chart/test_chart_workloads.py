@@ -146,5 +146,5 @@ def test_each_router_replica_knows_how_many_share_the_fleet(
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     expected = hpas[0]["spec"]["minReplicas"] if hpas else router["spec"]["replicas"]
     assert int(env["ZETA_ROUTER_REPLICAS"]) == expected
-    # ... and reads the engines' own occupancy (the share above is for engines it cannot read)
+    # ... and reads the engines' own occupancy (to admit less than that share to an engine others fill)
     assert duration(env["ZETA_ROUTER_ENGINE_POLL_INTERVAL"]) == 1.0

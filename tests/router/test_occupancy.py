@@ -48,7 +48,7 @@ def test_a_page_without_the_gauges_is_no_reading() -> None:
     assert read_occupancy(b'vllm:num_requests_running{a="b"} not-a-number\n') is None
 
 
-def test_between_readings_a_replica_counts_its_own_change_for_every_replica() -> None:
+def test_a_reading_adds_what_others_hold_and_never_lets_a_replica_past_its_share() -> None:
     tracker, clock = EndpointTracker(Ejection()), Clock()
     view = Occupancy(tracker, replicas=2, max_age=3.0, clock=clock)
     url = "http://a:8000"
@@ -63,8 +63,8 @@ def test_between_readings_a_replica_counts_its_own_change_for_every_replica() ->
     assert view.inflight(url) == 3  # two fewer since the reading, likewise
     view.report(url, 0)
     tracker.acquire(url)
-    view.report(url, 0)  # read before the request reached the engine: never below its own
-    assert view.inflight(url) == 1
+    view.report(url, 0)  # read before the request reached the engine, or the peer idle: never past its share
+    assert view.inflight(url) == 2
     clock.now += 3.5
     assert not view.fresh(url)
     assert view.inflight(url) == 2  # too old: back to the share rule

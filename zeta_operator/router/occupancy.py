@@ -1,18 +1,20 @@
 """How full each engine is, as one router replica can best tell: what the engine itself last reported, plus
-what this replica changed since.
+what this replica changed since, and never less than the replica's own share of it.
 
-A replica's own in-flight count (`endpoints.EndpointTracker`) misses what the other replicas and any client
-calling the engine's Service directly (a batch job, another gateway) put on it. The engine knows: vLLM exports
+A replica's own in-flight count (`endpoints.EndpointTracker`) misses what any client calling the engine's
+Service directly (a batch job, another gateway) puts on it. The engine knows: vLLM exports
 ``vllm:num_requests_running`` and ``vllm:num_requests_waiting`` on its ``/metrics`` (SGLang its own names), and
-each replica reads them once a second by default (`poll_engines`, ``--engine-poll-interval``). Between two readings, the replica adds its own change since
-the last one, counted as if every replica had changed it as much: ``reported + replicas * (mine now - mine
-then)``. That is exact for one replica and errs towards full for several, so the replicas together admit at
-most the room the engine reported, shared, and a replica whose peers are idle takes all of it within a few
-readings instead of keeping to a fixed share.
+each replica reads them once a second by default (`poll_engines`, ``--engine-poll-interval``). Between two
+readings, the replica adds its own change since the last one, counted as if every replica had changed it as
+much: ``reported + replicas * (mine now - mine then)``.
 
-Without a fresh reading (an engine that does not export them, a failed read, the reader not started) the
-estimate is ``replicas * mine``: each replica keeps to its share of the cap, ``ceil(cap / replicas)``, as
-before the engine's own figures were read.
+The estimate is never below ``replicas * mine``, which is the share rule: each replica admits at most
+``ceil(cap / replicas)`` per endpoint, as when the engines are not read. So a reading can only hold a replica
+back (load it cannot see otherwise), never let it take a peer's unused share: a reading is up to an interval
+old, and in the 4-replica scale-burst benchmark taking the peers' room on it admitted more than the engines
+could answer in time (3% less quality-weighted goodput; docs/benchmarks.md). Without a fresh reading (an
+engine that does not export the gauges, a failed read, the reader not started) the estimate is the share rule
+alone.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Occupancy:
         reading = self._readings.get(url)
         if reading is None or self._clock() - reading.at > self._max_age:
             return self._replicas * mine
-        return max(mine, reading.occupancy + self._replicas * (mine - reading.mine))
+        return max(self._replicas * mine, reading.occupancy + self._replicas * (mine - reading.mine))
 
     def ejected(self, url: str) -> bool:
         return self.tracker.ejected(url)

@@ -216,14 +216,14 @@ class RouterSettings:
         flag="--engine-poll-interval",
         parse=duration,
         show=_show_seconds,
-        help="read each engine's running and waiting requests from its /metrics this often (0: never; "
-        "each replica then keeps to its share of every endpoint's cap)",
+        help="read each engine's running and waiting requests from its /metrics this often, to hold back from "
+        "engines that clients bypassing the router fill (0: never)",
     )
     """How often the router reads each endpoint's own /metrics (vLLM's ``vllm:num_requests_running`` and
-    ``vllm:num_requests_waiting``, or SGLang's) to see what the other replicas and clients that bypass the
-    routers (a batch job calling the Service) put on it (`occupancy`). An endpoint that cannot be read keeps the
-    share rule of ``replicas``. 0 turns the reading off. Only Zeta's weighted routing uses it; the benchmark
-    baselines keep their own counts."""
+    ``vllm:num_requests_waiting``, or SGLang's) to see what clients that bypass the routers (a batch job calling
+    the Service) put on it (`occupancy`): a replica then admits fewer than its share of the endpoint's cap when
+    the engine is fuller than the replicas' counts say, never more. 0 turns the reading off. Only Zeta's
+    weighted routing uses it; the benchmark baselines keep their own counts."""
     retries: int = option(
         2, flag="--retries", parse=retries, help="attempts on other endpoints before the first byte"
     )
