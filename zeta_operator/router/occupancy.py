@@ -84,11 +84,11 @@ class Occupancy:
         return reading is not None and self._clock() - reading.at <= self._max_age
 
     def inflight(self, url: str) -> int:
-        mine = self.tracker.inflight(url)
-        reading = self._readings.get(url)
-        if reading is None or self._clock() - reading.at > self._max_age:
-            return self._replicas * mine
-        return max(self._replicas * mine, reading.occupancy + self._replicas * (mine - reading.mine))
+        share_rule = self._replicas * self.tracker.inflight(url)
+        if not self.fresh(url):
+            return share_rule
+        reading = self._readings[url]
+        return max(share_rule, reading.occupancy + share_rule - self._replicas * reading.mine)
 
     def ejected(self, url: str) -> bool:
         return self.tracker.ejected(url)
