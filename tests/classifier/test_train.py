@@ -105,3 +105,33 @@ def test_the_column_scale_is_the_idf_of_the_training_rows_for_hashed_columns_onl
     root = train.column_scale(full, columns, 0.5)
     assert root is not None and root[1] == pytest.approx(np.sqrt(np.log(2) + 1))
     assert train.column_scale(full, columns, 0.0) is None  # unscaled: the head fits the columns as they are
+
+
+def test_a_column_one_task_type_uses_is_pure_and_one_used_in_the_corpus_mix_is_not() -> None:
+    structure = features.BUCKETS + 1
+    # Rows: two chat, two code. Column 0 in every row, column 7 in the chat rows only, the structure column in one.
+    full = csr_matrix(([1.0] * 7, [0, 7, 0, 7, 0, 0, structure], [0, 2, 4, 5, 7]), shape=(4, structure + 1))
+    columns = np.array([0, 7, structure])
+    purity = train.column_purity(full, columns, ["chat", "chat", "code", "code"], ["chat", "code"])
+    assert purity[0] == pytest.approx(0.0)  # used in the corpus's own mix: says nothing about the type
+    # Only chat uses it: pure, but two requests are drawn towards the corpus's mix by PURITY_PRIOR requests.
+    chat = (2 + train.PURITY_PRIOR * 0.5) / (2 + train.PURITY_PRIOR)
+    assert purity[1] == pytest.approx(1 + (chat * np.log(chat) + (1 - chat) * np.log(1 - chat)) / np.log(2))
+    assert 0.0 < purity[1] < 1.0
+    assert purity[2] == 0.0  # a structure column is never scaled
+    more = csr_matrix(([1.0] * 20, [7] * 20, range(21)), shape=(20, structure + 1))
+    alike = train.column_purity(more, columns, ["chat"] * 10 + ["code"] * 10, ["chat", "code"])
+    assert alike[1] == pytest.approx(0.0)  # used by both types alike
+
+
+def test_the_task_heads_scale_grows_with_purity() -> None:
+    requests = [r for r in corpus.select(corpus.load(), "train") if r.source in ("w5", "w6")]
+    rows = train.design([r.view for r in requests])
+    plain = train.Hyper(**{**train.HYPER.__dict__, "task_purity_gain": 0.0})
+    with_purity = train.heads_of(rows, requests, train.HYPER)[0]
+    without = train.heads_of(rows, requests, plain)[0]
+    assert with_purity.scale is not None and without.scale is not None
+    purity = train.column_purity(rows, with_purity.columns, [r.task for r in requests], corpus.TASKS)
+    assert np.allclose(with_purity.scale, without.scale * (1 + train.HYPER.task_purity_gain * purity))
+    # The shipped head is scaled, and by a lot somewhere.
+    assert train.HYPER.task_purity_gain > 0 and purity.max() > 0.5
