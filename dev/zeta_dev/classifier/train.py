@@ -203,8 +203,9 @@ class Hyper:
     folds of the train split, 23,531 requests, lbfgs at tol 1e-4, not kept): each hashed column also times ``1 +
     gain x purity``, where purity (`column_purity`) is 1 minus the normalised entropy of the task types of the
     fold's training requests that use the column, smoothed towards the corpus's mix by `PURITY_PRIOR` requests
-    (the naive-Bayes weighting of NBSVM, Wang and Manning 2012, as one scale for all four types). Under one L2
-    penalty a column that only one type's requests use may then take a larger weight than a common word.
+    (akin to NBSVM's naive-Bayes scaling, Wang and Manning 2012, but by entropy and one scale for all four
+    types). Under one L2 penalty a column that only one type's requests use may then take a larger weight than
+    a common word.
     Out of fold, task accuracy and log-loss, with the paired change against the shipped head (one SE):
 
     ======================  ==========  ========  ============
