@@ -439,11 +439,9 @@ class Simulation:
     def _poll_engines(self, router: _Router) -> None:
         assert router.occupancy is not None
         for url, e in self.engines.items():
-            if e.alive:
+            if e.alive:  # a dead one's read fails: its last reading stays until stale, as in the router
                 e.scheduler.advance(self.now)
                 router.occupancy.report(url, e.scheduler.num_running + e.scheduler.num_waiting)
-            else:
-                router.occupancy.forget(url)
         self._offer_all([router])
 
     def _offer_all(self, routers: list[_Router] | None = None) -> None:

@@ -117,16 +117,21 @@ async def _metrics_server(page: bytes | None, *, chunked: bool = False) -> tuple
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
-def test_the_poller_reports_what_it_can_read_and_forgets_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_poller_reports_what_it_can_read_and_keeps_the_rest_until_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A vLLM page is read (also chunked); a 404, a page over the size limit (with a length, or chunked) and
-    a closed port are not, and an earlier reading of one of them is forgotten (back to the share rule).
+    a closed port are not: an earlier reading of one of them stays while it is fresh (an engine too busy to
+    answer in time is the one to hold back from), and one already stale is forgotten, gauge and all (back to
+    the share rule).
 
     Each read may take the interval: a long one, so that a busy machine cannot make a good page look unreadable
     (it did at 0.05 s under `make test`), and no wait before the first round (it starts after a random part of
     the interval), so the test waits only for the reads themselves."""
     monkeypatch.setattr(random, "random", lambda: 0.0)
     metrics = RouterMetrics()
-    view = Occupancy(EndpointTracker(Ejection()), replicas=2, max_age=30.0)
+    clock = Clock()
+    view = Occupancy(EndpointTracker(Ejection()), replicas=2, max_age=30.0, clock=clock)
 
     async def scenario() -> list[str]:
         huge = VLLM_PAGE + b"#" * MAX_METRICS_BYTES
@@ -145,7 +150,10 @@ def test_the_poller_reports_what_it_can_read_and_forgets_the_rest(monkeypatch: p
         store = TableStore(metrics, model=None)
         sealed = RoutingTable.model_validate(routes).sealed(version=1, generated_at="")
         assert store.offer(sealed.to_json(), source="test")
-        view.report(urls[2], 9)  # an earlier reading that can no longer be renewed
+        for url in urls[2:4]:  # earlier readings that can no longer be renewed: the first stale by now
+            clock.now += 31.0
+            view.report(url, 9)
+            metrics.engine_occupancy.labels("bad", url).set(9)
         readings = asyncio.Event()
         try:
             async with aiohttp.ClientSession() as session:
@@ -160,9 +168,11 @@ def test_the_poller_reports_what_it_can_read_and_forgets_the_rest(monkeypatch: p
         return urls
 
     urls = asyncio.run(scenario())
-    good, bad = urls[:2], urls[2:]
+    good, stale, kept, never = urls[:2], urls[2], urls[3], urls[4:]
     assert all(view.fresh(url) and view.inflight(url) == 6 for url in good)
-    assert not any(view.fresh(url) for url in bad)
-    assert [metrics.engine_occupancy.labels("good", url)._value.get() for url in good] == [6, 6]
+    assert not any(view.fresh(url) for url in [stale, *never])
+    assert view.fresh(kept) and view.inflight(kept) == 9
+    gauge = {s.labels["endpoint"]: s.value for s in metrics.engine_occupancy.collect()[0].samples}
+    assert gauge == {good[0]: 6, good[1]: 6, kept: 9}
     assert metrics.engine_reads.labels("ok")._value.get() == 2
     assert metrics.engine_reads.labels("unreadable")._value.get() == 4

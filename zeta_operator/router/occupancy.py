@@ -12,9 +12,11 @@ The estimate is never below ``replicas * mine``, which is the share rule: each r
 ``ceil(cap / replicas)`` per endpoint, as when the engines are not read. So a reading can only hold a replica
 back (load it cannot see otherwise), never let it take a peer's unused share: a reading is up to an interval
 old, and in the 4-replica scale-burst benchmark taking the peers' room on it admitted more than the engines
-could answer in time (3% less quality-weighted goodput; docs/benchmarks.md). Without a fresh reading (an
-engine that does not export the gauges, a failed read, the reader not started) the estimate is the share rule
-alone.
+could answer in time (3% less quality-weighted goodput; docs/benchmarks.md). A failed read keeps the last
+reading until it is stale (``max_age``, 3 intervals in the router): an engine too busy to answer /metrics
+within the interval is the one to hold back from, and forgetting its reading would fall back to the share rule,
+the emptier estimate. Without a fresh reading (an engine that does not export the gauges, reads failing for
+longer, the reader not started) the estimate is the share rule alone.
 """
 
 from __future__ import annotations
@@ -137,9 +139,10 @@ async def poll_engines(
         for (url, backend), held in zip(owners.items(), read, strict=True):
             metrics.engine_reads.labels("ok" if held is not None else "unreadable").inc()
             if held is None:
-                occupancy.forget(url)
-                with contextlib.suppress(KeyError):
-                    metrics.engine_occupancy.remove(backend, url)
+                if not occupancy.fresh(url):  # a fresh one stays (see the module)
+                    occupancy.forget(url)
+                    with contextlib.suppress(KeyError):
+                        metrics.engine_occupancy.remove(backend, url)
                 continue
             occupancy.report(url, held)
             metrics.engine_occupancy.labels(backend, url).set(held)
