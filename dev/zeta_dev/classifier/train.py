@@ -219,7 +219,15 @@ class Hyper:
     **gain 10, task C 0.5** 85.08%      0.419     +0.34 (0.14)
     ======================  ==========  ========  ============
 
-    Taken: gain 10 at task C 0.5 (`task_purity_gain`), the best on both measures."""
+    Taken: gain 10 at task C 0.5 (`task_purity_gain`), the best on both measures.
+
+    Is the spill gate held back by the heads being linear? (2026-12-05, a scratch probe, not kept.) Gradient
+    boosted trees (scikit-learn's HistGradientBoosting, 300 rounds of 15 leaves) fitted on the out-of-fold
+    outputs of the two heads, then on those plus the 317 structure and shape columns used by 20 or more
+    requests, to tell simple from complex, scored by a second round of the same 5 group folds: simple requests
+    past the 1% gate 39.3% (the linear complexity head) -> 41.4% -> 41.7%, tier 84.2% -> 84.3% -> 84.7%. Two
+    points of gate for a second model in the router: not taken. What a non-linear recombination of these
+    features can add is small; the rest is in what the features cannot see."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
