@@ -227,7 +227,13 @@ class Hyper:
     requests, to tell simple from complex, scored by a second round of the same 5 group folds: simple requests
     past the 1% gate 39.3% (the linear complexity head) -> 41.4% -> 41.7%, tier 84.2% -> 84.3% -> 84.7%. Two
     points of gate for a second model in the router: not taken. What a non-linear recombination of these
-    features can add is small; the rest is in what the features cannot see."""
+    features can add is small; the rest is in what the features cannot see.
+
+    Where the ask starts (2026-12-05, the same task-head harness as the purity scale above, not kept): the
+    first words of the turn's first line as tokens of their own, by position (``a0:write``, ``a1:a``), hashed
+    into the buckets at 0.5 each: first 3 words 85.08% (+0.00, SE 0.15); first 2 and their pair 85.24% (+0.17,
+    SE 0.15); the same for the last line too 85.17% (+0.09, SE 0.16). The bag of the instruction's words
+    already carries what their order would add."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
