@@ -13,7 +13,7 @@ from zeta_dev.classifier import corpus, train
 from zeta_operator.router import features, model
 
 
-# Retraining on the whole corpus (35,722 requests) takes about 240 s alone on 2 cores (the two heads side by side),
+# Retraining on the whole corpus (38,635 requests) takes about 240 s alone on 2 cores (the two heads side by side),
 # and took 361 s under make test's 5 workers before that: above the default 600 s it would be a slow machine, not a
 # wrong result.
 @pytest.mark.timeout(1800)
