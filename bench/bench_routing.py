@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bench.routing import des, metrics, prompts, report, scenario
+from bench.routing.records import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,13 +66,14 @@ def run_scenario(
     arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
     oracle, _ = scenario.oracle_goodput(sc, arrived)
     oracle_quality, _ = scenario.oracle_goodput(sc, arrived, weighted=True)
+    given = given_router(sc, runs)
     summaries = [metrics.summarize(sc, r) for r in runs]
     out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
     if sc.description:
         out += [sc.description, ""]
     out += [classifier_line(summaries, len(runs[0].records)), ""]
     out += [
-        report.table(sc, summaries, oracle, oracle_quality),
+        report.table(sc, summaries, oracle, oracle_quality, given),
         "",
         "p50/p95/p99 latency in seconds (SLO attainment) per class:",
         "",
@@ -98,16 +100,30 @@ def run_scenario(
     return "\n".join(out)
 
 
+def given_router(sc: scenario.Scenario, runs: list[RunResult]) -> float | None:
+    """The bound for perfect balancing of Zeta's own routing decisions (`scenario.given_router`): from the zeta
+    run's records, which say what the router allowed each request (DES only)."""
+    zeta = next((r for r in runs if r.strategy == "zeta" and r.mode == "des"), None)
+    if zeta is None:
+        return None
+    arrived = [(r.sent_at, r.task_class) for r in zeta.records]
+    return scenario.given_router(sc, arrived, [r.allowed for r in zeta.records])
+
+
 def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats: int) -> str:
     """The same scenario with ``repeats`` arrival seeds (arrival times and which prompt each request carries):
     the mean and the range of the headline ratios, so one lucky draw cannot make a result."""
     rows: dict[str, list[metrics.Summary]] = {s: [] for s in strategies}
     oracle_q: list[float] = []
+    given_q: list[float] = []
     for k in range(repeats):
         sc_k = scenario.Scenario(**{**sc.__dict__, "seed": sc.seed + 1000 * k})
         runs = [des.simulate(sc_k, s, seed=seed) for s in strategies]
         arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
         oracle_q.append(scenario.oracle_goodput(sc_k, arrived, weighted=True)[0])
+        given = given_router(sc_k, runs)
+        if given is not None:
+            given_q.append(given)
         for r in runs:
             rows[r.strategy].append(metrics.summarize(sc_k, r))
 
@@ -142,6 +158,16 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
             f"| {spread([float(s.rejected) for s in sums], '{:.0f}')} |"
         )
     lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | | |")
+    if given_q:
+        shares = [g / o for g, o in zip(given_q, oracle_q, strict=True)]
+        static = [
+            g / s.quality_goodput
+            for g, s in zip(given_q, rows.get("static", []), strict=False)
+            if s.quality_goodput
+        ]
+        lines.append(
+            f"| {report.GIVEN_ROUTER} | {spread(given_q)} | {spread(shares, '{:.0%}')} | {spread(static)} | | | | | |"
+        )
     summed = [(name, _summed([s.violation_causes for s in sums])) for name, sums in rows.items()]
     lines += ["", f"True capability violations by cause, summed over the {repeats} seeds:", ""]
     lines.append(report.causes_table(summed))

@@ -325,6 +325,7 @@ class Simulation:
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls
         req.eligible = router_eligible(self.routes[cls.task_class.name], cls, self.snapshot.table)
+        record.allowed = frozenset(b.name for b in req.eligible.backends())
         if not req.eligible:
             self._finish(req, "rejected")
             return

@@ -32,6 +32,9 @@ class RequestRecord:
     """Answer quality of the backend that answered, for the true task type and complexity (0 if incapable)."""
     cost: float = 0.0
     """``spec.cost`` of the backend that answered (0 if unanswered)."""
+    allowed: frozenset[str] = frozenset()
+    """The backends the router's capability filter and spill gate let it use (DES only): what bounds any
+    balancer working from the router's classification (`scenario.given_router`)."""
 
 
 @dataclass

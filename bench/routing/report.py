@@ -21,9 +21,21 @@ def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return fmt.format(v)
 
 
-def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float, oracle_quality: float) -> str:
+GIVEN_ROUTER = "oracle given the router's classifier (LP bound)"
+"""The bound for perfect balancing of the router's own decisions: each request only to the backends its
+classification and spill gate allowed (`scenario.given_router`)."""
+
+
+def table(
+    sc: Scenario,
+    summaries: Sequence[Summary],
+    oracle_goodput: float,
+    oracle_quality: float,
+    given_router: float | None = None,
+) -> str:
     """Quality-weighted goodput first (the score), then cost per good answer, true capability violations and the
-    old goodput column, against static, least-request and the oracle's bounds (same arrivals)."""
+    old goodput column, against static, least-request and the oracle's bounds (same arrivals); ``given_router``:
+    the quality bound for a balancer that keeps to the backends the router's classifier allowed."""
     by = {s.strategy: s for s in summaries}
     ref_q = {name: by[name].quality_goodput for name in ("static", "least-request") if name in by}
     ref_cost = by["least-request"].cost_per_good if "least-request" in by else None
@@ -55,6 +67,12 @@ def table(sc: Scenario, summaries: Sequence[Summary], oracle_goodput: float, ora
         f"| {_ratio(oracle_quality, ref_q.get('least-request'))} | — | — | 0 | {oracle_goodput:.2f} | 100% "
         f"| {oracle_goodput / summaries[0].offered:.1%} | — | — | — | — |"
     )
+    if given_router is not None:
+        lines.append(
+            f"| {GIVEN_ROUTER} | {given_router:.2f} | {_share(given_router, oracle_quality)} "
+            f"| {_ratio(given_router, ref_q.get('static'))} | {_ratio(given_router, ref_q.get('least-request'))} "
+            "| — | — | — | — | — | — | — | — | — | — |"
+        )
     return "\n".join(lines)
 
 

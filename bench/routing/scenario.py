@@ -289,41 +289,49 @@ def oracle(
     down: Mapping[str, int] | None = None,
     busy: Mapping[str, float] | None = None,
     weighted: bool = False,
+    allowed: Mapping[str, tuple[str, frozenset[str]]] | None = None,
 ) -> OracleSplit:
     """The most requests per second served within objective, over any split that respects capability:
     ``max sum w[c,b] x[c,b]`` s.t. ``sum_b x[c,b] <= rate_c`` and ``sum_c x[c,b] * cost[c,b] <= endpoints_b``
     (less the endpoint-seconds per second ``busy`` with external load). ``w`` is 1, or with ``weighted`` the
-    answer quality of the pair: then ``goodput`` is quality-weighted goodput."""
+    answer quality of the pair: then ``goodput`` is quality-weighted goodput.
+
+    ``allowed``: when given, the keys of ``rates`` are demands, each mapped to (its requests' true class, the
+    backends they may use); the bound then holds for any balancer that keeps to those sets (`given_router`)."""
     backends = scenario.backends()
     shapes = {c.name: c for c in scenario.classes}
+    demand = allowed or {c: (c, frozenset(backends)) for c in shapes}
     pairs: list[tuple[str, str, float]] = []
-    for c, shape in shapes.items():
+    for d, (c, may_use) in demand.items():
+        shape = shapes[c]
         for b, group in backends.items():
-            if not capable(group, shape):
+            if b not in may_use or not capable(group, shape):
                 continue
             cost = service_cost(group, shape, scenario.objective(c), (extra_latency or {}).get(b, 0.0))
             if cost is not None:
-                pairs.append((c, b, cost))
+                pairs.append((d, b, cost))
     weight = {
-        (c, b): scenario.answer_quality(b, shapes[c].task_type, shapes[c].complexity) if weighted else 1.0
-        for c, b, _ in pairs
+        (d, b): scenario.answer_quality(b, shapes[demand[d][0]].task_type, shapes[demand[d][0]].complexity)
+        if weighted
+        else 1.0
+        for d, b, _ in pairs
     }
-    names_c, names_b = list(shapes), list(backends)
+    names_d, names_b = list(demand), list(backends)
     a: list[list[float]] = []
     rhs: list[float] = []
-    for c in names_c:
-        a.append([1.0 if pc == c else 0.0 for pc, _, _ in pairs])
-        rhs.append(max(0.0, rates.get(c, 0.0)))
+    for d in names_d:
+        a.append([1.0 if pd == d else 0.0 for pd, _, _ in pairs])
+        rhs.append(max(0.0, rates.get(d, 0.0)))
     for b in names_b:
         a.append([cost if pb == b else 0.0 for _, pb, cost in pairs])
         rhs.append(max(0.0, backends[b].endpoints - (down or {}).get(b, 0) - (busy or {}).get(b, 0.0)))
-    objective = [weight[(c, b)] for c, b, _ in pairs]
+    objective = [weight[(d, b)] for d, b, _ in pairs]
     value, x = lp.maximize(objective, a, rhs) if pairs else (0.0, [])
-    served = {c: sum(v for (pc, _, _), v in zip(pairs, x, strict=True) if pc == c) for c in names_c}
-    split: dict[str, dict[str, float]] = {c: {} for c in names_c}
-    for (c, b, _), v in zip(pairs, x, strict=True):
+    served = {d: sum(v for (pd, _, _), v in zip(pairs, x, strict=True) if pd == d) for d in names_d}
+    split: dict[str, dict[str, float]] = {d: {} for d in names_d}
+    for (d, b, _), v in zip(pairs, x, strict=True):
         if v > 1e-9:
-            split[c][b] = v
+            split[d][b] = v
     return OracleSplit(value, served, split)
 
 
@@ -358,19 +366,27 @@ def external_busy(scenario: Scenario, t: float) -> dict[str, float]:
 
 
 def oracle_goodput(
-    scenario: Scenario, arrivals: Sequence[tuple[float, str]] | None = None, *, weighted: bool = False
+    scenario: Scenario,
+    arrivals: Sequence[tuple[float, str]] | None = None,
+    *,
+    weighted: bool = False,
+    allowed: Sequence[frozenset[str]] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Time-averaged oracle goodput over the scenario's phases (requests/s; with ``weighted`` quality-weighted),
     and per class.
 
     With ``arrivals`` (time, class) the rates of each phase are the ones that actually arrived (the bound then
-    shares the run's sampling noise); otherwise the scenario's expected rates."""
+    shares the run's sampling noise); otherwise the scenario's expected rates. ``allowed``, beside
+    ``arrivals``: the backends each arrival may use (`given_router`)."""
     total = 0.0
     per_class = {c.name: 0.0 for c in scenario.classes}
     for start, end in scenario.phases():
         mid = (start + end) / 2
         rates = {c.name: scenario.class_rate(c.name, mid) for c in scenario.classes}
-        if arrivals is not None:
+        demand: dict[str, tuple[str, frozenset[str]]] | None = None
+        if arrivals is not None and allowed is not None:
+            rates, demand = _demands(arrivals, allowed, start, end)
+        elif arrivals is not None:
             rates = {
                 c: sum(1 for t, k in arrivals if k == c and start <= t < end) / (end - start) for c in rates
             }
@@ -388,11 +404,34 @@ def oracle_goodput(
             down=down,
             busy=external_busy(scenario, mid),
             weighted=weighted,
+            allowed=demand,
         )
         total += split.goodput * (end - start)
-        for c, v in split.served.items():
-            per_class[c] += v * (end - start)
+        for d, v in split.served.items():
+            per_class[demand[d][0] if demand else d] += v * (end - start)
     return total / scenario.duration, {c: v / scenario.duration for c, v in per_class.items()}
+
+
+def given_router(
+    scenario: Scenario, arrivals: Sequence[tuple[float, str]], allowed: Sequence[frozenset[str]]
+) -> float:
+    """The quality-weighted oracle bound for a balancer that may send each request only where the router's
+    classifier and spill gate allowed it (``allowed``, beside ``arrivals``): what perfect balancing gets with
+    this classifier, against the plain bound's perfect knowledge of every request's class."""
+    return oracle_goodput(scenario, arrivals, weighted=True, allowed=allowed)[0]
+
+
+def _demands(
+    arrivals: Sequence[tuple[float, str]], allowed: Sequence[frozenset[str]], start: float, end: float
+) -> tuple[dict[str, float], dict[str, tuple[str, frozenset[str]]]]:
+    """The phase's arrival rates per (true class, allowed backends), each under a key of its own."""
+    counts: dict[tuple[str, frozenset[str]], int] = {}
+    for (t, c), may_use in zip(arrivals, allowed, strict=True):
+        if start <= t < end:
+            counts[(c, may_use)] = counts.get((c, may_use), 0) + 1
+    keys = {f"{c}:{','.join(sorted(may_use))}": (c, may_use) for c, may_use in counts}
+    rates = {k: counts[v] / (end - start) for k, v in keys.items()}
+    return rates, keys
 
 
 # -- loading -------------------------------------------------------------------------------------------------

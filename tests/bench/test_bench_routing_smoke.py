@@ -19,7 +19,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from bench import bench_routing  # noqa: E402
-from bench.routing import des, metrics, prompts, scenario  # noqa: E402
+from bench.routing import des, metrics, prompts, report, scenario  # noqa: E402
 
 
 def _code_burst(duration: float) -> scenario.Scenario:
@@ -33,7 +33,7 @@ def test_smoke_prints_a_table_per_scenario(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     for name in scenario.names():
         assert f"### {name} (des)" in out
-    for strategy in (*des.STRATEGIES, "oracle (LP bound)"):
+    for strategy in (*des.STRATEGIES, "oracle (LP bound)", report.GIVEN_ROUTER):
         assert re.search(rf"^\| {re.escape(strategy)} \|", out, re.M), strategy
     header = next(line for line in out.splitlines() if "true cap. violations" in line)
     for column in ("quality goodput", "cost / good answer", "goodput req/s"):
@@ -168,3 +168,21 @@ def test_the_output_splits_violations_by_cause_and_sets_both_confidences(
     assert (kept.policy.classifier.task_confidence, kept.policy.classifier.offload_confidence) == (0.5, 0.6)
     with pytest.raises(SystemExit):  # a confidence above 1 is refused as the API refuses it
         bench_routing.main([*argv, "--offload-confidence", "1.5"])
+
+
+def test_the_bound_given_the_routers_decisions_is_the_oracle_when_nothing_is_held_back() -> None:
+    """`scenario.given_router`: the LP over (true class, backends the router allowed). Allowing every backend
+    to every request gives the plain quality bound; keeping the burst's simple code off the 4B (a gate that
+    never lets it spill) lowers it; and in a run, the sets are the router's own eligibility."""
+    sc = scenario.load("code-burst")
+    arrived = [(t / 10, c.name) for t in range(int(sc.duration * 10)) for c in sc.classes if t % 3 == 0]
+    every = frozenset(sc.backends())
+    plain = scenario.oracle_goodput(sc, arrived, weighted=True)[0]
+    assert scenario.given_router(sc, arrived, [every] * len(arrived)) == pytest.approx(plain)
+    gated = [every - {"general-4b"} if c == "code-simple" else every for _, c in arrived]
+    assert 0 < scenario.given_router(sc, arrived, gated) < plain - 0.1
+
+    run = des.simulate(_code_burst(30.0), "zeta")
+    assert all(r.allowed for r in run.records if r.status == "ok")
+    assert all(r.backend in r.allowed for r in run.records if r.status == "ok")
+    assert any(r.allowed != every for r in run.records)  # the gate kept some requests off a smaller model
