@@ -43,6 +43,7 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
 from zeta_operator.router import balancer, proxy
+from zeta_operator.router.admission import ServiceTimes, wait_budget
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.classify import Classification
 from zeta_operator.router.endpoints import EndpointTracker
@@ -94,6 +95,8 @@ class _Router:
     picker: Callable[[Eligible, frozenset[str]], Choice | None]
     occupancy: Occupancy | None = None
     """Zeta's view of the engines' own occupancy (`router.occupancy`), when the engines are read."""
+    service: ServiceTimes = field(default_factory=ServiceTimes)
+    """Its own answers' service times, which bound a wait under the queue's shedLate (`admission.wait_budget`)."""
 
 
 @dataclass(eq=False)
@@ -109,6 +112,8 @@ class _Request:
     tried: set[str] = field(default_factory=set)
     waiter: Waiter[_Request] | None = None
     cls: Classification | None = None
+    opened: float = 0.0
+    """When the current attempt went to its engine."""
 
 
 def label_headers(prompt: Prompt) -> dict[str, str]:
@@ -158,11 +163,7 @@ class Simulation:
         self._counter = itertools.count()
         self.routers = [self._router(i) for i in range(scenario.routers)]
         policy = scenario.policy
-        self.queue_settings = TableQueue(
-            max_size=policy.queue.max_size,
-            max_wait_seconds=parse_duration(policy.queue.max_wait),
-            aging_seconds=parse_duration(policy.queue.aging),
-        )
+        self.queue_settings = TableQueue.of(policy.queue)
         self.engines: dict[str, _Engine] = {}
         self.by_backend: dict[str, list[_Engine]] = {}
         for name, group in scenario.backends().items():
@@ -333,6 +334,11 @@ class Simulation:
         if choice is not None:
             self._dispatch(req, choice)
             return
+        expected = router.service.fastest(cls.task_class.name, (b.name for b in req.eligible.backends()))
+        budget = wait_budget(self.queue_settings, cls.task_class.latency_objective_seconds, expected)
+        if budget <= 0:  # Admission.acquire: too late to be answered in time after any wait
+            self._finish(req, "rejected")
+            return
         waiter = Waiter(cls.priority, cls.complexity, self.now, req.eligible.endpoint_urls(), req)
         try:
             router.queue.push(waiter, max_size=self.queue_settings.max_size)
@@ -340,7 +346,7 @@ class Simulation:
             self._finish(req, "rejected")
             return
         req.waiter = waiter
-        self.at(self.now + self.queue_settings.max_wait_seconds, lambda: self._deadline(req))
+        self.at(self.now + budget, lambda: self._deadline(req))
 
     def _deadline(self, req: _Request) -> None:
         if req.waiter is not None and req.waiter.queued:
@@ -351,6 +357,7 @@ class Simulation:
         url = choice.endpoint.url
         req.router.tracker.acquire(url)
         req.choice = choice
+        req.opened = self.now
         req.tried.add(url)
         engine = self.engines[url]
         if not engine.alive:  # connection refused: fails at once, retried on another endpoint
@@ -401,6 +408,9 @@ class Simulation:
                 req.router.tracker.record_success(choice.endpoint.url)
                 self._finish(req, "ok", backend=choice.backend.name)
                 self._observe(choice.backend.name, req.record.routed_class, req.record.latency, ok=True)
+                req.router.service.observe(
+                    req.record.routed_class, choice.backend.name, self.now - req.opened
+                )
                 req.choice = None
                 self._release(req.router, choice.endpoint.url)
         self._wake(engine)

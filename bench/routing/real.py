@@ -83,11 +83,7 @@ def _fixed_table(sc: Scenario, sims: dict[str, RunningSim], strategy: str) -> Ro
                        latency_objective_seconds=parse_duration(c.latency_objective), weights=weights,
                        preferred=list(c.preferred))  # the router's spill floor reads them, as in the operator's table
         )  # fmt: skip
-    queue = TableQueue(
-        max_size=policy.queue.max_size,
-        max_wait_seconds=parse_duration(policy.queue.max_wait),
-        aging_seconds=parse_duration(policy.queue.aging),
-    )
+    queue = TableQueue.of(policy.queue)
     return RoutingTable(
         policy="bench/fixed", queue=queue, backends=backends, classes=classes,
         classifier=policy.classifier, default_class=policy.default_class,

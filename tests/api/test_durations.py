@@ -7,12 +7,19 @@ import pytest
 from pydantic import ValidationError
 
 from zeta_operator.api.policy import Adaptation, PrometheusSettings, QueueSettings, TaskClass
+from zeta_operator.api.table import TableQueue
 
 
 def test_seconds_views_and_unchanged_wire() -> None:
     queue = QueueSettings.model_validate({"maxWait": "1m30s", "aging": "250ms"})
     assert (queue.max_wait_seconds, queue.aging_seconds) == (90.0, 0.25)
-    assert queue.to_wire() == {"maxSize": 256, "maxWait": "1m30s", "aging": "250ms"}
+    assert queue.to_wire() == {"maxSize": 256, "maxWait": "1m30s", "aging": "250ms", "shedLate": False}
+    table_queue = TableQueue.of(queue.model_copy(update={"shed_late": True}))
+    assert (table_queue.max_wait_seconds, table_queue.aging_seconds, table_queue.shed_late) == (
+        90.0,
+        0.25,
+        True,
+    )
     adaptation = Adaptation()
     assert (adaptation.interval_seconds, adaptation.stale_after_seconds, adaptation.blackout_seconds) == (
         5,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from zeta_operator.api.table import TableQueue
-from zeta_operator.router.admission import Admission, Rejected
+from zeta_operator.router.admission import Admission, Rejected, ServiceTimes, wait_budget
 from zeta_operator.router.balancer import ClassRoute, Eligible
 from zeta_operator.router.endpoints import EndpointTracker
 from zeta_operator.router.metrics import RouterMetrics
@@ -181,5 +181,70 @@ def test_a_waiter_that_goes_away_gives_back_a_slot_handed_to_it() -> None:
             await task
         assert admission.tracker.inflight("http://a:1") == 0
         assert admission.waiting == 0
+
+    asyncio.run(scenario())
+
+
+def test_service_times_are_a_moving_average_per_class_and_backend() -> None:
+    times = ServiceTimes()
+    assert times.fastest("chat", ["a", "b"]) is None
+    times.observe("chat", "a", 4.0)
+    times.observe("chat", "a", 2.0)  # 4 + 0.2 x (2 - 4)
+    times.observe("chat", "b", 5.0)
+    times.observe("code", "b", 1.0)
+    assert times.fastest("chat", ["a", "b"]) == pytest.approx(3.6)
+    assert times.fastest("chat", ["b"]) == 5.0
+    assert times.fastest("code", ["a"]) is None
+
+
+def test_the_wait_leaves_time_to_answer_within_the_objective_only_under_shed_late() -> None:
+    on = queue_settings(max_wait=10.0).model_copy(update={"shed_late": True})
+    assert wait_budget(on, 6.0, 3.5) == pytest.approx(2.5)
+    assert wait_budget(on, 6.0, 7.0) == 0.0  # even a free slot now would answer too late
+    assert wait_budget(on, 60.0, 1.0) == 10.0  # never longer than maxWait
+    assert wait_budget(on, 6.0, None) == 10.0  # no answer seen yet: no evidence to refuse on
+    assert wait_budget(queue_settings(max_wait=10.0), 6.0, 7.0) == 10.0  # off: maxWait, as before
+
+
+def test_shed_late_refuses_a_request_that_can_no_longer_be_answered_in_time() -> None:
+    """With shedLate, a request that finds every capable endpoint busy is refused at once (429 "late") when
+    the backend's recent answers took longer than its class's objective, and waits only the time that leaves
+    when they were quicker; a free endpoint always takes it. Without shedLate it waits maxWait."""
+
+    async def scenario() -> None:
+        eligible, admission = one_slot()
+        on = queue_settings(max_wait=30.0).model_copy(update={"shed_late": True})
+        held, _ = await admission.acquire(
+            eligible, priority=5, complexity=1, task_class="chat", queue=on, objective=0.5
+        )
+        admission.service.observe("chat", "a", 0.8)
+        with pytest.raises(Rejected) as err:
+            await admission.acquire(
+                eligible, priority=5, complexity=1, task_class="chat", queue=on, objective=0.5
+            )
+        assert (err.value.status, err.value.reason) == (429, "late")
+        assert "0.5s objective of class chat" in err.value.message
+        assert admission.waiting == 0
+
+        admission.service.observe("chat", "a", 0.8 - 0.75 / 0.2)  # the estimate drops to 0.05 s
+        with pytest.raises(Rejected) as err:  # waits 0.45 s, not maxWait's 30 s, for a slot that never frees
+            await admission.acquire(
+                eligible, priority=5, complexity=1, task_class="chat", queue=on, objective=0.5
+            )
+        assert (err.value.reason, admission.waiting) == ("late", 0)
+
+        admission.release(held)  # room again: taken at once, whatever the estimate
+        admission.service.observe("chat", "a", 100.0)
+        choice, waited = await admission.acquire(
+            eligible, priority=5, complexity=1, task_class="chat", queue=on, objective=0.5
+        )
+        assert waited == 0.0
+        off = queue_settings(max_wait=0.05)
+        with pytest.raises(Rejected) as err:
+            await admission.acquire(
+                eligible, priority=5, complexity=1, task_class="chat", queue=off, objective=0.5
+            )
+        assert err.value.reason == "deadline"  # shedLate off: the estimate is not read
+        admission.release(choice)
 
     asyncio.run(scenario())

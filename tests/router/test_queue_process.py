@@ -89,6 +89,19 @@ def blocked(router: RunningRouter, slow: RunningSim, traffic: Requests) -> None:
     )
 
 
+def queued_behind_a_blocker(router: RunningRouter, slow: RunningSim) -> requests.Response:
+    """The answer to a request ("late") sent while a blocker holds the only slot (then the sim is let go)."""
+    traffic = Requests(router)
+    try:
+        blocked(router, slow, traffic)
+        traffic.send("late", priority=5)
+        eventually(lambda: "late" in traffic.results, what="the late request's answer")
+        return traffic.results["late"]
+    finally:
+        slow.set_faults(hang=False)
+        traffic.join()
+
+
 def queue_in_order(router: RunningRouter, traffic: Requests, priorities: list[tuple[str, int]]) -> None:
     for n, (name, priority) in enumerate(priorities, start=1):
         traffic.send(name, priority=priority)
@@ -171,24 +184,36 @@ def test_a_waiter_past_its_deadline_answers_429_with_retry_after(
     """The deadline is short; nothing waits on the window in which the request is queued, only on its answer."""
     slow = sims["slow"]
     router = router_factory(one_slot_table(slow, maxWaitSeconds=0.5, agingSeconds=2.0))
-    traffic = Requests(router)
-    try:
-        blocked(router, slow, traffic)
-        traffic.send("late", priority=5)
-        eventually(lambda: "late" in traffic.results, what="the late request's answer")
-        late = traffic.results["late"]
-        assert late.status_code == 429
-        assert late.headers["Retry-After"] == "2"
-        assert late.json()["error"]["code"] == "deadline"
-        assert late.json()["error"]["type"] == "rate_limit_error"
-        assert late.headers["X-Zeta-Task-Class"] == "chat"
-        assert "X-Zeta-Complexity" in late.headers
-        assert late.headers["X-Request-Id"] == "late"
-    finally:
-        slow.set_faults(hang=False)
-        traffic.join()
+    late = queued_behind_a_blocker(router, slow)
+    assert late.status_code == 429
+    assert late.headers["Retry-After"] == "2"
+    assert late.json()["error"]["code"] == "deadline"
+    assert late.json()["error"]["type"] == "rate_limit_error"
+    assert late.headers["X-Zeta-Task-Class"] == "chat"
+    assert "X-Zeta-Complexity" in late.headers
+    assert late.headers["X-Request-Id"] == "late"
     assert router.metric("zeta_router_rejected_total", reason="deadline") == 1
     assert router.metric("zeta_router_queue_wait_seconds_count", task_class="chat") == 1
+    assert depth(router) == 0
+    assert_healthy(router)
+
+
+def test_shed_late_refuses_at_once_what_can_no_longer_be_answered_in_time(
+    sims: dict[str, RunningSim], router_factory: StartRouter
+) -> None:
+    """shedLate, and a class objective (1 ms) shorter than any answer the router has seen from the backend: a
+    request that finds the only slot busy is refused at once (429 "late"), not after maxWait (30 s here)."""
+    slow = sims["slow"]
+    hurried = {**task_class("chat", "chat", {"slow": 1.0}), "latencyObjectiveSeconds": 0.001}
+    queue = {"maxSize": 16, "maxWaitSeconds": 30.0, "agingSeconds": 2.0, "shedLate": True}
+    router = router_factory(table([backend("slow", [slow], max_concurrency=1)], [hurried], queue=queue))
+    first = post_chat(router, chat("an answer to learn the service time from", max_tokens=50))
+    assert first.status_code == 200 and first.elapsed.total_seconds() > 0.001
+    late = queued_behind_a_blocker(router, slow)
+    assert (late.status_code, late.headers["Retry-After"]) == (429, "2")
+    assert late.json()["error"]["code"] == "late"
+    assert "objective of class chat" in late.json()["error"]["message"]
+    assert router.metric("zeta_router_rejected_total", reason="late") == 1
     assert depth(router) == 0
     assert_healthy(router)
 

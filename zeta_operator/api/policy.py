@@ -365,6 +365,13 @@ class QueueSettings(Model):
     max_size: int = Field(default=256, ge=0, le=100_000)
     max_wait: Duration = "10s"
     aging: Duration = Field(default="2s", description="A waiting request gains one priority level per aging.")
+    shed_late: bool = Field(
+        default=False,
+        description="Let a waiting request go (429 with Retry-After) as soon as it can no longer be answered "
+        "within its class's latencyObjective: when it has waited longer than the objective less the service "
+        "time the router has lately seen on the fastest backend it may use. Off: it waits up to maxWait. A "
+        "request is never refused while a capable endpoint has room.",
+    )
 
     @property
     def max_wait_seconds(self) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .common import BackendState, BaseUrl, Complexity, Model, Name
-from .policy import ClassifierSettings, ComplexityRange, TaskClass
+from .policy import ClassifierSettings, ComplexityRange, QueueSettings, TaskClass
 
 CONFIGMAP_KEY = "routing-table.json"
 """The ConfigMap data key that holds the table."""
@@ -82,6 +82,16 @@ class TableQueue(Model):
     max_size: int = Field(ge=0)
     max_wait_seconds: float = Field(gt=0)
     aging_seconds: float = Field(gt=0)
+    shed_late: bool = False
+
+    @classmethod
+    def of(cls, q: QueueSettings) -> TableQueue:
+        return cls(
+            max_size=q.max_size,
+            max_wait_seconds=q.max_wait_seconds,
+            aging_seconds=q.aging_seconds,
+            shed_late=q.shed_late,
+        )
 
 
 class RoutingTable(Model):

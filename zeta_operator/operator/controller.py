@@ -312,11 +312,7 @@ class PolicyLoop:
             policy=f"{self.namespace}/{self.name}",
             default_class=policy.default_class,
             classifier=policy.classifier,
-            queue=TableQueue(
-                max_size=policy.queue.max_size,
-                max_wait_seconds=policy.queue.max_wait_seconds,
-                aging_seconds=policy.queue.aging_seconds,
-            ),
+            queue=TableQueue.of(policy.queue),
             backends=[
                 TableBackend(
                     name=b.name,

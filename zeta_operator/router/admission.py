@@ -13,7 +13,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..api.table import TableQueue
@@ -21,6 +21,36 @@ from .balancer import Choice, Eligible, LoadView, Picker, weighted
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .queue import QueueFull, Waiter, WaitQueue
+
+SERVICE_SMOOTHING = 0.2
+"""Weight of the newest answer in a (class, backend) service-time estimate (an exponential moving average)."""
+
+
+class ServiceTimes:
+    """Seconds from a slot taken to the answer's end, per (task class, backend), as this replica has seen them:
+    what `wait_budget` reads to tell a waiter that can still be answered in time from one that cannot."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[str, str], float] = {}
+
+    def observe(self, task_class: str, backend: str, seconds: float) -> None:
+        key = (task_class, backend)
+        last = self._seconds.get(key)
+        self._seconds[key] = seconds if last is None else last + SERVICE_SMOOTHING * (seconds - last)
+
+    def fastest(self, task_class: str, backends: Iterable[str]) -> float | None:
+        """The lowest estimate among ``backends`` (None before any of them has answered this class)."""
+        seen = [s for b in backends if (s := self._seconds.get((task_class, b))) is not None]
+        return min(seen, default=None)
+
+
+def wait_budget(queue: TableQueue, objective: float, expected_service: float | None) -> float:
+    """How long a request may wait for a slot: the queue's maxWait, and with shedLate no longer than it leaves
+    time to be answered within its class's objective (0: it cannot be any more). Without an estimate yet
+    (no answer of its class seen on a backend it may use), maxWait."""
+    if not queue.shed_late or expected_service is None:
+        return queue.max_wait_seconds
+    return max(0.0, min(queue.max_wait_seconds, objective - expected_service))
 
 
 class Rejected(Exception):
@@ -61,6 +91,7 @@ class Admission:
         self._rng = rng
         self._clock = clock
         self._queue: WaitQueue[_Ticket] = WaitQueue()
+        self.service = ServiceTimes()
         self._aging_seconds = 1.0
         self._series: set[tuple[str, str]] = set()
 
@@ -87,13 +118,33 @@ class Admission:
         return choice
 
     async def acquire(
-        self, eligible: Eligible, *, priority: int, complexity: int, task_class: str, queue: TableQueue
+        self,
+        eligible: Eligible,
+        *,
+        priority: int,
+        complexity: int,
+        task_class: str,
+        queue: TableQueue,
+        objective: float | None = None,
     ) -> tuple[Choice, float]:
-        """A slot and the seconds waited for it; raises Rejected when the queue is full or the wait too long."""
+        """A slot and the seconds waited for it; raises Rejected when the queue is full or the wait too long
+        (``objective``: the class's latency objective, which bounds the wait under the queue's shedLate)."""
         choice = self.try_now(eligible)
         if choice is not None:
             return choice, 0.0
         retry_after = max(1, math.ceil(queue.aging_seconds))
+        budget = queue.max_wait_seconds
+        if objective is not None:
+            expected = self.service.fastest(task_class, (b.name for b in eligible.backends()))
+            budget = wait_budget(queue, objective, expected)
+        if budget <= 0:
+            raise Rejected(
+                429,
+                "late",
+                f"every capable backend is busy, and none would answer within the {objective:g}s objective of "
+                f"class {task_class} after a wait",
+                retry_after=retry_after,
+            )
         future: asyncio.Future[Choice] = asyncio.get_running_loop().create_future()
         waiter = Waiter(
             priority,
@@ -114,7 +165,7 @@ class Admission:
         depth = self._metrics.queue_depth.labels(task_class)
         depth.inc()
         try:
-            await asyncio.wait([future], timeout=queue.max_wait_seconds)
+            await asyncio.wait([future], timeout=budget)
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
@@ -123,6 +174,14 @@ class Admission:
             self._metrics.queue_wait.labels(task_class).observe(self._clock() - waiter.arrived)
         if not future.done():
             self._queue.remove(waiter)
+            if budget < queue.max_wait_seconds:
+                raise Rejected(
+                    429,
+                    "late",
+                    f"no capable backend freed up within {budget:.1f}s, in time to answer within the "
+                    f"{objective:g}s objective of class {task_class}",
+                    retry_after=retry_after,
+                )
             raise Rejected(
                 429,
                 "deadline",

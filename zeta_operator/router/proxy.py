@@ -101,6 +101,8 @@ class _Request:
     endpoint: str = ""
     reason: str = ""
     ttfb: float | None = None
+    opened: float = 0.0
+    """When the current attempt went to its backend (its service time runs from here to the answer's end)."""
 
 
 class Forwarder:
@@ -172,6 +174,7 @@ class Forwarder:
             complexity=cls.complexity,
             task_class=req.task_class,
             queue=req.snapshot.table.queue,
+            objective=cls.task_class.latency_objective_seconds,
         )
         return await self._attempts(request, req, choice)
 
@@ -282,6 +285,7 @@ class Forwarder:
             complexity=req.classification.complexity,
             task_class=req.task_class,
             queue=req.snapshot.table.queue,
+            objective=req.classification.task_class.latency_objective_seconds,
         )
         req.queue_seconds += waited
         return choice
@@ -320,7 +324,7 @@ class Forwarder:
             )
 
     async def _open(self, request: web.Request, req: _Request, backend: TableBackend, url: str) -> Exchange:
-        started = time.perf_counter()
+        started = req.opened = time.perf_counter()
         req.body["model"] = backend.model
         body = serialise(req.body)
         headers = upstream_headers(request.headers, peer=request.remote, request_id=req.request_id)
@@ -404,6 +408,9 @@ class Forwarder:
             self._count_failure(choice, req)
         else:
             self._tracker.record_success(choice.endpoint.url)
+            if status < 400:  # an answer (a refusal comes back fast and says nothing of the service time)
+                seconds = time.perf_counter() - req.opened
+                self._admission.service.observe(req.task_class, choice.backend.name, seconds)
 
     def _zeta_headers(self, h: CIMultiDict[str], req: _Request) -> None:
         h["X-Zeta-Backend"] = req.backend
