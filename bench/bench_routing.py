@@ -160,11 +160,8 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
     lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | | |")
     if given_q:
         shares = [g / o for g, o in zip(given_q, oracle_q, strict=True)]
-        static = [
-            g / s.quality_goodput
-            for g, s in zip(given_q, rows.get("static", []), strict=False)
-            if s.quality_goodput
-        ]
+        by_static = zip(given_q, rows["static"], strict=True) if "static" in rows else ()
+        static = [g / s.quality_goodput for g, s in by_static if s.quality_goodput]
         lines.append(
             f"| {report.GIVEN_ROUTER} | {spread(given_q)} | {spread(shares, '{:.0%}')} | {spread(static)} | | | | | |"
         )

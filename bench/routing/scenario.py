@@ -310,12 +310,12 @@ def oracle(
             cost = service_cost(group, shape, scenario.objective(c), (extra_latency or {}).get(b, 0.0))
             if cost is not None:
                 pairs.append((d, b, cost))
-    weight = {
-        (d, b): scenario.answer_quality(b, shapes[demand[d][0]].task_type, shapes[demand[d][0]].complexity)
-        if weighted
-        else 1.0
-        for d, b, _ in pairs
-    }
+
+    def quality(d: str, b: str) -> float:
+        true = shapes[demand[d][0]]
+        return scenario.answer_quality(b, true.task_type, true.complexity)
+
+    weight = {(d, b): quality(d, b) if weighted else 1.0 for d, b, _ in pairs}
     names_d, names_b = list(demand), list(backends)
     a: list[list[float]] = []
     rhs: list[float] = []
