@@ -43,7 +43,7 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
 from zeta_operator.router import balancer, proxy
-from zeta_operator.router.admission import ServiceTimes, wait_budget
+from zeta_operator.router.admission import ServiceTimes
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.classify import Classification
 from zeta_operator.router.endpoints import EndpointTracker
@@ -334,8 +334,12 @@ class Simulation:
         if choice is not None:
             self._dispatch(req, choice)
             return
-        expected = router.service.fastest(cls.task_class.name, (b.name for b in req.eligible.backends()))
-        budget = wait_budget(self.queue_settings, cls.task_class.latency_objective_seconds, expected)
+        budget = router.service.budget(
+            self.queue_settings,
+            cls.task_class.name,
+            cls.task_class.latency_objective_seconds,
+            (b.name for b in req.eligible.backends()),
+        )
         if budget <= 0:  # Admission.acquire: too late to be answered in time after any wait
             self._finish(req, "rejected")
             return

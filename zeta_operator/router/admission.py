@@ -43,6 +43,13 @@ class ServiceTimes:
         seen = [s for b in backends if (s := self._seconds.get((task_class, b))) is not None]
         return min(seen, default=None)
 
+    def budget(self, queue: TableQueue, task_class: str, objective: float, backends: Iterable[str]) -> float:
+        """`wait_budget` for a request of ``task_class`` that may use ``backends`` (looked up only under
+        shedLate)."""
+        if not queue.shed_late:
+            return queue.max_wait_seconds
+        return wait_budget(queue, objective, self.fastest(task_class, backends))
+
 
 def wait_budget(queue: TableQueue, objective: float, expected_service: float | None) -> float:
     """How long a request may wait for a slot: the queue's maxWait, and with shedLate no longer than it leaves
@@ -135,8 +142,7 @@ class Admission:
         retry_after = max(1, math.ceil(queue.aging_seconds))
         budget = queue.max_wait_seconds
         if objective is not None:
-            expected = self.service.fastest(task_class, (b.name for b in eligible.backends()))
-            budget = wait_budget(queue, objective, expected)
+            budget = self.service.budget(queue, task_class, objective, (b.name for b in eligible.backends()))
         if budget <= 0:
             raise Rejected(
                 429,
