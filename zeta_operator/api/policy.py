@@ -17,9 +17,10 @@ alternations of the policy's pods and backend names), ``{window}``, ``{quantile}
 
 Keyword = Annotated[str, Field(min_length=1, max_length=64)]
 
-DEFAULT_OFFLOAD_CONFIDENCE = 0.94
+DEFAULT_OFFLOAD_CONFIDENCE = 0.95
 """The shipped classifier's calibrated choice (``offloadConfidence`` in its weights file; a test keeps the two
-equal): the lowest P(simple) at which at most 1% of the calibration split's complex requests pass."""
+equal): the lowest P(simple) at which the calibration split shows, at 95% confidence, that at most 1% of
+complex requests pass."""
 
 
 class BackendSelection(Model):
@@ -158,8 +159,8 @@ class ClassifierSettings(Model):
         description="A request may spill to a backend whose complexity ceiling is below its class's (or its "
         "preferred backends') only when the learned classifier's probability that its complexity is within "
         "that ceiling is at least this; otherwise it stays with the preferred backends or goes up. The "
-        "default is where at most 1% of the calibration split's complex requests would pass "
-        "(docs/classifier.md).",
+        "default is the lowest at which the calibration split shows, at 95% confidence, that at most 1% "
+        "of complex requests would pass (docs/classifier.md).",
     )
     task_confidence: Fraction = Field(
         default=0.0,

@@ -367,7 +367,9 @@ def report(requests: Sequence[Request], *, lowo: bool, previous: str = "") -> st
         f"default offloadConfidence {m.offload_confidence}. Tiers: simple = complexity 1-2, complex = 3-5. "
         "Nothing was tuned on the test split: hyperparameters by grouped 5-fold cross-validation on the train "
         "split (`python -m zeta_dev.classifier.select`), temperatures and offloadConfidence on the "
-        "calibration split.",
+        "calibration split (offloadConfidence: the lowest at which that split shows, at "
+        f"{train.OFFLOAD_EVIDENCE:.0%} confidence, that at most {train.OFFLOAD_COMPLEX_RATE:.0%} of complex "
+        "requests pass).",
         "",
         f"## Held-out test split ({len(test)} requests, {scores['learned model (shipped)'].complex_n} complex)",
         "",
