@@ -66,14 +66,14 @@ def run_scenario(
     arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
     oracle, _ = scenario.oracle_goodput(sc, arrived)
     oracle_quality, _ = scenario.oracle_goodput(sc, arrived, weighted=True)
-    given = given_router(sc, runs)
+    bounds = further_bounds(sc, arrived, runs)
     summaries = [metrics.summarize(sc, r) for r in runs]
     out = [f"### {sc.name} ({mode})", "", sc.describe() + ".", ""]
     if sc.description:
         out += [sc.description, ""]
     out += [classifier_line(summaries, len(runs[0].records)), ""]
     out += [
-        report.table(sc, summaries, oracle, oracle_quality, given),
+        report.table(sc, summaries, oracle, oracle_quality, bounds),
         "",
         "p50/p95/p99 latency in seconds (SLO attainment) per class:",
         "",
@@ -100,14 +100,28 @@ def run_scenario(
     return "\n".join(out)
 
 
-def given_router(sc: scenario.Scenario, runs: list[RunResult]) -> float | None:
-    """The bound for perfect balancing of Zeta's own routing decisions (`scenario.given_router`): from the zeta
-    run's records, which say what the router allowed each request (DES only)."""
+def further_bounds(
+    sc: scenario.Scenario, arrived: list[tuple[float, str]], runs: list[RunResult]
+) -> dict[str, float]:
+    """The quality bounds beside the oracle's, by row label: the oracle with the priorities in order, and the
+    bounds given the router's decisions."""
+    in_order = scenario.oracle_goodput(sc, arrived, weighted=True, by_priority=True)[0]
+    return {report.ORACLE_PRIORITY: in_order, **given_router(sc, runs)}
+
+
+def given_router(sc: scenario.Scenario, runs: list[RunResult]) -> dict[str, float]:
+    """The bounds for perfect balancing of Zeta's own routing decisions (`scenario.given_router`), without and
+    with the classes' priorities served in order, by row label: from the zeta run's records, which say what
+    the router allowed each request (DES only; empty otherwise)."""
     zeta = next((r for r in runs if r.strategy == "zeta" and r.mode == "des"), None)
     if zeta is None:
-        return None
+        return {}
     arrived = [(r.sent_at, r.task_class) for r in zeta.records]
-    return scenario.given_router(sc, arrived, [r.allowed for r in zeta.records])
+    allowed = [r.allowed for r in zeta.records]
+    return {
+        report.GIVEN_ROUTER: scenario.given_router(sc, arrived, allowed),
+        report.GIVEN_ROUTER_PRIORITY: scenario.given_router(sc, arrived, allowed, by_priority=True),
+    }
 
 
 def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats: int) -> str:
@@ -115,15 +129,14 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
     the mean and the range of the headline ratios, so one lucky draw cannot make a result."""
     rows: dict[str, list[metrics.Summary]] = {s: [] for s in strategies}
     oracle_q: list[float] = []
-    given_q: list[float] = []
+    bounds_q: dict[str, list[float]] = {}
     for k in range(repeats):
         sc_k = scenario.Scenario(**{**sc.__dict__, "seed": sc.seed + 1000 * k})
         runs = [des.simulate(sc_k, s, seed=seed) for s in strategies]
         arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
         oracle_q.append(scenario.oracle_goodput(sc_k, arrived, weighted=True)[0])
-        given = given_router(sc_k, runs)
-        if given is not None:
-            given_q.append(given)
+        for label, value in further_bounds(sc_k, arrived, runs).items():
+            bounds_q.setdefault(label, []).append(value)
         for r in runs:
             rows[r.strategy].append(metrics.summarize(sc_k, r))
 
@@ -158,12 +171,16 @@ def repeated(sc: scenario.Scenario, strategies: list[str], *, seed: int, repeats
             f"| {spread([float(s.rejected) for s in sums], '{:.0f}')} |"
         )
     lines.append(f"| oracle (LP bound) | {spread(oracle_q)} | 100% | | | | 0 | | |")
-    if given_q:
-        shares = [g / o for g, o in zip(given_q, oracle_q, strict=True)]
-        by_static = zip(given_q, rows["static"], strict=True) if "static" in rows else ()
-        static = [g / s.quality_goodput for g, s in by_static if s.quality_goodput]
+    for label, bound in bounds_q.items():
+        shares = [g / o for g, o in zip(bound, oracle_q, strict=True)]
+
+        def against(ref: str, bound: list[float] = bound) -> list[float]:
+            pairs = zip(bound, rows[ref], strict=True) if ref in rows else ()
+            return [g / s.quality_goodput for g, s in pairs if s.quality_goodput]
+
         lines.append(
-            f"| {report.GIVEN_ROUTER} | {spread(given_q)} | {spread(shares, '{:.0%}')} | {spread(static)} | | | | | |"
+            f"| {label} | {spread(bound)} | {spread(shares, '{:.0%}')} | {spread(against('static'))} "
+            f"| {spread(against('least-request'))} | | | | |"
         )
     summed = [(name, _summed([s.violation_causes for s in sums])) for name, sums in rows.items()]
     lines += ["", f"True capability violations by cause, summed over the {repeats} seeds:", ""]

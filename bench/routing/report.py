@@ -21,9 +21,14 @@ def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return fmt.format(v)
 
 
+ORACLE_PRIORITY = "oracle, priorities in order (LP bound)"
+"""The oracle for a balancer that serves the classes strictly by priority, as the router's queue orders its
+waiters (its aging aside): it may not drop a higher class's requests to serve more cheap ones."""
 GIVEN_ROUTER = "oracle given the router's classifier (LP bound)"
 """The bound for perfect balancing of the router's own decisions: each request only to the backends its
 classification and spill gate allowed (`scenario.given_router`)."""
+GIVEN_ROUTER_PRIORITY = "the same, priorities in order (LP bound)"
+"""`GIVEN_ROUTER` for a balancer that also serves the classes strictly by priority (`ORACLE_PRIORITY`)."""
 
 
 def table(
@@ -31,11 +36,11 @@ def table(
     summaries: Sequence[Summary],
     oracle_goodput: float,
     oracle_quality: float,
-    given_router: float | None = None,
+    bounds: Mapping[str, float] | None = None,
 ) -> str:
     """Quality-weighted goodput first (the score), then cost per good answer, true capability violations and the
-    old goodput column, against static, least-request and the oracle's bounds (same arrivals); ``given_router``:
-    the quality bound for a balancer that keeps to the backends the router's classifier allowed."""
+    old goodput column, against static, least-request and the oracle's bounds (same arrivals); ``bounds``:
+    further quality bounds by row label (`ORACLE_PRIORITY`, `GIVEN_ROUTER`, `GIVEN_ROUTER_PRIORITY`)."""
     by = {s.strategy: s for s in summaries}
     ref_q = {name: by[name].quality_goodput for name in ("static", "least-request") if name in by}
     ref_cost = by["least-request"].cost_per_good if "least-request" in by else None
@@ -67,10 +72,10 @@ def table(
         f"| {_ratio(oracle_quality, ref_q.get('least-request'))} | — | — | 0 | {oracle_goodput:.2f} | 100% "
         f"| {oracle_goodput / summaries[0].offered:.1%} | — | — | — | — |"
     )
-    if given_router is not None:
+    for label, bound in (bounds or {}).items():
         lines.append(
-            f"| {GIVEN_ROUTER} | {given_router:.2f} | {_share(given_router, oracle_quality)} "
-            f"| {_ratio(given_router, ref_q.get('static'))} | {_ratio(given_router, ref_q.get('least-request'))} "
+            f"| {label} | {bound:.2f} | {_share(bound, oracle_quality)} "
+            f"| {_ratio(bound, ref_q.get('static'))} | {_ratio(bound, ref_q.get('least-request'))} "
             "| — | — | — | — | — | — | — | — | — | — |"
         )
     return "\n".join(lines)

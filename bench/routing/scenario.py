@@ -290,6 +290,7 @@ def oracle(
     busy: Mapping[str, float] | None = None,
     weighted: bool = False,
     allowed: Mapping[str, tuple[str, frozenset[str]]] | None = None,
+    by_priority: bool = False,
 ) -> OracleSplit:
     """The most requests per second served within objective, over any split that respects capability:
     ``max sum w[c,b] x[c,b]`` s.t. ``sum_b x[c,b] <= rate_c`` and ``sum_c x[c,b] * cost[c,b] <= endpoints_b``
@@ -297,7 +298,11 @@ def oracle(
     answer quality of the pair: then ``goodput`` is quality-weighted goodput.
 
     ``allowed``: when given, the keys of ``rates`` are demands, each mapped to (its requests' true class, the
-    backends they may use); the bound then holds for any balancer that keeps to those sets (`given_router`)."""
+    backends they may use); the bound then holds for any balancer that keeps to those sets (`given_router`).
+
+    ``by_priority``: the classes' priorities are served in order, as the router's queue orders its waiters: the
+    split serves as much of the highest priority as the fleet can, then as much of the next as is left, and so
+    on (a lexicographic optimum; each level's weight exceeds what any trade could gain below it)."""
     backends = scenario.backends()
     shapes = {c.name: c for c in scenario.classes}
     demand = allowed or {c: (c, frozenset(backends)) for c in shapes}
@@ -326,13 +331,34 @@ def oracle(
         a.append([cost if pb == b else 0.0 for _, pb, cost in pairs])
         rhs.append(max(0.0, backends[b].endpoints - (down or {}).get(b, 0) - (busy or {}).get(b, 0.0)))
     objective = [weight[(d, b)] for d, b, _ in pairs]
-    value, x = lp.maximize(objective, a, rhs) if pairs else (0.0, [])
+    if by_priority and pairs:
+        ranked = _priority_weights(
+            scenario, [demand[d][0] for d, _, _ in pairs], objective, [c for *_, c in pairs]
+        )
+        _, x = lp.maximize(ranked, a, rhs)
+        value = sum(w * v for w, v in zip(objective, x, strict=True))
+    else:
+        value, x = lp.maximize(objective, a, rhs) if pairs else (0.0, [])
     served = {d: sum(v for (pd, _, _), v in zip(pairs, x, strict=True) if pd == d) for d in names_d}
     split: dict[str, dict[str, float]] = {d: {} for d in names_d}
     for (d, b, _), v in zip(pairs, x, strict=True):
         if v > 1e-9:
             split[d][b] = v
     return OracleSplit(value, served, split)
+
+
+def _priority_weights(
+    scenario: Scenario, classes: Sequence[str], weights: Sequence[float], costs: Sequence[float]
+) -> list[float]:
+    """Each pair's weight scaled by base ** (its class's rank among the priorities): one unit of a level given
+    up frees capacity for at most max(cost) / min(cost) units of any lower one, each worth at most 1 against at
+    least min(weight) lost, so a base above twice that ratio (plus the geometric sum of the lower levels) makes
+    the weighted optimum the lexicographic one."""
+    priority = {c.name: c.priority for c in scenario.policy.classes}
+    levels = sorted({priority[c] for c in classes})
+    positive = [w for w in weights if w > 0] or [1.0]
+    base = 2 * max(costs) / min(costs) / min(positive) + 2
+    return [w * base ** levels.index(priority[c]) for c, w in zip(classes, weights, strict=True)]
 
 
 def fleet_capacity(scenario: Scenario) -> float:
@@ -371,6 +397,7 @@ def oracle_goodput(
     *,
     weighted: bool = False,
     allowed: Sequence[frozenset[str]] | None = None,
+    by_priority: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Time-averaged oracle goodput over the scenario's phases (requests/s; with ``weighted`` quality-weighted),
     and per class.
@@ -405,6 +432,7 @@ def oracle_goodput(
             busy=external_busy(scenario, mid),
             weighted=weighted,
             allowed=demand,
+            by_priority=by_priority,
         )
         total += split.goodput * (end - start)
         for d, v in split.served.items():
@@ -413,12 +441,16 @@ def oracle_goodput(
 
 
 def given_router(
-    scenario: Scenario, arrivals: Sequence[tuple[float, str]], allowed: Sequence[frozenset[str]]
+    scenario: Scenario,
+    arrivals: Sequence[tuple[float, str]],
+    allowed: Sequence[frozenset[str]],
+    *,
+    by_priority: bool = False,
 ) -> float:
     """The quality-weighted oracle bound for a balancer that may send each request only where the router's
     classifier and spill gate allowed it (``allowed``, beside ``arrivals``): what perfect balancing gets with
     this classifier, against the plain bound's perfect knowledge of every request's class."""
-    return oracle_goodput(scenario, arrivals, weighted=True, allowed=allowed)[0]
+    return oracle_goodput(scenario, arrivals, weighted=True, allowed=allowed, by_priority=by_priority)[0]
 
 
 def _demands(

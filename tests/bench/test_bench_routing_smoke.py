@@ -33,7 +33,8 @@ def test_smoke_prints_a_table_per_scenario(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     for name in scenario.names():
         assert f"### {name} (des)" in out
-    for strategy in (*des.STRATEGIES, "oracle (LP bound)", report.GIVEN_ROUTER):
+    bounds = (report.ORACLE_PRIORITY, report.GIVEN_ROUTER, report.GIVEN_ROUTER_PRIORITY)
+    for strategy in (*des.STRATEGIES, "oracle (LP bound)", *bounds):
         assert re.search(rf"^\| {re.escape(strategy)} \|", out, re.M), strategy
     header = next(line for line in out.splitlines() if "true cap. violations" in line)
     for column in ("quality goodput", "cost / good answer", "goodput req/s"):
@@ -182,7 +183,32 @@ def test_the_bound_given_the_routers_decisions_is_the_oracle_when_nothing_is_hel
     gated = [every - {"general-4b"} if c == "code-simple" else every for _, c in arrived]
     assert 0 < scenario.given_router(sc, arrived, gated) < plain - 0.1
 
+    # priorities in order: the LP may no longer drop the burst's complex code and reasoning for cheap simple code
+    in_order = scenario.given_router(sc, arrived, gated, by_priority=True)
+    assert 0 < in_order < scenario.given_router(sc, arrived, gated) - 0.1
+
     run = des.simulate(_code_burst(30.0), "zeta")
     assert all(r.allowed for r in run.records if r.status == "ok")
     assert all(r.backend in r.allowed for r in run.records if r.status == "ok")
     assert any(r.allowed != every for r in run.records)  # the gate kept some requests off a smaller model
+
+
+def test_the_priority_bound_serves_the_highest_class_first_and_is_the_plain_one_when_all_fit() -> None:
+    """`scenario.oracle` with ``by_priority``: a lexicographic optimum. With room for every class it is the plain
+    optimum; in the code burst's peak it serves at least as much reasoning (priority 8) and complex code (7) as
+    the plain LP, which gives them up for more, cheaper simple code, and so serves less in all."""
+    sc = scenario.load("code-burst")
+    light = {c.name: 0.01 for c in sc.classes}
+    assert scenario.oracle(sc, light, weighted=True, by_priority=True).goodput == pytest.approx(
+        scenario.oracle(sc, light, weighted=True).goodput
+    )
+    peak = {c.name: sc.class_rate(c.name, 70.0) for c in sc.classes}
+    allowed = {
+        c: (c, frozenset(sc.backends()) - ({"general-4b"} if c == "code-simple" else set())) for c in peak
+    }  # the gate keeps simple code off the 4B
+    plain = scenario.oracle(sc, peak, weighted=True, allowed=allowed)
+    ordered = scenario.oracle(sc, peak, weighted=True, allowed=allowed, by_priority=True)
+    assert ordered.goodput < plain.goodput
+    for top in ("reasoning", "code-complex"):
+        assert ordered.served[top] >= plain.served[top] - 1e-9
+    assert ordered.served["reasoning"] == pytest.approx(peak["reasoning"])  # the top class fits whole
