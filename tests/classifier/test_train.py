@@ -14,9 +14,8 @@ from zeta_dev.classifier import corpus, train
 from zeta_operator.router import features, model
 
 
-# Retraining on the whole corpus (43,387 requests) took 437 s in this test on 2 cores shared with other work (the
-# two heads side by side; 240 s alone at 38,635): above the default 600 s it would be a slow machine, not a wrong
-# result.
+# Retraining on the whole corpus (47,858 requests) took 446 s in this test on 2 shared cores (the two heads side
+# by side; 240 s alone at 38,635): above the default 600 s it would be a slow machine, not a wrong result.
 @pytest.mark.timeout(1800)
 def test_the_shipped_weights_are_reproduced_by_training() -> None:
     """Retrains from dev/corpus exactly as ``python -m zeta_dev.classifier.train`` does. A failure means the
