@@ -66,10 +66,13 @@ def offload_threshold(p_simple: Iterable[float], simple: Iterable[bool], rate: f
     """The lowest `OFFLOAD_GRID` offloadConfidence at which at most ``rate`` of the complex requests have a
     P(simple) that reaches it; None when even the highest lets more through."""
     complex_p = [p for p, s in zip(p_simple, simple, strict=True) if not s]
-    for t in OFFLOAD_GRID:
-        if sum(p >= t for p in complex_p) <= rate * len(complex_p):
-            return t
-    return None
+    return lowest_threshold(complex_p, rate * len(complex_p))
+
+
+def lowest_threshold(complex_p: Sequence[float], allowed: float) -> float | None:
+    """The lowest `OFFLOAD_GRID` offloadConfidence that at most ``allowed`` of these complex requests' P(simple)
+    reach; None when even the highest lets more through."""
+    return next((t for t in OFFLOAD_GRID if sum(p >= t for p in complex_p) <= allowed), None)
 
 
 def policy_classifier(path: Path, model: LearnedModel | None) -> tuple[Classifier, float]:

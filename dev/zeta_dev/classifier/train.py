@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from zeta_operator.router import features, model
-from zeta_operator.router.offline import OFFLOAD_GRID
+from zeta_operator.router.offline import OFFLOAD_GRID, lowest_threshold
 from zeta_operator.router.payload import PromptView
 
 from . import corpus, meaning
@@ -532,8 +532,7 @@ def offload_confidence(p_simple: list[float], simple: list[bool]) -> float:
     grid's highest. zeta-classify's suggestion for a user's own labelled prompts asks only for the observed rate:
     their samples are usually too small for the test."""
     complex_p = [p for p, s in zip(p_simple, simple, strict=True) if not s]
-    allowed = allowed_past_gate(len(complex_p))
-    return next((t for t in OFFLOAD_GRID if sum(p >= t for p in complex_p) <= allowed), OFFLOAD_GRID[-1])
+    return lowest_threshold(complex_p, allowed_past_gate(len(complex_p))) or OFFLOAD_GRID[-1]
 
 
 def calibrate(data: dict[str, Any], calibration: Sequence[Request]) -> dict[str, Any]:
