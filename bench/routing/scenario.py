@@ -331,14 +331,13 @@ def oracle(
         a.append([cost if pb == b else 0.0 for _, pb, cost in pairs])
         rhs.append(max(0.0, backends[b].endpoints - (down or {}).get(b, 0) - (busy or {}).get(b, 0.0)))
     objective = [weight[(d, b)] for d, b, _ in pairs]
+    solved = objective
     if by_priority and pairs:
-        ranked = _priority_weights(
+        solved = _priority_weights(
             scenario, [demand[d][0] for d, _, _ in pairs], objective, [c for *_, c in pairs]
         )
-        _, x = lp.maximize(ranked, a, rhs)
-        value = sum(w * v for w, v in zip(objective, x, strict=True))
-    else:
-        value, x = lp.maximize(objective, a, rhs) if pairs else (0.0, [])
+    _, x = lp.maximize(solved, a, rhs) if pairs else (0.0, [])
+    value = sum(w * v for w, v in zip(objective, x, strict=True))
     served = {d: sum(v for (pd, _, _), v in zip(pairs, x, strict=True) if pd == d) for d in names_d}
     split: dict[str, dict[str, float]] = {d: {} for d in names_d}
     for (d, b, _), v in zip(pairs, x, strict=True):

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
+from scipy.stats import binom
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
@@ -511,20 +512,9 @@ def allowed_past_gate(n_complex: int) -> int:
     """The most complex requests of ``n_complex`` that may pass the gate while still showing, at OFFLOAD_EVIDENCE,
     that the true rate is at most OFFLOAD_COMPLEX_RATE: the largest k with P(Binomial(n, rate) <= k) <= 1 -
     evidence; -1 when even none would show it (a sample too small)."""
-    rate, cdf, k = OFFLOAD_COMPLEX_RATE, 0.0, -1
-    while k < n_complex:
-        i = k + 1
-        cdf += math.exp(
-            math.lgamma(n_complex + 1)
-            - math.lgamma(i + 1)
-            - math.lgamma(n_complex - i + 1)
-            + i * math.log(rate)
-            + (n_complex - i) * math.log1p(-rate)
-        )
-        if cdf > 1 - OFFLOAD_EVIDENCE:
-            return k
-        k = i
-    return k
+    alpha, rate = 1 - OFFLOAD_EVIDENCE, OFFLOAD_COMPLEX_RATE
+    k = int(binom.ppf(alpha, n_complex, rate))  # the smallest k whose CDF reaches alpha
+    return k if binom.cdf(k, n_complex, rate) <= alpha else k - 1
 
 
 def offload_confidence(p_simple: list[float], simple: list[bool]) -> float:
