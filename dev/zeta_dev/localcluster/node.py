@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -506,16 +507,24 @@ def _chains() -> dict[str, dict[str, list[str]]]:
     return found
 
 
+def _jumps_to_ours(saved: str) -> list[tuple[str, list[str]]]:
+    """The rules of built-in chains that jump to ours, from ``iptables-save`` output: (chain, rule arguments).
+    The arguments are split as a shell would (kube-proxy's ``--comment "kubernetes service portals"`` is one)."""
+    jumps = []
+    for line in saved.splitlines():
+        match = re.match(r"-A (\S+) (.*-j (KUBE-|CNI-)\S*.*)", line)
+        if match and not match.group(1).startswith(CHAIN_PREFIXES):
+            jumps.append((match.group(1), shlex.split(match.group(2))))
+    return jumps
+
+
 def _remove_chains() -> None:
     for cmd, tables in _chains().items():
         save = shutil.which(f"{cmd}-save") or ""
         for table, chains in tables.items():
             # Rules in built-in chains that jump to ours go first, then ours are flushed and deleted.
-            rules = _run(save, "-t", table, check=False).stdout.splitlines()
-            for rule in rules:
-                match = re.match(r"-A (\S+) (.*-j (KUBE-|CNI-)\S*.*)", rule)
-                if match and not match.group(1).startswith(CHAIN_PREFIXES):
-                    _run(cmd, "-t", table, "-D", match.group(1), *match.group(2).split(), check=False)
+            for chain, rule in _jumps_to_ours(_run(save, "-t", table, check=False).stdout):
+                _run(cmd, "-t", table, "-D", chain, *rule, check=False)
             for chain in chains:
                 _run(cmd, "-t", table, "-F", chain, check=False)
             for chain in chains:
