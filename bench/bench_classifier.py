@@ -11,9 +11,9 @@ typical chat (what docs/classifier.md times; its words fit in the token cache), 
 pasted documents; the classifiers read a bounded window), and the learned model with a cold token cache (every
 word hashed afresh, as for a prompt in a new language).
 A fourth column times the same weights without their word-meaning block (`meaning.WordMeaning`), side by side:
-what the block costs. A last line times the typical chat requests that are multi-turn with and without their
-context (the previous turns, `features.context_words`; the same views with those fields blanked): what reading
-the context costs.
+what the block costs. A last line times the typical chat requests that have a context (earlier turns or a system
+prompt, `features.context_words`) with it and without it (the same views with those fields blanked): what
+reading the context costs.
 ``--against-code COMMIT`` times another commit's classifier code (``git archive`` of its ``zeta_operator``,
 imported under another name) with the same weights file side by side, after checking that both give identical
 probabilities and classifications on every corpus request (warm caches, and cold ones on every tenth request).
@@ -129,7 +129,11 @@ def main() -> None:
             f"{label:<44} {t['keyword']:>11.1f} {t['learned']:>11.1f} {t['learned'] / t['keyword']:>6.2f}x "
             f"{t['plain']:>14.1f} {t['learned'] / t['plain']:>20.2f}x"
         )
-    context_cost(learned_us, [v for v in short if v.previous_user or v.previous_assistant], args.rounds)
+    context_cost(
+        learned_us,
+        [v for v in short if v.previous_user or v.previous_assistant or v.system_prompt],
+        args.rounds,
+    )
     if args.against_code:
         against_code(learned_us, args.against_code, compared, args.rounds)
     if args.against:
@@ -236,8 +240,11 @@ def _time_against_code(
 
 
 def context_cost(classify: Callable[[PromptView], object], views: list[PromptView], rounds: int) -> None:
-    """The learned classifier on multi-turn views, and on the same views without their context, side by side."""
-    blanked = [dataclasses.replace(v, previous_user="", previous_assistant="") for v in views]
+    """The learned classifier on views with a context (earlier turns, a system prompt), and on the same views
+    without it, side by side."""
+    blanked = [
+        dataclasses.replace(v, previous_user="", previous_assistant="", system_prompt="") for v in views
+    ]
     samples: dict[str, list[float]] = {"context": [], "blanked": []}
     for _ in range(rounds):
         for name, subset in (("context", views), ("blanked", blanked)):
@@ -247,7 +254,7 @@ def context_cost(classify: Callable[[PromptView], object], views: list[PromptVie
             samples[name].append((time.perf_counter() - started) / len(subset) * 1e6)
     with_context, without = (statistics.median(samples[k]) for k in ("context", "blanked"))
     print(
-        f"multi-turn typical chat ({len(views)}): learned {with_context:.1f} us with the context, "
+        f"typical chat with a context ({len(views)}): learned {with_context:.1f} us with the context, "
         f"{without:.1f} us without it: {with_context / without:.2f}x"
     )
 

@@ -154,8 +154,7 @@ def chat(*messages: tuple[str, str]) -> bytes:
 
 def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
     """The user turn before the last one and the assistant turn before the last user turn are read, cut to
-    CONTEXT_CHARS, each in a block of its own namespace normalised by its own count; the system prompt and
-    older turns are not."""
+    CONTEXT_CHARS, each in a block of its own namespace normalised by its own count; older turns are not."""
     long_reply = "def add(a, b):\n    return a + b\n" + "x " * CONTEXT_CHARS
     view = parse_request(
         chat(
@@ -178,7 +177,7 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
         1,
     )
     assert view.earlier.system and view.earlier.tokens < view.tokens
-    user_words, assistant_words = features.context_words(view)
+    user_words, assistant_words, _ = features.context_words(view)
     assert user_words == ["write", "a", "python", "function", "to", "add", "numbers"]
     assert assistant_words == ["def", "add", "a", "b", "return", "x"]
 
@@ -186,7 +185,8 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
         structure={},
         text={"u:python": [0, 3.0, 0, 0, 0, 0, 0, 0, 0], "a:def": [0, 2.0, 0, 0, 0, 0, 0, 0, 0]},
     )
-    code = features.CONTEXT_WEIGHT * (3.0 / math.sqrt(7) + 2.0 / math.sqrt(6))
+    user_weight, assistant_weight, _ = features.CONTEXT_WEIGHTS
+    code = user_weight * 3.0 / math.sqrt(7) + assistant_weight * 2.0 / math.sqrt(6)
     assert m.logits(view) == pytest.approx([0, code, 0, 0, 0, 0, 0, 0, 0], abs=1e-9)
     assert m.logits(view) == m.logits(view)  # the context word cache gives the same answer
     p, before = m.predict(view), m.predict(view.earlier)
@@ -196,7 +196,34 @@ def test_a_follow_up_reads_the_turns_before_it_as_context() -> None:
     assert m.logits(prompt_view(["write a python function: def"])) == [0.0] * 9
     alone = parse_request(chat(("system", "python def"), ("user", "now do it in rust")), "chat").prompt
     assert (alone.previous_user, alone.previous_assistant, alone.earlier) == ("", "", None)
-    assert m.logits(alone) == [0.0] * 9
+    assert m.logits(alone) == [0.0] * 9  # a system prompt is a block of its own namespace, not u: or a:
+
+
+def test_the_system_prompt_is_read_as_context_of_its_own() -> None:
+    """An operator's system prompt often holds the task ("Translate each ticket into English") while the user
+    sends only material: its distinct words, cut to CONTEXT_CHARS, are a context block of their own (``s:``,
+    at `features.CONTEXT_WEIGHTS`' weight), in a single-turn request too and in the ask a follow-up continues."""
+    system = "Translate each support ticket into English. Translate " + "x " * CONTEXT_CHARS
+    view = parse_request(
+        chat(("system", system), ("developer", "keep it short"), ("user", "Mein Drucker druckt nicht.")),
+        "chat",
+    ).prompt
+    assert view.system_prompt == (system + "\nkeep it short")[:CONTEXT_CHARS]
+    assert (view.previous_user, view.previous_assistant) == ("", "")
+    system_words = features.context_words(view)[2]
+    assert (
+        system_words[:5] == ["translate", "each", "support", "ticket", "into"] and "keep" not in system_words
+    )
+    m = learned_model(structure={}, text={"s:translate": [0, 0, 0, 4.0, 0, 0, 0, 0, 0]})
+    summarize = features.CONTEXT_WEIGHTS[2] * 4.0 / math.sqrt(len(system_words))
+    assert m.logits(view) == pytest.approx([0, 0, 0, summarize, 0, 0, 0, 0, 0], abs=1e-9)
+    assert m.logits(view) == m.logits(view)  # through the context word cache
+    # The same word in the user turn, or in no system prompt, is not read as the operator's.
+    assert m.logits(parse_request(chat(("user", "translate this")), "chat").prompt) == [0.0] * 9
+    follow_up = parse_request(
+        chat(("system", "translate tickets"), ("user", "a"), ("assistant", "b"), ("user", "c")), "chat"
+    ).prompt
+    assert follow_up.earlier is not None and follow_up.earlier.system_prompt == "translate tickets"
 
 
 def test_the_shape_of_the_ask_counts_its_clauses_against_the_material_after_it() -> None:

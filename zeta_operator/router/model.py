@@ -20,7 +20,8 @@ The additions run in C (``sum(map(...))``), not as a Python loop. Words repeat a
 sum of a word's buckets (the word and its n-grams) is cached per word, as are a word's row as an instruction
 word and a symbol run's row. The instruction words are summed apart and normalised by their own count (the rest
 of the turn by its count): a long paste no longer drowns the ask (`features.text_buckets`). So are the words of
-the turns before the last user turn (`features.context_words`, one block per turn, only in a conversation).
+the turns before the last user turn and of the system prompt (`features.context_words`, one block each, when
+there are any).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from . import features, meaning
 from .payload import PromptView
 
 WEIGHTS_FILE = Path(__file__).with_name("classifier.json.gz")
-FILE_FORMAT = "zeta-classifier/2"
-"""2: the instruction words are a block of their own, normalised by their own count (1 normalised them
-with the rest of the turn), and an optional ``meaning`` block (`meaning.WordMeaning`)."""
+FILE_FORMAT = "zeta-classifier/3"
+"""3: the system prompt's words are a context block (`features.CONTEXT_NAMESPACES`), so weights fitted without
+it would read other buckets' rows there. 2: the instruction words are a block of their own, normalised by their
+own count (1 normalised them with the rest of the turn), and an optional ``meaning`` block
+(`meaning.WordMeaning`)."""
 LANE_BITS = 40
 OFFSET = 1 << 15
 """Added to every int16 weight so a lane never goes negative; a sum of n rows carries n * OFFSET."""
@@ -183,7 +186,7 @@ class LearnedModel:
             / scale
             for b, shift, scale in self._heads
         ]
-        if view.previous_user or view.previous_assistant:
+        if view.previous_user or view.previous_assistant or view.system_prompt:
             self._add_context(z, view)
         for block, shift in zip(self._meaning, self._meaning_shifts, strict=True):
             added = block.outputs_of((both >> shift) & self._block_mask)
@@ -193,10 +196,14 @@ class LearnedModel:
 
     def _add_context(self, z: list[float], view: PromptView) -> None:
         """Adds the context blocks (`features.context_words`) to ``z``: each block's rows summed, less their
-        offsets, times ``CONTEXT_WEIGHT / sqrt(their count)``."""
+        offsets, times the block's weight (`features.CONTEXT_WEIGHTS`) / sqrt(their count)."""
         mask, count_shift = self._mask, self._count_shift
-        for rows, namespace, words in zip(
-            self._context_caches, features.CONTEXT_NAMESPACES, features.context_words(view), strict=True
+        for rows, namespace, weight, words in zip(
+            self._context_caches,
+            features.CONTEXT_NAMESPACES,
+            features.CONTEXT_WEIGHTS,
+            features.context_words(view),
+            strict=True,
         ):
             if not words:
                 continue
@@ -205,7 +212,7 @@ class LearnedModel:
             except KeyError:
                 total = sum(self._context_row(rows, namespace, w) for w in words)
             n = total >> count_shift
-            norm = features.CONTEXT_WEIGHT / math.sqrt(n)
+            norm = weight / math.sqrt(n)
             offset = n * OFFSET
             for i, (_, shift, scale) in enumerate(self._heads):
                 z[i] += (((total >> shift) & mask) - offset) * norm / scale

@@ -59,6 +59,9 @@ class PromptView:
     """The first `CONTEXT_CHARS` characters of the user turn before the last one, as sent ("" without one)."""
     previous_assistant: str = ""
     """The first `CONTEXT_CHARS` characters of the last assistant turn before the last user turn."""
+    system_prompt: str = ""
+    """The first `CONTEXT_CHARS` characters of the system (and developer) messages, one after another ("" without
+    one): an operator's standing instruction often says what the user's material is for."""
     earlier: PromptView | None = None
     """The conversation as it stood at the user turn before the last one (None without one): the ask a
     follow-up continues. A follow-up's difficulty is often there ("now prove it"), so the spill gate wants
@@ -138,6 +141,7 @@ def _chat_view(turns: list[tuple[str, str]], *, earlier: bool = True) -> PromptV
         [text for _, text in turns],
         last_user=_last_user(turns),
         system=any(role in SYSTEM_ROLES for role, _ in turns),
+        system_prompt="\n".join(text for role, text in turns if role in SYSTEM_ROLES),
         history=_history(turns),
         previous=_previous(turns),
         earlier=None if before is None else _chat_view(turns[: before + 1], earlier=False),
@@ -150,6 +154,7 @@ def prompt_view(
     *,
     last_user: str | None = None,
     system: bool = False,
+    system_prompt: str = "",
     history: int = 0,
     previous: tuple[str, str] = ("", ""),
     earlier: PromptView | None = None,
@@ -157,7 +162,7 @@ def prompt_view(
     """The bounded window over ``parts`` and an estimate of tokens (about four characters each).
 
     ``last_user``: the last user turn (default: the last part). ``previous``: the user turn before it and the
-    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`. ``earlier``: `PromptView.earlier`."""
+    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`, as is ``system_prompt``. ``earlier``: `PromptView.earlier`."""
     total = sum(len(p) for p in parts)
     turn = last_user if last_user is not None else (parts[-1] if parts else "")
     return PromptView(
@@ -166,6 +171,7 @@ def prompt_view(
         last_user=turn_window(turn),
         last_user_chars=len(turn),
         system=system,
+        system_prompt=system_prompt[:CONTEXT_CHARS],
         history=history,
         previous_user=previous[0][:CONTEXT_CHARS],
         previous_assistant=previous[1][:CONTEXT_CHARS],

@@ -265,7 +265,7 @@ def design(
 ) -> csr_matrix:
     """One row per request: text buckets (count / sqrt(total)) plus instruction buckets (count / sqrt(their
     own total)) plus, unless ``with_context`` is false, the context blocks' buckets (`features.context_buckets`,
-    CONTEXT_WEIGHT x count / sqrt(their own total)), structure names (0 or 1), then the word-meaning block
+    the block's `features.CONTEXT_WEIGHTS` x count / sqrt(their own total)), structure names (0 or 1), then the word-meaning block
     (`meaning.block`) unless ``with_meaning`` is false."""
     names = {name: features.BUCKETS + i for i, name in enumerate(features.all_structure_names())}
     data: list[float] = []
@@ -277,8 +277,9 @@ def design(
             norm = 1.0 / math.sqrt(len(block)) if block else 0.0
             for b in block:
                 values[b] = values.get(b, 0.0) + norm
-        for block in features.context_buckets(view) if with_context else ():
-            norm = features.CONTEXT_WEIGHT / math.sqrt(len(block)) if block else 0.0
+        blocks = zip(features.context_buckets(view), features.CONTEXT_WEIGHTS, strict=True)
+        for block, weight in blocks if with_context else ():
+            norm = weight / math.sqrt(len(block)) if block else 0.0
             for b in block:
                 values[b] = values.get(b, 0.0) + norm
         for b in sorted(values):
