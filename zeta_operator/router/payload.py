@@ -162,7 +162,8 @@ def prompt_view(
     """The bounded window over ``parts`` and an estimate of tokens (about four characters each).
 
     ``last_user``: the last user turn (default: the last part). ``previous``: the user turn before it and the
-    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`, as is ``system_prompt``. ``earlier``: `PromptView.earlier`."""
+    assistant turn before it (`_previous`), each cut to `CONTEXT_CHARS`, as is ``system_prompt``.
+    ``earlier``: `PromptView.earlier`."""
     total = sum(len(p) for p in parts)
     turn = last_user if last_user is not None else (parts[-1] if parts else "")
     return PromptView(

@@ -265,8 +265,8 @@ def design(
 ) -> csr_matrix:
     """One row per request: text buckets (count / sqrt(total)) plus instruction buckets (count / sqrt(their
     own total)) plus, unless ``with_context`` is false, the context blocks' buckets (`features.context_buckets`,
-    the block's `features.CONTEXT_WEIGHTS` x count / sqrt(their own total)), structure names (0 or 1), then the word-meaning block
-    (`meaning.block`) unless ``with_meaning`` is false."""
+    the block's `features.CONTEXT_WEIGHTS` x count / sqrt(their own total)), structure names (0 or 1), then
+    the word-meaning block (`meaning.block`) unless ``with_meaning`` is false."""
     names = {name: features.BUCKETS + i for i, name in enumerate(features.all_structure_names())}
     data: list[float] = []
     cols: list[int] = []
