@@ -141,7 +141,8 @@ def _chat_view(turns: list[tuple[str, str]], *, earlier: bool = True) -> PromptV
         [text for _, text in turns],
         last_user=_last_user(turns),
         system=any(role in SYSTEM_ROLES for role, _ in turns),
-        system_prompt="\n".join(text for role, text in turns if role in SYSTEM_ROLES),
+        # Each message is cut before they are joined, so a huge system prompt is never copied whole.
+        system_prompt="\n".join(text[:CONTEXT_CHARS] for role, text in turns if role in SYSTEM_ROLES),
         history=_history(turns),
         previous=_previous(turns),
         earlier=None if before is None else _chat_view(turns[: before + 1], earlier=False),
