@@ -17,7 +17,7 @@ alternations of the policy's pods and backend names), ``{window}``, ``{quantile}
 
 Keyword = Annotated[str, Field(min_length=1, max_length=64)]
 
-DEFAULT_OFFLOAD_CONFIDENCE = 0.94
+DEFAULT_OFFLOAD_CONFIDENCE = 0.95
 """The shipped classifier's calibrated choice (``offloadConfidence`` in its weights file; a test keeps the two
 equal): the lowest P(simple) at which the calibration split shows, at 95% confidence, that at most 1% of
 complex requests pass."""
