@@ -64,11 +64,26 @@ def tracker(clock: Clock | None = None) -> EndpointTracker:
 
 
 def test_weighted_split_follows_the_table() -> None:
+    """Idle (every utilisation alike), the two draws keep the first: the split is the table's."""
     load, rng = tracker(), random.Random(7)
     counts = Counter(choose(eligible("chat-simple"), load, rng).backend.name for _ in range(10_000))  # type: ignore[union-attr]
     sigma = math.sqrt(10_000 * 0.8 * 0.2)
     assert abs(counts["small"] - 8000) < 4 * sigma
     assert set(counts) == {"small", "big"}
+
+
+def test_a_busier_weighted_backend_loses_draws_to_a_less_busy_one() -> None:
+    """small (0.8) half full, big (0.2) idle: when the two draws differ (2 * 0.8 * 0.2 = 32%) big wins, so it
+    takes 4% + 32% = 36% instead of its 20%. Busy both alike, the split is the table's again."""
+    load, rng = tracker(), random.Random(5)
+    for url in ("http://s1:1", "http://s2:1"):
+        load.acquire(url)
+    counts = Counter(choose(eligible("chat-simple"), load, rng).backend.name for _ in range(10_000))  # type: ignore[union-attr]
+    sigma = math.sqrt(10_000 * 0.36 * 0.64)
+    assert abs(counts["big"] - 3600) < 4 * sigma
+    load.acquire("http://b1:1")
+    counts = Counter(choose(eligible("chat-simple"), load, rng).backend.name for _ in range(10_000))  # type: ignore[union-attr]
+    assert abs(counts["big"] - 2000) < 4 * math.sqrt(10_000 * 0.2 * 0.8)
 
 
 def test_reasons_preferred_and_offload() -> None:

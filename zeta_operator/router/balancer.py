@@ -4,12 +4,17 @@
    the request plausibly is, when the classifier is unsure), its complexity ceiling is at least the request's
    complexity and its context window holds the estimated prompt. Nothing else can override this: capability is a
    filter, never a weight.
-2. **The operator's weights.** Among eligible backends with a weight above zero in the class, one is drawn with
-   probability proportional to its weight, so the split follows the table exactly in expectation.
-3. **The local real-time signal, within the weighted pick.** Inside the drawn backend, an endpoint is picked by
-   power of two choices on utilisation (in-flight / max_concurrency): two distinct endpoints with room are
-   sampled and the less utilised one wins (ties: fewer in flight, then the first sampled). An endpoint at its
-   max_concurrency is never chosen.
+2. **The operator's weights, then the router's own view.** Among eligible backends with a weight above zero
+   in the class, two are drawn with probability proportional to their weights; when they differ, the one whose
+   least utilised endpoint with room (in-flight / max_concurrency) is less utilised wins, the first drawn on a
+   tie. Idle, the split is the table's; under load, a backend the weights favour but that this router sees
+   busier loses some of its draws to a less busy one the weights also name. Why: the weights are a control
+   interval old and fleet-wide, the in-flight counts are this instant's; a backend slowed by a co-tenant or
+   filled by a burst shows up here first. A backend the operator gave the floor is drawn rarely, so it still
+   takes little (docs/benchmarks.md, "Two weighted draws").
+3. **Within the backend.** An endpoint is picked by power of two choices on utilisation: two distinct endpoints
+   with room are sampled and the less utilised one wins (ties: fewer in flight, then the first sampled). An
+   endpoint at its max_concurrency is never chosen.
 4. **Overflow.** When the drawn backend has no endpoint with room, the request goes to another weighted backend
    with room, drawn by weight among those (reason ``overflow``).
 5. **Fallback.** When every weighted backend is full (or the class has no weighted backend left after the
@@ -143,7 +148,7 @@ def choose(
     usable = _usable_filter(eligible, load, exclude)
     weighted = [(b, w) for b, w in eligible.weighted if b.endpoints]
     if weighted:
-        backend = _weighted_draw(weighted, rng)
+        backend = _two_weighted_draws(weighted, load, rng, usable)
         endpoint = _pick_endpoint(backend.endpoints, load, rng, usable)
         if endpoint is not None:
             reason: Reason = "preferred" if _is_top(backend, eligible) else "offload"
@@ -182,6 +187,30 @@ def _weighted_draw(weighted: list[tuple[TableBackend, float]], rng: random.Rando
         if point < 0:
             return backend
     return weighted[-1][0]
+
+
+def _two_weighted_draws(
+    weighted: list[tuple[TableBackend, float]],
+    load: LoadView,
+    rng: random.Random,
+    usable: Callable[[str], bool],
+) -> TableBackend:
+    """Two draws by weight; the second wins only if it differs and is less utilised than the first."""
+    first, second = _weighted_draw(weighted, rng), _weighted_draw(weighted, rng)
+    if second is first:
+        return first
+    second_use = _least_utilisation(second.endpoints, load, usable)
+    if second_use is None:
+        return first
+    first_use = _least_utilisation(first.endpoints, load, usable)
+    return second if first_use is None or second_use < first_use else first
+
+
+def _least_utilisation(
+    endpoints: Iterable[TableEndpoint], load: LoadView, usable: Callable[[str], bool]
+) -> float | None:
+    """The lowest utilisation among the endpoints with room; None when none has room."""
+    return min((utilisation(e, load) for e in _room(endpoints, load, usable)), default=None)
 
 
 def _room(
