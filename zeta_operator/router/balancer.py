@@ -22,8 +22,9 @@
    over all their endpoints (reason ``fallback``).
 6. **None.** When every eligible endpoint is at capacity, the caller queues.
 
-Reasons: ``preferred`` when the weighted draw picked a backend with the class's highest weight, ``offload`` when
-it picked another weighted backend (the operator moved share there), ``overflow`` and ``fallback`` as above.
+Reasons: ``preferred`` when the weighted draws picked a backend with the class's highest weight, ``offload`` when
+they picked another weighted backend (the operator moved share there, or this router saw it less busy than the
+one the weights favour), ``overflow`` and ``fallback`` as above.
 
 Ejected endpoints (passive outlier detection) are skipped while any other eligible endpoint is not ejected,
 so the last eligible endpoint is never taken out of service. ``exclude`` removes endpoints a retry already tried.
