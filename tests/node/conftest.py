@@ -47,8 +47,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.fixture(scope="session")
-def node_binaries() -> Path:
+def node_packages() -> None:
+    """containerd, iptables and the rest, installed where missing (a fresh CI machine has none of them)."""
     node_harness.install_packages()
+
+
+@pytest.fixture(scope="session")
+def node_binaries(node_packages: None) -> Path:
     return node_harness.node_binaries()
 
 

@@ -9,10 +9,11 @@ from zeta_dev.localcluster import node
 CHAIN = "KUBE-ZETA-CRASHED-RUN"
 
 
-def test_a_crashed_runs_chain_goes_with_the_commented_rule_that_jumps_to_it() -> None:
+def test_a_crashed_runs_chain_goes_with_the_commented_rule_that_jumps_to_it(node_packages: None) -> None:
     """kube-proxy's jump rules carry comments with spaces (``--comment "kubernetes service portals"``): the
     clean-up must delete such a rule, or the chain it jumps to cannot be deleted either and the next run's
-    `leftovers` check fails."""
+    `leftovers` check fails. ``node_packages``: iptables itself, which a fresh machine lacks until the node
+    tests install it (run first, this test found no iptables there)."""
     cmd = next(c for c in node._iptables_commands() if shutil.which(f"{c}-save"))
     with node._machine_lock(timeout=3600):  # a running node's chains are not ours to remove
         node._run(cmd, "-t", "filter", "-N", CHAIN)
