@@ -149,8 +149,8 @@ def choose(
     usable = _usable_filter(eligible, load, exclude)
     weighted = [(b, w) for b, w in eligible.weighted if b.endpoints]
     if weighted:
-        backend = _two_weighted_draws(weighted, load, rng, usable)
-        endpoint = _pick_endpoint(backend.endpoints, load, rng, usable)
+        backend, room = _two_weighted_draws(weighted, load, rng, usable)
+        endpoint = _pick_from_room(room, load, rng)
         if endpoint is not None:
             reason: Reason = "preferred" if _is_top(backend, eligible) else "offload"
             return Choice(backend, endpoint, reason)
@@ -195,23 +195,23 @@ def _two_weighted_draws(
     load: LoadView,
     rng: random.Random,
     usable: Callable[[str], bool],
-) -> TableBackend:
-    """Two draws by weight; the second wins only if it differs and is less utilised than the first."""
+) -> tuple[TableBackend, list[TableEndpoint]]:
+    """Two draws by weight; the second wins only if it differs and its least utilised endpoint with room is less
+    utilised than the first's. Returns the winner and its endpoints with room (found once, picked from next)."""
     first, second = _weighted_draw(weighted, rng), _weighted_draw(weighted, rng)
+    first_room = _room(first.endpoints, load, usable)
     if second is first:
-        return first
-    second_use = _least_utilisation(second.endpoints, load, usable)
-    if second_use is None:
-        return first
-    first_use = _least_utilisation(first.endpoints, load, usable)
-    return second if first_use is None or second_use < first_use else first
+        return first, first_room
+    second_room = _room(second.endpoints, load, usable)
+    if not second_room:
+        return first, first_room
+    if not first_room or _least_utilisation(second_room, load) < _least_utilisation(first_room, load):
+        return second, second_room
+    return first, first_room
 
 
-def _least_utilisation(
-    endpoints: Iterable[TableEndpoint], load: LoadView, usable: Callable[[str], bool]
-) -> float | None:
-    """The lowest utilisation among the endpoints with room; None when none has room."""
-    return min((utilisation(e, load) for e in _room(endpoints, load, usable)), default=None)
+def _least_utilisation(room: list[TableEndpoint], load: LoadView) -> float:
+    return min(utilisation(e, load) for e in room)
 
 
 def _room(
@@ -228,7 +228,11 @@ def _pick_endpoint(
     endpoints: Iterable[TableEndpoint], load: LoadView, rng: random.Random, usable: Callable[[str], bool]
 ) -> TableEndpoint | None:
     """Power of two choices on utilisation among the endpoints with room."""
-    room = _room(endpoints, load, usable)
+    return _pick_from_room(_room(endpoints, load, usable), load, rng)
+
+
+def _pick_from_room(room: list[TableEndpoint], load: LoadView, rng: random.Random) -> TableEndpoint | None:
+    """`_pick_endpoint` on endpoints already known to have room."""
     if len(room) <= 1:
         return room[0] if room else None
     first, second = rng.sample(room, 2)
