@@ -29,10 +29,10 @@ from pathlib import Path
 from zeta_operator.router import model as runtime
 from zeta_operator.router.offline import OFFLOAD_GRID
 
-from . import corpus, train
+from . import corpus, follow_ups, train
 from .corpus import Split
 
-BOUNDARIES = (100,)
+BOUNDARIES = (follow_ups.SHORT_CHARS,)
 """Last-user-turn lengths (characters) at which a new bucket starts: short asks and the rest."""
 PAIR_GRID = (*(t for t in OFFLOAD_GRID if t >= 0.8), 0.993, 0.996, 0.999)
 """Thresholds the pair search tries (above the single grid's 0.99: short asks might need more)."""
