@@ -277,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         "says): a request goes below its class's preferred backends only when P(simple) is at least this",
     )
     parser.add_argument(
+        "--offload-task-confidence",
+        type=float,
+        help="the policy's spec.classifier.offloadTaskConfidence (default: the scenario's, the API default "
+        "unless it says): off its class's preferred backends a request goes only to backends serving every "
+        "task type that together hold this probability",
+    )
+    parser.add_argument(
         "--split",
         choices=["test", "calibration"],
         default="test",
@@ -324,10 +331,15 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
         try:
             sc = scenario.with_classifier(
-                sc, task_confidence=args.task_confidence, offload_confidence=args.offload_confidence
+                sc,
+                task_confidence=args.task_confidence,
+                offload_confidence=args.offload_confidence,
+                offload_task_confidence=args.offload_task_confidence,
             )
         except ValidationError as e:
-            parser.error(f"--task-confidence / --offload-confidence: {e.errors()[0]['msg']}")
+            parser.error(
+                f"--task-confidence / --offload-confidence / --offload-task-confidence: {e.errors()[0]['msg']}"
+            )
         sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
         if mode == "real" and sc.extra.get("des_only"):
             print(f"(skipping {name}: DES only)\n", flush=True)

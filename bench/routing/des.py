@@ -138,7 +138,10 @@ def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable)
     gate = getattr(proxy.Forwarder, "_eligible", None)
     if gate is not None:
         settings = table.classifier
-        return gate(route, cls, settings.offload_confidence, settings.task_confidence)  # type: ignore[no-any-return,unused-ignore]
+        confidences = [settings.offload_confidence, settings.task_confidence]
+        if hasattr(settings, "offload_task_confidence"):  # an older checkout's router, side by side, has none
+            confidences.append(settings.offload_task_confidence)
+        return gate(route, cls, *confidences)  # type: ignore[no-any-return,unused-ignore]
     return route.eligible(complexity=cls.complexity, tokens=cls.tokens)
 
 

@@ -640,11 +640,20 @@ def names() -> list[str]:
 
 
 def with_classifier(
-    scenario: Scenario, *, task_confidence: float | None = None, offload_confidence: float | None = None
+    scenario: Scenario,
+    *,
+    task_confidence: float | None = None,
+    offload_confidence: float | None = None,
+    offload_task_confidence: float | None = None,
 ) -> Scenario:
-    """The same scenario, its policy's ``spec.classifier.taskConfidence`` and ``offloadConfidence`` set to
-    those given (None: as the scenario has it). Validated as the API validates them (fractions 0-1)."""
-    given = {"task_confidence": task_confidence, "offload_confidence": offload_confidence}
+    """The same scenario, its policy's ``spec.classifier.taskConfidence``, ``offloadConfidence`` and
+    ``offloadTaskConfidence`` set to those given (None: as the scenario has it). Validated as the API validates
+    them (fractions 0-1)."""
+    given = {
+        "task_confidence": task_confidence,
+        "offload_confidence": offload_confidence,
+        "offload_task_confidence": offload_task_confidence,
+    }
     settings = scenario.policy.classifier.model_dump()
     settings.update({k: v for k, v in given.items() if v is not None})
     classifier = type(scenario.policy.classifier).model_validate(settings)

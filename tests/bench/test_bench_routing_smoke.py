@@ -165,8 +165,9 @@ def test_the_output_splits_violations_by_cause_and_sets_both_confidences(
     assert all(label in header for k, label in metrics.CAUSES.items() if k != "unknown")
     sc = scenario.with_classifier(scenario.load("code-burst"), task_confidence=0.8, offload_confidence=0.6)
     assert (sc.policy.classifier.task_confidence, sc.policy.classifier.offload_confidence) == (0.8, 0.6)
-    kept = scenario.with_classifier(sc, task_confidence=0.5)
+    kept = scenario.with_classifier(sc, task_confidence=0.5, offload_task_confidence=0.7)
     assert (kept.policy.classifier.task_confidence, kept.policy.classifier.offload_confidence) == (0.5, 0.6)
+    assert kept.policy.classifier.offload_task_confidence == 0.7
     with pytest.raises(SystemExit):  # a confidence above 1 is refused as the API refuses it
         bench_routing.main([*argv, "--offload-confidence", "1.5"])
 

@@ -100,7 +100,13 @@ def served_by(
     cls = snapshot.classifier.classify(headers or {}, "any", view)
     route = snapshot.routes[cls.task_class.name]
     settings = snapshot.table.classifier
-    eligible = Forwarder._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
+    eligible = Forwarder._eligible(
+        route,
+        cls,
+        settings.offload_confidence,
+        settings.task_confidence,
+        settings.offload_task_confidence,
+    )
     rng = random.Random(7)
     served: Counter[str] = Counter()
     for _ in range(400):
@@ -305,6 +311,42 @@ def test_when_no_backend_serves_every_plausible_task_type_the_likeliest_one_deci
     """Without a backend that both chats and summarizes, the doubt cannot be honoured: the request is served
     as what it most likely is (chat), not refused."""
     table = chat_table()
+    general = table.backends[1].model_copy(update={"endpoints": []})
+    table = table.model_copy(update={"backends": [table.backends[0], general]})
+    assert served_by(LONGER, table=table, model=CHAT_OR_SUMMARY) == {"coder-7b": 400}
+
+
+def leaving_table(preferred: str, **classifier: float) -> RoutingTable:
+    """`chat_table`'s chat class with a preferred backend and the operator's weights leaning on the coder (it
+    chats but cannot summarize); taskConfidence off, offloadTaskConfidence as given (else the API's)."""
+    table = chat_table(task_confidence=0.0)
+    chat = table.classes[0].model_copy(update={"preferred": [preferred]})
+    settings = table.classifier.model_copy(update=classifier)
+    return table.model_copy(update={"classes": [chat, table.classes[1]], "classifier": settings})
+
+
+def test_leaving_the_preferred_backend_an_unsure_request_goes_only_where_its_task_types_are_served() -> None:
+    """offloadTaskConfidence (on by default): the chat class prefers the general model; the coder, which the
+    weights lean on, is an offload, and the request may be a summary: it stays with the general model."""
+    assert leaving_table("general-4b").classifier.offload_task_confidence > 0.6  # the API's default is on
+    assert served_by(LONGER, table=leaving_table("general-4b"), model=CHAT_OR_SUMMARY) == {"general-4b": 400}
+    off = leaving_table("general-4b", offload_task_confidence=0.0)
+    assert served_by(LONGER, table=off, model=CHAT_OR_SUMMARY)["coder-7b"] > 250
+    sure = served_by(SHORT, table=leaving_table("general-4b"), model=CHAT_OR_SUMMARY)
+    assert sure["coder-7b"] > 250  # surely chat: the weights decide
+
+
+def test_the_preferred_backends_keep_every_request_of_their_class() -> None:
+    """Unlike taskConfidence, it leaves the class's own preferred backends alone: with the coder preferred
+    the unsure request still follows the weights there (no traffic moves to the backends that serve all)."""
+    served = served_by(LONGER, table=leaving_table("coder-7b"), model=CHAT_OR_SUMMARY)
+    assert served["coder-7b"] > 250 and served["general-4b"] > 0
+    everywhere = leaving_table("coder-7b", task_confidence=0.9)
+    assert served_by(LONGER, table=everywhere, model=CHAT_OR_SUMMARY) == {"general-4b": 400}
+
+
+def test_with_the_preferred_backend_gone_an_unsure_request_is_still_served_elsewhere() -> None:
+    table = leaving_table("general-4b")
     general = table.backends[1].model_copy(update={"endpoints": []})
     table = table.model_copy(update={"backends": [table.backends[0], general]})
     assert served_by(LONGER, table=table, model=CHAT_OR_SUMMARY) == {"coder-7b": 400}

@@ -21,6 +21,10 @@ DEFAULT_OFFLOAD_CONFIDENCE = 0.95
 """The shipped classifier's calibrated choice (``offloadConfidence`` in its weights file; a test keeps the two
 equal): the lowest P(simple) at which the calibration split shows, at 95% confidence, that at most 1% of
 complex requests pass."""
+DEFAULT_OFFLOAD_TASK_CONFIDENCE = 0.9
+"""Of 0, 0.8, 0.9 and 0.95, the one with the fewest true capability violations whose quality goodput, summed
+over the routing benchmark's seven DES scenarios on the calibration split's prompts, stays within 0.5% of off
+(docs/benchmarks.md, "Task doubt off the preferred backends")."""
 
 
 class BackendSelection(Model):
@@ -169,6 +173,15 @@ class ClassifierSettings(Model):
         "most likely task type alone; a value such as 0.9 keeps requests the learned classifier is unsure of "
         "on the backends that serve all their plausible task types (fewer answers from a model without the "
         "request's task type, but those backends take more of the traffic: docs/benchmarks.md).",
+    )
+    offload_task_confidence: Fraction = Field(
+        default=DEFAULT_OFFLOAD_TASK_CONFIDENCE,
+        description="taskConfidence for the backends a request reaches when it leaves its class's preferred "
+        "ones (an offload, an overflow, a fallback): there it goes only to backends that serve every task "
+        "type it plausibly is at this probability, or waits for the preferred ones. The preferred backends "
+        "are unaffected, so no traffic moves to them; it keeps a request the classifier is unsure of from a "
+        "model lacking its task type when it would leave them. 0 turns it off; the default was chosen in the "
+        "routing benchmark on calibration prompts (docs/benchmarks.md).",
     )
     examples: list[ClassifierExample] = Field(
         default_factory=list,

@@ -87,13 +87,23 @@ class ClassRoute:
         top = max((w for _, w in weighted), default=0.0)
         return cls(task_class, tuple(weighted), tuple(unweighted), top, protected)
 
-    def eligible(self, *, complexity: int, tokens: int, tasks: Iterable[str] = ()) -> Eligible:
+    def eligible(
+        self, *, complexity: int, tokens: int, tasks: Iterable[str] = (), off_preferred: Iterable[str] = ()
+    ) -> Eligible:
         """The capability filter for one request: ``tasks`` are task types every backend must serve besides
-        the class's own (those the request may also be, `classify.plausible_tasks`)."""
-        also = frozenset(tasks)
+        the class's own (those the request may also be, `classify.plausible_tasks`), ``off_preferred`` those
+        every backend but the class's preferred ones must serve (a class without preferred backends has no
+        such others)."""
+        also, elsewhere = frozenset(tasks), frozenset(off_preferred)
+        preferred = self.task_class.preferred
 
         def fits(b: TableBackend) -> bool:
-            return b.max_complexity >= complexity and b.context_window >= tokens and also.issubset(b.tasks)
+            return (
+                b.max_complexity >= complexity
+                and b.context_window >= tokens
+                and also.issubset(b.tasks)
+                and (not preferred or b.name in preferred or elsewhere.issubset(b.tasks))
+            )
 
         return Eligible(
             weighted=tuple((b, w) for b, w in self.weighted if fits(b)),

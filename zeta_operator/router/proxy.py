@@ -161,7 +161,13 @@ class Forwarder:
         self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]
         settings = req.snapshot.table.classifier
-        eligible = self._eligible(route, cls, settings.offload_confidence, settings.task_confidence)
+        eligible = self._eligible(
+            route,
+            cls,
+            settings.offload_confidence,
+            settings.task_confidence,
+            settings.offload_task_confidence,
+        )
         if not eligible:
             self._no_capable_backend(
                 req, cls, too_long=route.too_long(complexity=cls.complexity, tokens=cls.tokens)
@@ -180,20 +186,31 @@ class Forwarder:
 
     @staticmethod
     def _eligible(
-        route: ClassRoute, cls: Classification, offload_confidence: float, task_confidence: float = 0.0
+        route: ClassRoute,
+        cls: Classification,
+        offload_confidence: float,
+        task_confidence: float = 0.0,
+        offload_task_confidence: float = 0.0,
     ) -> Eligible:
         """The capable backends, never down on doubt: without the smaller ones unless the classifier is
         confident enough that the request is within their ceiling, and without those lacking a task type the
-        request plausibly is (`plausible_tasks`, at the policy's taskConfidence). When nothing that careful has
-        endpoints, the least likely task types are dropped first, then the complexity floor, down to the
-        estimate alone, as it would be without a confidence."""
+        request plausibly is (`plausible_tasks`, at the policy's taskConfidence; off the class's preferred
+        backends at its offloadTaskConfidence). When nothing that careful has endpoints, the least likely task
+        types are dropped first, then the complexity floor, down to the estimate alone, as it would be without
+        a confidence."""
         floor = spill_floor(
             cls, protected_ceiling=route.protected_ceiling, offload_confidence=offload_confidence
         )
         # The first plausible task type is the request's own, which its class stands for: not checked again.
-        plausible = plausible_tasks(cls, confidence=task_confidence)
+        plausible = plausible_tasks(cls, confidence=max(task_confidence, offload_task_confidence))
+        everywhere = len(plausible_tasks(cls, confidence=task_confidence))
         for kept in range(len(plausible), 0, -1):
-            eligible = route.eligible(complexity=floor, tokens=cls.tokens, tasks=plausible[1:kept])
+            eligible = route.eligible(
+                complexity=floor,
+                tokens=cls.tokens,
+                tasks=plausible[1 : min(kept, everywhere)],
+                off_preferred=plausible[1:kept],
+            )
             if eligible:
                 return eligible
         if floor == cls.complexity:
