@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
 
 from zeta_operator.router import features, model
 
@@ -129,14 +128,8 @@ def _int16(text: str) -> np.ndarray:
 def probabilities(data: dict[str, Any], requests: Sequence[Request]) -> np.ndarray:
     """Each request's task probabilities, then its complexity levels', as the router computes them."""
     runtime = model.LearnedModel(data, source="comparison")
-    logits = np.array([runtime.logits(r.view) for r in requests])
-    k, temperature = len(data["tasks"]), data["temperature"]
-    return np.hstack(
-        [
-            softmax(logits[:, :k] / temperature["task"], axis=1),
-            softmax(logits[:, k:] / temperature["complexity"], axis=1),
-        ]
-    )
+    predictions = (runtime.predict(r.view, earlier=False) for r in requests)
+    return np.array([[*p.tasks.values(), *p.complexity] for p in predictions])
 
 
 def read(path: Path) -> dict[str, Any]:
