@@ -240,7 +240,12 @@ class Hyper:
     first words of the turn's first line as tokens of their own, by position (``a0:write``, ``a1:a``), hashed
     into the buckets at 0.5 each: first 3 words 85.08% (+0.00, SE 0.15); first 2 and their pair 85.24% (+0.17,
     SE 0.15); the same for the last line too 85.17% (+0.09, SE 0.16). The bag of the instruction's words
-    already carries what their order would add."""
+    already carries what their order would add.
+
+    On writers the fit never read (2026-12-06, `zeta_dev.classifier.strangers`: fitted without w144-w163,
+    scored on their 8,070 train and calibration requests), the task head's knobs are flat: shipped 78.1%, task
+    C 0.25 / 1 78.2% / 77.9%, purity gain 3 / 30 77.9% / 77.4%, writers weighted equally 78.2%, a 64-unit MLP
+    75.7% (dev/corpus/README.md, "Strangers")."""
 
     task_c: float = 4.0
     """Inverse L2 strength of the task head."""
