@@ -113,12 +113,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             hyper = dataclasses.replace(train.HYPER, task_c=c, task_purity_gain=gain)
             head = train.heads_of(x_fit, fit_on, hyper)[0]
             runs.append((f"C {c:g}, purity gain {gain:g}", head, train.submit_heads(pool, x_fit, [head])[0]))
-        head = train.heads_of(x_fit, fit_on, train.HYPER)[0]
-        x, y, c, _ = train.head_jobs(x_fit, [head])[0]
+        shipped = train.heads_of(x_fit, fit_on, train.HYPER)[0]
+        x, y, c, _ = train.head_jobs(x_fit, [shipped])[0]
         for power in args.writer_weight:
             weight = writer_weights([r.source for r in fit_on], power)
             runs.append(
-                (f"shipped, writers weighted ^-{power:g}", head, pool.submit(_fit_weighted, x, y, c, weight))
+                (
+                    f"shipped, writers weighted ^-{power:g}",
+                    shipped,
+                    pool.submit(_fit_weighted, x, y, c, weight),
+                )
             )
         mlp = pool.submit(_fit_mlp, x, y) if args.mlp else None
         for name, head, fitted in runs:
@@ -127,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{name}: {task_scores(truth, p)} ({time.monotonic() - start:.0f} s)", flush=True)
         if mlp is not None:
             clf = mlp.result()
-            p = clf.predict_proba(train._scaled(x_new[:, head.columns], head.scale))
+            p = clf.predict_proba(train._scaled(x_new[:, shipped.columns], shipped.scale))
             p = p[:, [list(clf.classes_).index(t) for t in corpus.TASKS]]
             print(
                 f"MLP, 64 hidden units: {task_scores(truth, p)} ({time.monotonic() - start:.0f} s)",
