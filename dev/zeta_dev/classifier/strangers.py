@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
@@ -62,13 +61,6 @@ def writer_weights(sources: Sequence[str], power: float) -> np.ndarray:
     n = Counter(sources)
     w = np.array([float(n[s]) ** -power for s in sources])
     return w / w.mean()
-
-
-def _fit_weighted(x: csr_matrix, y: list[Any], c: float, weight: np.ndarray) -> train.Fitted:
-    clf = LogisticRegression(C=c, solver="newton-cg", max_iter=train.MAX_ITER, tol=1e-7)
-    with threadpool_limits(1):
-        clf.fit(x, y, sample_weight=weight)
-    return list(clf.classes_), clf.coef_, clf.intercept_
 
 
 def _fit_mlp(x: csr_matrix, y: list[Any]) -> MLPClassifier:
@@ -121,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 (
                     f"shipped, writers weighted ^-{power:g}",
                     shipped,
-                    pool.submit(_fit_weighted, x, y, c, weight),
+                    pool.submit(train._fit_head, x, y, c, False, sample_weight=weight),
                 )
             )
         mlp = pool.submit(_fit_mlp, x, y) if args.mlp else None

@@ -444,10 +444,17 @@ def assemble(width: int, heads: Sequence[Head], fitted: Sequence[Fitted]) -> tup
 
 
 def _fit_head(
-    x: csr_matrix, y: list[Any], c: float, balanced: bool, start: tuple[np.ndarray, np.ndarray] | None = None
+    x: csr_matrix,
+    y: list[Any],
+    c: float,
+    balanced: bool,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    sample_weight: np.ndarray | None = None,
 ) -> Fitted:
     """One head: (its classes in the solver's order, coefficients, intercepts); the solver starts from
-    ``start`` (coefficients, intercepts) if given, else from zero."""
+    ``start`` (coefficients, intercepts) if given, else from zero. ``sample_weight``: per request (None: 1 each,
+    as the shipped model is fitted; `strangers` tries others)."""
     # newton-cg converges to the optimum in a few steps, so the rounded weights do not depend on when
     # a first-order solver happened to stop.
     clf = LogisticRegression(
@@ -461,7 +468,7 @@ def _fit_head(
     if start is not None:
         clf.coef_, clf.intercept_ = start
     with threadpool_limits(1):  # the machine is shared: threads only contend
-        clf.fit(x, y)
+        clf.fit(x, y, sample_weight=sample_weight)
     return list(clf.classes_), clf.coef_, clf.intercept_
 
 
