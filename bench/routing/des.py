@@ -43,6 +43,7 @@ from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
 from zeta_operator.operator.weights import BackendInput, ControllerState, Reading, decide, static_weights
 from zeta_operator.router import balancer, proxy
+from zeta_operator.router import second_opinion as router_opinion
 from zeta_operator.router.admission import ServiceTimes
 from zeta_operator.router.balancer import Choice, ClassRoute, Eligible
 from zeta_operator.router.classify import Classification
@@ -146,12 +147,48 @@ def router_eligible(route: ClassRoute, cls: Classification, table: RoutingTable)
 
 
 def router_classification(
-    snapshot: TableSnapshot, prompt: Prompt, *, max_tokens: int, headers: dict[str, str] | None = None
+    snapshot: TableSnapshot,
+    prompt: Prompt,
+    *,
+    max_tokens: int,
+    headers: dict[str, str] | None = None,
+    second_opinion: bool = False,
 ) -> Classification:
     """What the router decides for this request body (proxy._serve: parse, then the table's classifier; no
-    class headers unless given). The one seam to follow when the router's classification changes."""
+    class headers unless given; with ``second_opinion``, the encoder's opinion folded in where the model is
+    unsure, as `second_opinion.SecondOpinion.revise` does, never busy or late). The one seam to follow when the
+    router's classification changes."""
     parsed = parse_request(prompt.raw(max_tokens=max_tokens), "chat")
-    return snapshot.classifier.classify(headers or {}, parsed.model, parsed.prompt)
+    cls = snapshot.classifier.classify(headers or {}, parsed.model, parsed.prompt)
+    if not second_opinion:
+        return cls
+    head, vectors = _second_opinion()
+    if not router_opinion.unsure(cls, head.ask_below):
+        return cls
+    turn, instruction = (vectors(text) for text in router_opinion.texts_of(parsed.prompt))
+    combined = head.combine(dict(cls.task_probabilities), head.task_probabilities(turn, instruction))
+    return snapshot.classifier.with_task_probabilities(cls, combined, headers or {}, source="model+encoder")
+
+
+@functools.cache
+def _second_opinion() -> tuple[router_opinion.Head, Callable[[str], list[float]]]:
+    """The shipped head, and the encoder's vector of a text: from the training cache (.cache/ceiling/) when it
+    has the text, else read by the encoder (loaded on first need) and kept."""
+    from zeta_dev.classifier import ceiling
+
+    head = router_opinion.load_head()
+    known = ceiling.cached_vectors()
+    encoder: list[router_opinion.Encoder] = []
+
+    def vector(text: str) -> list[float]:
+        if text not in known:
+            encoder[:] = encoder or [ceiling.encoder()]
+            text = router_opinion.cut(encoder[0], text, head.max_tokens)
+            if text not in known:
+                known[text] = encoder[0].query([text])[0]
+        return [float(v) for v in known[text]]
+
+    return head, vector
 
 
 class Simulation:
@@ -324,7 +361,11 @@ class Simulation:
         if cls is None:  # the table's classifier settings never change during a run: classify a text once
             headers = label_headers(prompt) if self.sc.label_headers else None
             cls = router_classification(
-                self.snapshot, prompt, max_tokens=shape.output_tokens, headers=headers
+                self.snapshot,
+                prompt,
+                max_tokens=shape.output_tokens,
+                headers=headers,
+                second_opinion=self.sc.second_opinion,
             )
             self.classified[prompt.id] = cls
         record.routed_class, req.cls = cls.task_class.name, cls

@@ -168,6 +168,9 @@ class Scenario:
     label_headers: bool = False
     """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
     complexity), so the router's classification is always right: routing measured apart from the classifier."""
+    second_opinion: bool = False
+    """DES: every strategy's routers ask the encoder about the task type where the model is unsure, as
+    ``zeta-router --second-opinion encoder`` does (des.router_classification)."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
