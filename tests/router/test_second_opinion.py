@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -198,12 +199,19 @@ def test_a_late_encoder_and_a_full_backlog_leave_the_models_answer(
         gate.set()
 
 
-def test_a_failing_encoder_leaves_the_models_answer(
-    classifier: Classifier, metrics: RouterMetrics, opinions: Callable[..., SecondOpinion]
+def test_a_failing_encoder_leaves_the_models_answer_and_says_so_without_the_prompt(
+    classifier: Classifier,
+    metrics: RouterMetrics,
+    opinions: Callable[..., SecondOpinion],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    before, after = revise(opinions(InMemoryEncoder("summarize", fail=True)), classifier, UNSURE)
+    with caplog.at_level(logging.WARNING, logger="zeta.router.second_opinion"):
+        before, after = revise(opinions(InMemoryEncoder("summarize", fail=True)), classifier, UNSURE)
     assert after is before
     assert outcomes(metrics)["error"] == 1
+    (record,) = caplog.records
+    assert record.fields == {"error": "RuntimeError"}  # type: ignore[attr-defined]
+    assert "landlord" not in caplog.text
 
 
 def test_the_head_gives_the_probabilities_training_fitted(tmp_path: Path) -> None:

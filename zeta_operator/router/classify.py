@@ -323,9 +323,8 @@ class Classifier:
         second opinion's, `second_opinion.Head.combine`): the most likely decides the task type and its class.
         The complexity and its probabilities, and so the spill gate, stay the model's; a priority header still
         wins."""
-        ranked = tuple(
-            sorted(probabilities.items(), key=lambda tp: -tp[1])
-        )  # stable: ties keep the given order
+        # Sorting is stable: ties keep the given order.
+        ranked = tuple(sorted(probabilities.items(), key=lambda tp: -tp[1]))
         task, task_p = ranked[0]
         tier_p = cls.confidence / cls.task_probabilities[0][1]
         task_class = self.resolve(task, cls.complexity)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import math
 import os
 import time
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .classify import Classification, Classifier
     from .metrics import RouterMetrics
 
+log = logging.getLogger("zeta.router.second_opinion")
 HEAD_FILE = Path(__file__).with_name("second_opinion.json")
 HEAD_FORMAT = "zeta-second-opinion/1"
 _TINY = 1e-12
@@ -239,8 +241,9 @@ class SecondOpinion:
         except TimeoutError:
             self._metrics.second_opinion.labels("late").inc()
             return cls
-        except Exception:  # the model's answer stands; the count says so
+        except Exception as e:  # the model's answer stands; the count and the log say so (not the prompt)
             self._metrics.second_opinion.labels("error").inc()
+            log.warning("the second opinion failed", extra={"fields": {"error": type(e).__name__}})
             return cls
         finally:
             self._metrics.second_opinion_seconds.observe(self._clock() - began)
