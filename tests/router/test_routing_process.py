@@ -60,10 +60,13 @@ def test_weighted_split_matches_the_table(fleet: dict[str, RunningSim], router_f
         )
     )
     n = 400
+    # One at a time: with requests in flight the second weighted draw wins whenever its backend is less busy,
+    # which moves the split by how the machine schedules the requests (a CI run once saw a 151 of 200, 4.9
+    # sigma). Idle, the first draw decides, by the weights alone (tests/router/test_balancer.py covers the rest).
     answers = fire(
         f"{router.url}/v1/chat/completions",
         [chat(f"hello {i}", max_tokens=2) for i in range(n)],
-        concurrency=8,
+        concurrency=1,
     )
     assert {x.status for x in answers} == {200}
     counts = Counter(x.headers["X-Zeta-Backend"] for x in answers)
