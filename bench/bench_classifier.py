@@ -169,8 +169,7 @@ def second_opinion_cost(n: int, rounds: int) -> None:
         texts = [second_opinion.cut(encoder, t, head.max_tokens) for t in second_opinion.texts_of(view)]
         vectors = encoder.query(texts)
         opinion = head.task_probabilities(vectors[0].tolist(), vectors[1].tolist())
-        combined = head.combine(dict(cls.task_probabilities), opinion)
-        return learned.with_task_probabilities(cls, combined, {}, source="model+encoder")
+        return second_opinion.fold_in(learned, cls, head, opinion)
 
     reference = min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
     t = cost_us({"alone": alone, "with": with_opinion}, views, rounds)

@@ -166,8 +166,7 @@ def router_classification(
     if not router_opinion.unsure(cls, head.ask_below):
         return cls
     turn, instruction = (vectors(text) for text in router_opinion.texts_of(parsed.prompt))
-    combined = head.combine(dict(cls.task_probabilities), head.task_probabilities(turn, instruction))
-    return snapshot.classifier.with_task_probabilities(cls, combined, headers or {}, source="model+encoder")
+    return router_opinion.fold_in(snapshot.classifier, cls, head, head.task_probabilities(turn, instruction))
 
 
 @functools.cache

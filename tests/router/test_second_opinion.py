@@ -103,7 +103,7 @@ def revise(
 ) -> tuple[Classification, Classification]:
     view: PromptView = prompt_view([text])
     before = classifier.classify(headers or {}, "m", view)
-    return before, asyncio.run(opinion.revise(before, view, headers or {}, classifier))
+    return before, asyncio.run(opinion.revise(before, view, classifier))
 
 
 def test_an_unsure_request_takes_the_combined_task_type(
@@ -179,16 +179,14 @@ def test_a_late_encoder_and_a_full_backlog_leave_the_models_answer(
     async def scenario() -> None:
         view = prompt_view([UNSURE])
         before = classifier.classify({}, "m", view)
-        assert await opinion.revise(before, view, {}, classifier) is before  # late
-        assert (
-            await opinion.revise(before, view, {}, classifier) is before
-        )  # the late job still holds the slot
+        assert await opinion.revise(before, view, classifier) is before  # late
+        assert await opinion.revise(before, view, classifier) is before  # the late job still holds the slot
         assert outcomes(metrics)["late"] == 1 and outcomes(metrics)["busy"] == 1
         assert encoder.calls == 1
         gate.set()
         while opinion.pending:  # the slot is freed when the late job ends
             await asyncio.sleep(0.01)
-        await opinion.revise(before, view, {}, classifier)  # asked again (in time or late: the clock decides)
+        await opinion.revise(before, view, classifier)  # asked again (in time or late: the clock decides)
         while encoder.calls < 2:
             await asyncio.sleep(0.01)
         assert outcomes(metrics)["busy"] == 1

@@ -116,6 +116,8 @@ class Classification:
     """For a follow-up the model estimated: P(complexity <= k) of the ask it follows (`spill_at_most`), predicted
     on first use and kept. On demand because it costs a second prediction, usually of a longer text, and only
     the spill gate reads it, and only when it could change the gate's answer (`spill_floor`)."""
+    priority_from_header: bool = False
+    """Whether a priority header set ``priority`` (it then stays when a second opinion changes the class)."""
 
     @property
     def earlier_at_most(self) -> tuple[float, ...] | None:
@@ -312,15 +314,10 @@ class Classifier:
         )
 
     def with_task_probabilities(
-        self,
-        cls: Classification,
-        probabilities: Mapping[str, float],
-        headers: Mapping[str, str],
-        *,
-        source: str,
+        self, cls: Classification, probabilities: Mapping[str, float], *, source: str
     ) -> Classification:
         """``cls``, which the model decided, with other task probabilities over the same task types (the
-        second opinion's, `second_opinion.Head.combine`): the most likely decides the task type and its class.
+        second opinion's, `second_opinion.fold_in`): the most likely decides the task type and its class.
         The complexity and its probabilities, and so the spill gate, stay the model's; a priority header still
         wins."""
         # Sorting is stable: ties keep the given order.
@@ -328,12 +325,11 @@ class Classifier:
         task, task_p = ranked[0]
         tier_p = cls.confidence / cls.task_probabilities[0][1]
         task_class = self.resolve(task, cls.complexity)
-        priority = self._from_headers(headers)[2]
         return replace(
             cls,
             task_class=task_class,
             task_type=task,
-            priority=task_class.priority if priority is None else priority,
+            priority=cls.priority if cls.priority_from_header else task_class.priority,
             source=source,
             confidence=task_p * tier_p,
             task_probabilities=ranked,
@@ -415,6 +411,7 @@ class Classifier:
             at_most=certain(complexity) if at_most is None else at_most,
             task_probabilities=task_probabilities,
             earlier=earlier,
+            priority_from_header=priority is not None,
         )
 
     def resolve(self, task: str, complexity: int) -> TableClass:

