@@ -37,7 +37,8 @@ from zeta_operator.router.second_opinion import (
 
 TASKS = ("chat", "code", "reasoning", "summarize")
 UNSURE = "My landlord sent this letter, what does it mean for me? 'The rent will rise by 4% from March.'"
-"""The shipped model's top task probability is about 0.4 here (chat against summarize)."""
+"""The shipped model's top task probability is about 0.4-0.5 here (chat against summarize; which one leads is
+the weights' call, so the tests below ask `first_two` instead of assuming it)."""
 SURE = "Write a Python function that returns the n-th Fibonacci number."
 
 
@@ -91,6 +92,12 @@ def opinions(metrics: RouterMetrics) -> Iterator[Callable[..., SecondOpinion]]:
         opinion.close()
 
 
+def first_two(classifier: Classifier) -> tuple[str, str]:
+    """The model's two most likely task types for `UNSURE`, first the one it decides."""
+    ranked = classifier.classify({}, "m", prompt_view([UNSURE])).task_probabilities
+    return ranked[0][0], ranked[1][0]
+
+
 def outcomes(metrics: RouterMetrics) -> dict[str, float]:
     return {
         o: metrics.registry.get_sample_value("zeta_router_second_opinion_total", {"outcome": o}) or 0.0
@@ -109,31 +116,33 @@ def revise(
 def test_an_unsure_request_takes_the_combined_task_type(
     classifier: Classifier, metrics: RouterMetrics, opinions: Callable[..., SecondOpinion]
 ) -> None:
-    encoder = InMemoryEncoder("summarize")
+    first, second = first_two(classifier)
+    encoder = InMemoryEncoder(second)
     before, after = revise(opinions(encoder), classifier, UNSURE)
     assert before.source == "model" and before.task_probabilities[0][1] < 0.8
-    assert before.task_type == "chat"
+    assert before.task_type == first
     assert encoder.calls == 1
-    assert after.task_type == "summarize" and after.task_class.name.startswith("summarize")
+    assert after.task_type == second and after.task_class.name.startswith(second)
     assert after.source == "model+encoder"
     head = one_hot_head()
     expected = head.combine(
-        dict(before.task_probabilities), head.task_probabilities([0, 0, 0, 1], [0, 0, 0, 1])
+        dict(before.task_probabilities), head.task_probabilities(encoder.vector, encoder.vector)
     )
     assert dict(after.task_probabilities) == pytest.approx(expected)
     assert sum(expected.values()) == pytest.approx(1.0)
     # The tier is the model's: the same complexity and P(complexity <= k), the confidence scaled by the task's.
     assert (after.complexity, after.at_most) == (before.complexity, before.at_most)
     tier_p = before.confidence / before.task_probabilities[0][1]
-    assert after.confidence == pytest.approx(expected["summarize"] * tier_p)
+    assert after.confidence == pytest.approx(expected[second] * tier_p)
     assert outcomes(metrics)["changed"] == 1
 
 
 def test_an_encoder_that_agrees_keeps_the_task_type_and_raises_the_confidence(
     classifier: Classifier, metrics: RouterMetrics, opinions: Callable[..., SecondOpinion]
 ) -> None:
-    before, after = revise(opinions(InMemoryEncoder("chat")), classifier, UNSURE)
-    assert after.task_type == before.task_type == "chat"
+    first, _ = first_two(classifier)
+    before, after = revise(opinions(InMemoryEncoder(first)), classifier, UNSURE)
+    assert after.task_type == before.task_type == first
     assert after.confidence > before.confidence
     assert outcomes(metrics)["kept"] == 1
 
@@ -141,9 +150,10 @@ def test_an_encoder_that_agrees_keeps_the_task_type_and_raises_the_confidence(
 def test_a_priority_header_still_wins_when_the_class_changes(
     classifier: Classifier, opinions: Callable[..., SecondOpinion]
 ) -> None:
-    _, after = revise(opinions(InMemoryEncoder("summarize")), classifier, UNSURE, {"X-Zeta-Priority": "9"})
-    assert after.task_type == "summarize" and after.priority == 9
-    _, unset = revise(opinions(InMemoryEncoder("summarize")), classifier, UNSURE)
+    _, second = first_two(classifier)
+    _, after = revise(opinions(InMemoryEncoder(second)), classifier, UNSURE, {"X-Zeta-Priority": "9"})
+    assert after.task_type == second and after.priority == 9
+    _, unset = revise(opinions(InMemoryEncoder(second)), classifier, UNSURE)
     assert unset.priority == unset.task_class.priority
 
 
