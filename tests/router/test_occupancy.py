@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
@@ -93,10 +94,22 @@ def test_the_balancer_sees_an_engine_filled_by_clients_that_bypass_the_router() 
     assert balancer.choose(eligible, tracker, rng).backend.name == "busy"  # type: ignore[union-attr]
 
 
-async def _metrics_server(page: bytes | None, *, chunked: bool = False) -> tuple[web.AppRunner, str]:
-    """An HTTP server whose /metrics is ``page`` (None: 404), with a Content-Length or chunked (no length)."""
+@dataclass
+class Hold:
+    arrived: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(0))
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _metrics_server(
+    page: bytes | None, *, chunked: bool = False, hold: Hold | None = None
+) -> tuple[web.AppRunner, str]:
+    """An HTTP server whose /metrics is ``page`` (None: 404), with a Content-Length or chunked (no length);
+    with ``hold``, each request says it arrived and its answer waits for the hold's release."""
 
     async def metrics(request: web.Request) -> web.StreamResponse:
+        if hold is not None:
+            hold.arrived.release()
+            await hold.released.wait()
         if page is None:
             raise web.HTTPNotFound()
         if not chunked:
@@ -176,3 +189,53 @@ def test_the_poller_reports_what_it_can_read_and_keeps_the_rest_until_stale(
     assert gauge == {good[0]: 6, good[1]: 6, kept: 9}
     assert metrics.engine_reads.labels("ok")._value.get() == 2
     assert metrics.engine_reads.labels("unreadable")._value.get() == 4
+
+
+def test_a_reading_that_ends_after_a_table_swap_leaves_no_series_of_what_the_swap_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reads started under one table and answered after the next one removed their endpoint report nothing:
+    neither to the balancer nor as a gauge series the swap had just removed (CI saw backend "b" come back)."""
+    monkeypatch.setattr(random, "random", lambda: 0.0)
+    metrics = RouterMetrics()
+    view = Occupancy(EndpointTracker(Ejection()), replicas=1, max_age=30.0, clock=Clock())
+    store = TableStore(
+        metrics,
+        model=None,
+        on_swap=lambda s: metrics.forget_except(
+            backends={b.name for b in s.table.backends}, classes=(), endpoints=s.endpoint_owner.keys()
+        ),
+    )
+
+    def offer(backends: list[dict[str, object]], version: int) -> None:
+        routes = table(backends, [task_class("chat", "chat", {"kept": 1.0})])
+        sealed = RoutingTable.model_validate(routes).sealed(version=version, generated_at="")
+        assert store.offer(sealed.to_json(), source="test")
+
+    async def scenario() -> tuple[str, str]:
+        hold = Hold()
+        servers = [await _metrics_server(VLLM_PAGE, hold=hold) for _ in range(2)]
+        kept, removed = (url for _, url in servers)
+        offer([backend("kept", [kept]), backend("removed", [removed])], version=1)
+        readings = asyncio.Event()
+        try:
+            async with aiohttp.ClientSession() as session:
+                poll = asyncio.create_task(
+                    poll_engines(session, store, view, metrics, interval=60.0, on_reading=readings.set)
+                )
+                for _ in servers:  # both reads in flight
+                    await hold.arrived.acquire()
+                offer([backend("kept", [kept])], version=2)
+                hold.released.set()
+                await readings.wait()
+                poll.cancel()
+        finally:
+            for runner, _ in servers:
+                await runner.cleanup()
+        return kept, removed
+
+    kept, removed = asyncio.run(scenario())
+    assert view.fresh(kept) and view.inflight(kept) == 6
+    assert not view.fresh(removed)
+    samples = metrics.engine_occupancy.collect()[0].samples
+    assert {(s.labels["backend"], s.labels["endpoint"]) for s in samples} == {("kept", kept)}

@@ -136,7 +136,12 @@ async def poll_engines(
         owners = {} if snapshot is None else snapshot.endpoint_owner
         occupancy.forget_except(owners)
         read = await asyncio.gather(*(_read(session, url, timeout) for url in owners))
+        # The table may have changed during the reads: a reading of an endpoint it no longer has would bring
+        # back the series its swap removed (`RouterMetrics.forget_except`).
+        still = {} if store.current is None else store.current.endpoint_owner
         for (url, backend), held in zip(owners.items(), read, strict=True):
+            if still.get(url) != backend:
+                continue
             metrics.engine_reads.labels("ok" if held is not None else "unreadable").inc()
             if held is None:
                 if not occupancy.fresh(url):  # a fresh one stays (see the module)
