@@ -174,10 +174,10 @@ def evaluate(scored: Sequence[Request], head: runtime.Head, what: str) -> str:
     RoutingPolicy configures it, without and with the second opinion folded in as the router folds it in
     (`runtime.fold_in`), reading the encoder's vectors as training does (cached)."""
     classifier = sample_classifier(model.shipped())
-    test = list(scored)
-    first = [classifier.classify({}, "any", r.view) for r in test]
+    requests = list(scored)
+    first = [classifier.classify({}, "any", r.view) for r in requests]
     wanted = [runtime.unsure(c, head.ask_below) for c in first]
-    asked = [r for r, w in zip(test, wanted, strict=True) if w]
+    asked = [r for r, w in zip(requests, wanted, strict=True) if w]
     turn, _, instruction, _ = ceiling.embeddings(asked)
     opinions = iter(
         head.task_probabilities(t.tolist(), i.tolist()) for t, i in zip(turn, instruction, strict=True)
@@ -186,9 +186,9 @@ def evaluate(scored: Sequence[Request], head: runtime.Head, what: str) -> str:
         runtime.fold_in(classifier, c, head, next(opinions)) if w else c
         for c, w in zip(first, wanted, strict=True)
     ]
-    right = [[c.task_type == r.task for c, r in zip(cs, test, strict=True)] for cs in (first, second)]
+    right = [[c.task_type == r.task for c, r in zip(cs, requests, strict=True)] for cs in (first, second)]
     on_asked = [sum(x for x, w in zip(rs, wanted, strict=True) if w) for rs in right]
-    n, k = len(test), len(asked)
+    n, k = len(requests), len(asked)
     # Calibration on the asked ones: the mean probability of the chosen task type against the share right.
     said = [
         sum(c.task_probabilities[0][1] for c, w in zip(cs, wanted, strict=True) if w) / max(k, 1)
