@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bench.routing import des, metrics, prompts, report, scenario
+from bench.routing import des, metrics, prompts, report, scenario, unseen
 from bench.routing.records import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -313,8 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--litellm-workers", type=int, default=1, help="LiteLLM proxy --num_workers (real mode, litellm-*)"
     )
+    parser.add_argument(
+        "--unseen",
+        type=int,
+        metavar="N",
+        help="DES: instead of --scenario, N workloads drawn from a wide family nobody tuned on "
+        "(bench/routing/unseen.py), one summary row each",
+    )
+    parser.add_argument(
+        "--unseen-from",
+        type=int,
+        default=unseen.FIRST_SEED,
+        metavar="SEED",
+        help=f"the first workload seed of --unseen (default {unseen.FIRST_SEED}; the next N-1 follow)",
+    )
     args = parser.parse_args(argv)
-    names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
+    if args.unseen is not None and (args.mode == "real" or args.smoke or args.unseen < 1):
+        parser.error("--unseen N: DES only, N >= 1")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     mode = "des" if args.smoke else args.mode
     header = [
@@ -326,32 +342,26 @@ def main(argv: list[str] | None = None) -> int:
     header.insert(2, f"Prompts: {prompt_set.source}.")
     print("\n".join(header), flush=True)
     parts = list(header)
-    for name in names:
-        sc = scenario.load(name)
-        if args.routers is not None:
-            sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
-        if args.engine_poll is not None:
-            sc = scenario.Scenario(**{**sc.__dict__, "engine_poll": args.engine_poll})
-        if args.duration is not None and not args.smoke:
-            sc = scenario.shrink(sc, duration=args.duration)
-        if args.label_headers:
-            sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
-        if args.second_opinion:
-            sc = scenario.Scenario(**{**sc.__dict__, "second_opinion": True})
+    if args.unseen is not None:
+        docs = [unseen.draw(args.unseen_from + i) for i in range(args.unseen)]
+        loaded = [scenario.build(d, default_name=d["name"]) for d in docs]
+    else:
+        names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
+        loaded = [scenario.load(name) for name in names]
+    rows: list[unseen.Row] = []
+    for sc in loaded:
         try:
-            sc = scenario.with_classifier(
-                sc,
-                task_confidence=args.task_confidence,
-                offload_confidence=args.offload_confidence,
-                offload_task_confidence=args.offload_task_confidence,
-            )
+            sc = configured(sc, args, prompt_set)
         except ValidationError as e:
             parser.error(
                 f"--task-confidence / --offload-confidence / --offload-task-confidence: {e.errors()[0]['msg']}"
             )
-        sc = scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
+        if args.unseen is not None:
+            rows.append(unseen_row(sc, strategies, seed=args.seed))
+            print(rows[-1].line(), flush=True)
+            continue
         if mode == "real" and sc.extra.get("des_only"):
-            print(f"(skipping {name}: DES only)\n", flush=True)
+            print(f"(skipping {sc.name}: DES only)\n", flush=True)
             continue
         if args.smoke:
             # Seconds, not minutes: the scale fleet's thousands of requests per second get a shorter story.
@@ -361,9 +371,52 @@ def main(argv: list[str] | None = None) -> int:
                             litellm_workers=args.litellm_workers, repeats=1 if args.smoke else args.repeats)  # fmt: skip
         print(text, flush=True)
         parts.append(text)
+    if rows:
+        text = unseen.table(rows)
+        print(text, flush=True)
+        parts.append(text)
     if args.out:
         args.out.write_text("\n".join(parts))
     return 0
+
+
+def unseen_row(sc: scenario.Scenario, strategies: list[str], *, seed: int) -> unseen.Row:
+    """One drawn workload, every strategy in the DES: the figures of its summary row."""
+    runs = [des.simulate(sc, s, seed=seed) for s in strategies]
+    arrived = [(r.sent_at, r.task_class) for r in runs[0].records]
+    bounds = given_router(sc, runs)
+    return unseen.Row(
+        name=sc.name,
+        description=sc.description,
+        kinds=unseen.kinds(sc),
+        requests=len(arrived),
+        summaries={r.strategy: metrics.summarize(sc, r) for r in runs},
+        oracle=scenario.oracle_goodput(sc, arrived, weighted=True)[0],
+        given_router_in_order=bounds.get(report.GIVEN_ROUTER_PRIORITY, math.nan),
+    )
+
+
+def configured(
+    sc: scenario.Scenario, args: argparse.Namespace, prompt_set: prompts.PromptSet
+) -> scenario.Scenario:
+    """The scenario as the command line changes it, sending the prompts of ``prompt_set``."""
+    if args.routers is not None:
+        sc = scenario.Scenario(**{**sc.__dict__, "routers": args.routers})
+    if args.engine_poll is not None:
+        sc = scenario.Scenario(**{**sc.__dict__, "engine_poll": args.engine_poll})
+    if args.duration is not None and not args.smoke:
+        sc = scenario.shrink(sc, duration=args.duration)
+    if args.label_headers:
+        sc = scenario.Scenario(**{**sc.__dict__, "label_headers": True})
+    if args.second_opinion:
+        sc = scenario.Scenario(**{**sc.__dict__, "second_opinion": True})
+    sc = scenario.with_classifier(
+        sc,
+        task_confidence=args.task_confidence,
+        offload_confidence=args.offload_confidence,
+        offload_task_confidence=args.offload_task_confidence,
+    )
+    return scenario.with_prompts(sc, prompts.pools(sc.policy, prompt_set.prompts))
 
 
 if __name__ == "__main__":

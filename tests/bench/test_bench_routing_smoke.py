@@ -6,6 +6,7 @@ quality and cost come from the scenario's tables. Never timings."""
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from bench import bench_routing  # noqa: E402
-from bench.routing import des, metrics, prompts, report, scenario  # noqa: E402
+from bench.routing import des, metrics, prompts, report, scenario, unseen  # noqa: E402
 
 
 def _code_burst(duration: float) -> scenario.Scenario:
@@ -213,3 +214,52 @@ def test_the_priority_bound_serves_the_highest_class_first_and_is_the_plain_one_
     for top in ("reasoning", "code-complex"):
         assert ordered.served[top] >= plain.served[top] - 1e-9
     assert ordered.served["reasoning"] == pytest.approx(peak["reasoning"])  # the top class fits whole
+
+
+def test_unseen_workloads_are_drawn_the_same_way_each_time_and_stay_inside_their_duration() -> None:
+    """The family of bench/routing/unseen.py: a seed always draws the same workload, every draw is a valid
+    scenario, and every burst, batch job and fault happens while it runs."""
+    assert unseen.draw(7) == unseen.draw(7) != unseen.draw(8)
+    kinds = set()
+    for seed in range(unseen.FIRST_SEED, unseen.FIRST_SEED + 200):
+        doc = unseen.draw(seed)
+        sc = scenario.build(doc, default_name=doc["name"])
+        assert sc.rate > 0 and sc.routers in (2, 3, 4) and abs(sum(c.share for c in sc.classes) - 1) < 1e-9
+        for event in (*sc.bursts, *sc.externals, *sc.faults):
+            end = event.start + (0 if math.isinf(event.duration) else event.duration)
+            assert event.start >= 15 and end <= sc.duration, (seed, event)
+        kinds |= {type(e).__name__ for e in (*sc.bursts, *sc.externals, *sc.faults)}
+        kinds |= {"Crash" for f in sc.faults if f.crash}
+    assert kinds == {"Burst", "External", "Fault", "Crash"}
+
+
+def test_unseen_prints_a_row_per_workload_and_how_zeta_did_across_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "--unseen",
+        "2",
+        "--unseen-from",
+        "5",
+        "--duration",
+        "20",
+        "--strategies",
+        "static,least-request,zeta",
+    ]
+    assert bench_routing.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "### 2 workloads nobody tuned on" in out
+    rows = [line for line in out.splitlines() if line.startswith("| unseen-")]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| unseen-5",
+        "| unseen-6",
+    ] * 2  # printed as they end, then the table
+    assert re.search(r"^Zeta against least-request, quality goodput: median \d\.\d{3}", out, re.M)
+    assert re.search(
+        r"^\| (nothing|burst|load past the routers|slowed backend|backend lost) \| 1 \|", out, re.M
+    )
+    assert re.search(
+        r"^True capability violations summed over the workloads: zeta \d+, least-request \d+, static",
+        out,
+        re.M,
+    )
