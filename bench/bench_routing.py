@@ -4,6 +4,7 @@ with the oracle's linear-program bound; one table per scenario and PNG plots of 
     python -m bench.bench_routing --mode des --scenario all            # simulated time, seconds
     python -m bench.bench_routing --mode real --scenario code-burst    # real processes, minutes
     python -m bench.bench_routing --smoke                              # CI: DES, compressed scenarios
+    python -m bench.bench_routing --unseen 200                         # DES, workloads nobody tuned on
     python -m bench.bench_routing --mode real --scenario code-burst \
         --strategies litellm-least-busy,litellm-latency-based,litellm-simple-shuffle,least-request,zeta
 
@@ -245,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mode", choices=["des", "real"], default="des")
-    parser.add_argument("--scenario", default="all", help=f"one of {', '.join(scenario.names())}, or all")
+    parser.add_argument(
+        "--scenario", help=f"comma-separated, of {', '.join(scenario.names())}, or all (the default)"
+    )
     parser.add_argument("--strategies", default=",".join(des.STRATEGIES), help="comma-separated subset")
     parser.add_argument(
         "--smoke", action="store_true", help="DES, every scenario compressed to 20 s (3 s at scale) (CI)"
@@ -329,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the first workload seed of --unseen (default {unseen.FIRST_SEED}; the next N-1 follow)",
     )
     args = parser.parse_args(argv)
-    if args.unseen is not None and (args.mode == "real" or args.smoke or args.unseen < 1):
-        parser.error("--unseen N: DES only, N >= 1")
+    if args.unseen is not None and (args.mode == "real" or args.smoke or args.scenario or args.unseen < 1):
+        parser.error("--unseen N: DES only, N >= 1, instead of --scenario")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     mode = "des" if args.smoke else args.mode
     header = [
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         docs = [unseen.draw(args.unseen_from + i) for i in range(args.unseen)]
         loaded = [scenario.build(d, default_name=d["name"]) for d in docs]
     else:
-        names = scenario.names() if args.scenario == "all" else args.scenario.split(",")
+        names = scenario.names() if args.scenario in (None, "all") else args.scenario.split(",")
         loaded = [scenario.load(name) for name in names]
     rows: list[unseen.Row] = []
     for sc in loaded:

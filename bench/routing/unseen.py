@@ -1,4 +1,4 @@
-"""Workloads nobody tuned on: ``python -m bench.bench_routing --unseen 40``.
+"""Workloads nobody tuned on: ``python -m bench.bench_routing --unseen 200``.
 
 Every default the router and the operator ship (offloadConfidence, offloadTaskConfidence, shedLate, the
 adaptation gains, the balancer's two draws) was chosen, or checked, on the seven scenarios of bench/scenarios.
@@ -33,7 +33,8 @@ from . import scenario
 from .metrics import Summary
 
 FIRST_SEED = 20_261_207
-"""Where ``--unseen`` starts unless told (``--unseen-from``): drawn once, when this module was written."""
+"""Where ``--unseen`` starts unless told (``--unseen-from``): the date this module was written, fixed before any
+workload was run."""
 
 
 def draw(seed: int) -> dict[str, Any]:

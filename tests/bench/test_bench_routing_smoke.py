@@ -233,6 +233,18 @@ def test_unseen_workloads_are_drawn_the_same_way_each_time_and_stay_inside_their
     assert kinds == {"Burst", "External", "Fault", "Crash"}
 
 
+@pytest.mark.parametrize(
+    "wrong", [["--scenario", "code-burst"], ["--mode", "real"], ["--smoke"], ["--unseen", "0"]]
+)
+def test_unseen_is_refused_beside_what_it_replaces_or_cannot_do(
+    wrong: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench_routing.main(["--unseen", "2", *wrong])
+    assert exited.value.code == 2
+    assert "--unseen N: DES only, N >= 1, instead of --scenario" in capsys.readouterr().err
+
+
 def test_unseen_prints_a_row_per_workload_and_how_zeta_did_across_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
