@@ -159,6 +159,15 @@ HEADER = (
 )
 
 
+def _ratios(rows: Sequence[Row], base: str, field: str = "quality_goodput") -> list[float]:
+    """`Row.against` for each row, the workloads where it is undefined left out."""
+    return [x for x in (r.against(base, field) for r in rows) if not math.isnan(x)]
+
+
+def _median(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.3f}" if values else "—"
+
+
 def table(rows: Sequence[Row]) -> str:
     """Every workload's row, then how Zeta did against least-request across them."""
     lines = [f"### {len(rows)} workloads nobody tuned on (bench/routing/unseen.py)", "", HEADER]
@@ -174,18 +183,15 @@ def table(rows: Sequence[Row]) -> str:
     ]
     for kind in KINDS:
         some = [r for r in rows if kind in r.kinds]
-        vs = [x for x in (r.against("least-request") for r in some) if not math.isnan(x)]
-        cheaper = [
-            x for x in (r.against("least-request", "cost_per_good") for r in some) if not math.isnan(x)
-        ]
+        vs, cheaper = _ratios(some, "least-request"), _ratios(some, "least-request", "cost_per_good")
         if vs:
             lines.append(
                 f"| {kind} | {len(vs)} | {statistics.median(vs):.3f} ({min(vs):.2f}-{max(vs):.2f}) "
-                f"| {sum(x >= 1.0 for x in vs)} | {statistics.median(cheaper):.3f} |"
+                f"| {sum(x >= 1.0 for x in vs)} | {_median(cheaper)} |"
             )
-    vs_lr = [x for x in (r.against("least-request") for r in rows) if not math.isnan(x)]
-    cost = [x for x in (r.against("least-request", "cost_per_good") for r in rows) if not math.isnan(x)]
-    vs_static = [x for x in (r.against("static") for r in rows) if not math.isnan(x)]
+    vs_lr = _ratios(rows, "least-request")
+    cost = _ratios(rows, "least-request", "cost_per_good")
+    vs_static = _ratios(rows, "static")
     if vs_lr:
         lines += [
             "",
