@@ -1,0 +1,142 @@
+"""Public prompts nobody on the team wrote, labelled blind by the rubric: a check the corpus cannot give.
+
+    python -m zeta_dev.classifier.public --fastchat DIR --arena-hard DIR [--out build/public]
+
+Every request of the corpus was written by someone who read LABELLING.md and the judgement calls; a user's
+traffic was not. This scores the shipped classifier on four public sets of prompts written by others:
+
+- ``mtbench``: the first turns of MT-bench's 80 questions, and ``vicuna``: Vicuna-bench's 80 questions, from
+  lm-sys/FastChat (Apache-2.0; ``fastchat/llm_judge/data/{mt_bench,vicuna_bench}/question.jsonl``);
+- ``arenahard1``: the 500 prompts of Arena-Hard v0.1, and ``arenahard2``: the 750 of Arena-Hard v2.0 (hard
+  coding and maths prompts and creative writing), real users' prompts from Chatbot Arena, from
+  lmarena/arena-hard-auto (Apache-2.0; ``data/arena-hard-v{0.1,2.0}/question.jsonl``).
+
+The labels (``dev/corpus/public/labels.jsonl``: ids, task type and complexity, no prompt text) were given by
+annotators who read only the prompts, LABELLING.md and the w5/w6 judgement calls: not the sets' own
+categories, not the model, not its answers. The prompts stay in their repositories: this command reads them
+from your checkouts (FastChat at 0e6d3e4b, arena-hard-auto at 196f6b82 were used; another version works as long
+as every labelled id is in it, else it says which are missing), writes them in the corpus's format to ``--out``
+(one group per prompt) and prints the learned model's figures on them beside the keyword classifier's
+(`evaluate.unseen`). Nothing trains, calibrates or is tuned on them: they are never in dev/corpus's top level,
+where training reads. The router's second opinion on them: ``python -m zeta_dev.classifier.second_opinion
+--evaluate --unseen mtbench,vicuna,arenahard1,arenahard2 --corpus build/public``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zeta_operator.router import model as runtime
+
+from . import corpus, evaluate
+
+LABELS = corpus.CORPUS / "public" / "labels.jsonl"
+OUT = corpus.CORPUS.parents[1] / "build" / "public"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One public set: which checkout holds it, where, and how a line gives its id and prompt."""
+
+    checkout: str
+    """``fastchat`` or ``arena-hard``: the command-line option naming the checkout."""
+    path: str
+    key: str
+    """The field whose value, after ``<source>-``, is the id in the labels file."""
+
+    def prompt(self, row: Mapping[str, Any]) -> str:
+        return str(row["turns"][0] if "turns" in row else row["prompt"])
+
+
+SOURCES = {
+    "mtbench": Source("fastchat", "fastchat/llm_judge/data/mt_bench/question.jsonl", "question_id"),
+    "vicuna": Source("fastchat", "fastchat/llm_judge/data/vicuna_bench/question.jsonl", "question_id"),
+    "arenahard1": Source("arena-hard", "data/arena-hard-v0.1/question.jsonl", "uid"),
+    "arenahard2": Source("arena-hard", "data/arena-hard-v2.0/question.jsonl", "uid"),
+}
+
+
+class PublicError(Exception):
+    """A checkout lacks a set, or a labelled prompt; the message says which."""
+
+
+def prompts(checkouts: Mapping[str, Path]) -> dict[str, str]:
+    """Every prompt of the four sets, by labels-file id (``<source>-<id>``)."""
+    out: dict[str, str] = {}
+    for name, source in SOURCES.items():
+        path = checkouts[source.checkout] / source.path
+        try:
+            # Not splitlines(): a prompt may hold a raw U+2028 or form feed, which JSON leaves unescaped.
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except OSError as e:
+            raise PublicError(
+                f"{name}: cannot read {path} ({e.strerror}): is --{source.checkout} a checkout?"
+            ) from None
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                out[f"{name}-{row[source.key]}"] = source.prompt(row)
+    return out
+
+
+def labelled(
+    labels: Sequence[Mapping[str, Any]], texts: Mapping[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Corpus rows per source: each label joined with its prompt. PublicError names labels without one."""
+    missing = [str(label["id"]) for label in labels if label["id"] not in texts]
+    if missing:
+        raise PublicError(
+            f"{len(missing)} labelled prompts are not in the checkouts (another version?): {', '.join(missing[:5])}"
+        )
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SOURCES}
+    for n, label in enumerate(labels, 1):
+        source = str(label["id"]).split("-", 1)[0]
+        rows[source].append(
+            {
+                "id": label["id"],
+                "group": f"{source}-g{n:04d}",
+                "source": source,
+                "messages": [{"role": "user", "content": texts[label["id"]]}],
+                "task": label["task"],
+                "complexity": label["complexity"],
+            }
+        )
+    return rows
+
+
+def read_labels(path: Path = LABELS) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write(out: Path, rows: Mapping[str, list[dict[str, Any]]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for source, source_rows in rows.items():
+        # ASCII-escaped, so that corpus.load's splitlines() cannot cut a prompt at a raw line separator.
+        text = "".join(json.dumps(r) + "\n" for r in source_rows)
+        (out / f"{source}.jsonl").write_text(text, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.public", description=__doc__)
+    parser.add_argument("--fastchat", type=Path, required=True, help="a checkout of lm-sys/FastChat")
+    parser.add_argument(
+        "--arena-hard", type=Path, required=True, help="a checkout of lmarena/arena-hard-auto"
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help="where the joined requests are written")
+    parser.add_argument("--weights", type=Path, default=runtime.WEIGHTS_FILE)
+    args = parser.parse_args(argv)
+    try:
+        rows = labelled(read_labels(), prompts({"fastchat": args.fastchat, "arena-hard": args.arena_hard}))
+    except PublicError as e:
+        parser.exit(2, f"error: {e}\n")
+    write(args.out, rows)
+    print(evaluate.unseen(corpus.load(args.out), list(SOURCES), runtime.load(args.weights)))
+
+
+if __name__ == "__main__":
+    main()

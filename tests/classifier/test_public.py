@@ -1,0 +1,70 @@
+"""The public prompts' labels (dev/corpus/public) are valid, carry no prompt text and never reach training; the
+command joins them with the prompts of the sets' own files and refuses a checkout that lacks one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zeta_dev.classifier import corpus, public
+
+
+def checkouts(tmp_path: Path, *, drop: str = "") -> dict[str, Path]:
+    """The four sets' files, laid out as in the two repositories, holding two prompts each."""
+    roots = {"fastchat": tmp_path / "FastChat", "arena-hard": tmp_path / "arena-hard-auto"}
+    for name, source in public.SOURCES.items():
+        path = roots[source.checkout] / source.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for key in ("1", "2"):
+            if f"{name}-{key}" == drop:
+                continue
+            text = f"{name} prompt {key}"
+            fields = {"turns": [text, "a second turn"]} if source.checkout == "fastchat" else {"prompt": text}
+            rows.append({source.key: key, **fields})
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return roots
+
+
+def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
+    labels = public.read_labels()
+    ids = [label["id"] for label in labels]
+    assert len(ids) == len(set(ids)) == 1410
+    assert {i.split("-", 1)[0] for i in ids} == set(public.SOURCES)
+    assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in labels)
+    assert all(set(label) <= {"id", "task", "complexity", "note"} for label in labels)
+
+
+def test_training_never_reads_them() -> None:
+    assert public.LABELS.parent != corpus.CORPUS
+    assert not {r.source for r in corpus.load()} & set(public.SOURCES)
+
+
+def test_labels_are_joined_with_their_prompts_in_the_corpus_format(tmp_path: Path) -> None:
+    labels = [
+        {"id": "mtbench-2", "task": "chat", "complexity": 2},
+        {"id": "arenahard2-1", "task": "code", "complexity": 4, "note": "hard"},
+    ]
+    rows = public.labelled(labels, public.prompts(checkouts(tmp_path)))
+    public.write(tmp_path / "out", rows)
+    loaded = {r.id: r for r in corpus.load(tmp_path / "out")}
+    assert set(loaded) == {"mtbench-2", "arenahard2-1"}
+    assert loaded["mtbench-2"].view.last_user == "mtbench prompt 2"  # the first turn only
+    assert loaded["arenahard2-1"].view.last_user == "arenahard2 prompt 1"
+    joined = loaded["arenahard2-1"]
+    assert (joined.source, joined.task, joined.complexity) == ("arenahard2", "code", 4)
+
+
+def test_a_label_whose_prompt_is_missing_is_named(tmp_path: Path) -> None:
+    texts = public.prompts(checkouts(tmp_path, drop="vicuna-2"))
+    with pytest.raises(public.PublicError, match="vicuna-2"):
+        public.labelled([{"id": "vicuna-2", "task": "chat", "complexity": 1}], texts)
+
+
+def test_a_checkout_without_the_set_is_refused(tmp_path: Path) -> None:
+    roots = checkouts(tmp_path)
+    (roots["arena-hard"] / public.SOURCES["arenahard1"].path).unlink()
+    with pytest.raises(public.PublicError, match=r"arenahard1: cannot read .*--arena-hard"):
+        public.prompts(roots)
