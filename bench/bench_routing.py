@@ -296,10 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--split",
-        choices=["test", "calibration"],
+        choices=["test", "calibration", "all"],
         default="test",
         help="the corpus split the prompts come from: test (held out, the default) or calibration (to choose a "
-        "setting such as --offload-confidence without looking at the held-out prompts)",
+        "setting such as --offload-confidence without looking at the held-out prompts); all: every prompt of a "
+        "--corpus nothing was trained on (e.g. build/public of python -m zeta_dev.classifier.public)",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="DES: also run this many arrival seeds and show mean and range"

@@ -90,14 +90,18 @@ class PromptSet:
 
 
 def load_heldout_prompts(
-    corpus: Path | None = None, split_to_use: Literal["test", "calibration"] = "test"
+    corpus: Path | None = None, split_to_use: Literal["test", "calibration", "all"] = "test"
 ) -> PromptSet:
     """Every held-out labelled prompt (the one function the benchmark takes its prompts through), or every
     calibration prompt with ``split_to_use="calibration"``: for choosing a setting such as offloadConfidence by
     its routing result without ever looking at the held-out test split. Never the train split: the classifier
-    learned from it, so routing on it would flatter every strategy that classifies."""
+    learned from it, so routing on it would flatter every strategy that classifies. ``"all"``: every prompt of
+    a directory nothing was trained on (the public prompts of ``python -m zeta_dev.classifier.public``, its
+    ``build/public``); refused for the training corpus, whose train split the classifier learned."""
     split, split_name = split_function()
     directory = corpus_dir(corpus)
+    if split_to_use == "all" and (directory is None or directory.resolve() == CORPUS.resolve()):
+        raise SystemExit("--split all: only for a --corpus nothing was trained on (not dev/corpus)")
     rows: list[dict[str, Any]] = []
     if directory is not None:
         for path in sorted(directory.glob("*.jsonl")):
@@ -111,8 +115,12 @@ def load_heldout_prompts(
                 row = json.loads(line)
                 rows.append({**row, "id": f"inrepo-{n:03d}", "group": f"inrepo-g{n:03d}"})
         where = f"{IN_REPO.relative_to(REPO)} ({len(rows)} labelled prompts; the keyword classifier was fitted to them)"
-    held = [_prompt(row) for row in rows if split(row["group"]) == split_to_use]
+    held = [_prompt(row) for row in rows if split_to_use == "all" or split(row["group"]) == split_to_use]
     digest = hashlib.sha256("\n".join(p.id for p in held).encode()).hexdigest()[:12]
+    if split_to_use == "all":
+        return PromptSet(
+            tuple(held), f"all {len(held)} prompts of {where} (never trained on), ids sha256 {digest}"
+        )
     kind = "held-out" if split_to_use == "test" else split_to_use
     return PromptSet(
         tuple(held), f"{len(held)} {kind} prompts of {where}, split by {split_name}, ids sha256 {digest}"

@@ -6,6 +6,7 @@ quality and cost come from the scenario's tables. Never timings."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -56,6 +57,35 @@ def test_calibration_prompts_never_include_a_held_out_group() -> None:
     assert calibration.prompts and all(split(p.group) == "calibration" for p in calibration.prompts)
     assert not held_groups & {p.group for p in calibration.prompts}
     assert "calibration prompts" in calibration.source
+
+
+def test_every_prompt_of_a_directory_nothing_was_trained_on_but_never_the_training_corpus(
+    tmp_path: Path,
+) -> None:
+    """`--split all` (the public prompts of zeta_dev.classifier.public): every split of such a directory, and a
+    refusal for dev/corpus, whose train split the classifier learned from."""
+    rows = [
+        json.dumps(
+            {
+                "id": f"p-{n}",
+                "group": f"p-g{n}",
+                "source": "p",
+                "messages": [{"role": "user", "content": f"question {n}"}],
+                "task": "chat",
+                "complexity": 2,
+            }
+        )
+        for n in range(40)
+    ]
+    (tmp_path / "p.jsonl").write_text("\n".join(rows) + "\n")
+    every = prompts.load_heldout_prompts(tmp_path, "all")
+    assert sorted(p.id for p in every.prompts) == sorted(f"p-{n}" for n in range(40))
+    assert "never trained on" in every.source
+    assert len(prompts.load_heldout_prompts(tmp_path).prompts) < 40  # the test split alone is a part
+    with pytest.raises(SystemExit, match="--split all"):
+        prompts.load_heldout_prompts(prompts.CORPUS, "all")
+    with pytest.raises(SystemExit, match="--split all"):
+        prompts.load_heldout_prompts(None, "all")
 
 
 def test_zeta_keeps_to_its_own_classification_in_a_burst() -> None:
