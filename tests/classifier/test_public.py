@@ -37,6 +37,13 @@ def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
     assert all(set(label) <= {"id", "task", "complexity", "note"} for label in labels)
 
 
+def test_the_second_blind_labels_are_of_labelled_prompts() -> None:
+    second = public.read_labels(public.LABELS.with_name("second.jsonl"))
+    ids = [label["id"] for label in second]
+    assert len(ids) == len(set(ids)) == 200 and set(ids) <= {label["id"] for label in public.read_labels()}
+    assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in second)
+
+
 def test_training_never_reads_them() -> None:
     assert public.LABELS.parent != corpus.CORPUS
     assert not {r.source for r in corpus.load()} & set(public.SOURCES)

@@ -19,7 +19,8 @@ as every labelled id is in it, else it says which are missing), writes them in t
 (one group per prompt) and prints the learned model's figures on them beside the keyword classifier's
 (`evaluate.unseen`). Nothing trains, calibrates or is tuned on them: they are never in dev/corpus's top level,
 where training reads. The router's second opinion on them: ``python -m zeta_dev.classifier.second_opinion
---evaluate --unseen mtbench,vicuna,arenahard1,arenahard2 --corpus build/public``.
+--evaluate --unseen mtbench,vicuna,arenahard1,arenahard2 --corpus build/public``; routing them: ``python -m
+bench.bench_routing --corpus build/public --split all``. Results: docs/classifier-rounds.md, docs/benchmarks.md.
 """
 
 from __future__ import annotations
