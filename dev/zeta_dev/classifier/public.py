@@ -26,6 +26,7 @@ bench.bench_routing --corpus build/public --split all``. Results: docs/classifie
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Any
 
 from zeta_operator.router import model as runtime
 
-from . import corpus, evaluate
+from . import corpus, evaluate, train
 
 LABELS = corpus.CORPUS / "public" / "labels.jsonl"
 OUT = corpus.CORPUS.parents[1] / "build" / "public"
@@ -122,6 +123,17 @@ def write(out: Path, rows: Mapping[str, list[dict[str, Any]]]) -> None:
         (out / f"{source}.jsonl").write_text(text, encoding="utf-8")
 
 
+def trained_with_part(public: Sequence[corpus.Request]) -> tuple[runtime.LearnedModel, list[corpus.Request]]:
+    """Diagnostic, never shipped: weights trained as `train.build` trains them on the corpus plus the public
+    prompts of the train split (by their group's hash, as the corpus splits), and the rest of the public
+    prompts, which that training never saw, to score them on. Does traffic like a user's, in training, carry
+    to more of it? (About 16 minutes on 2 cores.)"""
+    fit = [r for r in public if r.split == "train"]
+    payload = train.build([*corpus.load(), *fit])
+    model = runtime.parse(gzip.compress(payload), source="corpus + the public train part")
+    return model, [r for r in public if r.split != "train"]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.public", description=__doc__)
     parser.add_argument("--fastchat", type=Path, required=True, help="a checkout of lm-sys/FastChat")
@@ -130,13 +142,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=OUT, help="where the joined requests are written")
     parser.add_argument("--weights", type=Path, default=runtime.WEIGHTS_FILE)
+    parser.add_argument(
+        "--train-part",
+        action="store_true",
+        help="diagnostic: also train on the public prompts of the train split and score both weights on the "
+        "others (`trained_with_part`; nothing is written but --out)",
+    )
     args = parser.parse_args(argv)
     try:
         rows = labelled(read_labels(), prompts({"fastchat": args.fastchat, "arena-hard": args.arena_hard}))
     except PublicError as e:
         parser.exit(2, f"error: {e}\n")
     write(args.out, rows)
-    print(evaluate.unseen(corpus.load(args.out), list(SOURCES), runtime.load(args.weights)))
+    public = corpus.load(args.out)
+    shipped = runtime.load(args.weights)
+    print(evaluate.unseen(public, list(SOURCES), shipped))
+    if args.train_part:
+        with_part, rest = trained_with_part(public)
+        print(
+            f"\nThe {len(rest)} public prompts outside the train split, by weights trained without and with the others:"
+        )
+        for m in (shipped, with_part):
+            print(f"\n{m.source}:\n")
+            print(evaluate.unseen(rest, list(SOURCES), m))
 
 
 if __name__ == "__main__":
