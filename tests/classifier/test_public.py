@@ -64,6 +64,27 @@ def test_labels_are_joined_with_their_prompts_in_the_corpus_format(tmp_path: Pat
     assert (joined.source, joined.task, joined.complexity) == ("arenahard2", "code", 4)
 
 
+def test_a_prompt_holding_a_raw_line_separator_stays_whole(tmp_path: Path) -> None:
+    """JSON leaves U+2028 and form feeds unescaped; Arena-Hard has both. Read or written by splitlines(), such a
+    prompt was cut in two (and its line no longer parsed)."""
+    roots = checkouts(tmp_path)
+    path = roots["arena-hard"] / public.SOURCES["arenahard2"].path
+    text = "first part\u2028second part\x0cthird"
+    path.write_text(json.dumps({"uid": "9", "prompt": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows = public.labelled([{"id": "arenahard2-9", "task": "chat", "complexity": 1}], public.prompts(roots))
+    public.write(tmp_path / "out", rows)
+    (joined,) = corpus.load(tmp_path / "out")
+    assert joined.view.last_user == text
+
+
+def test_a_corrupt_line_is_named(tmp_path: Path) -> None:
+    roots = checkouts(tmp_path)
+    path = roots["fastchat"] / public.SOURCES["vicuna"].path
+    path.write_text(path.read_text() + '{"question_id": 3, "turns": [\n')
+    with pytest.raises(public.PublicError, match=r"vicuna_bench/question.jsonl:3: not a vicuna question"):
+        public.prompts(roots)
+
+
 def test_a_label_whose_prompt_is_missing_is_named(tmp_path: Path) -> None:
     texts = public.prompts(checkouts(tmp_path, drop="vicuna-2"))
     with pytest.raises(public.PublicError, match="vicuna-2"):

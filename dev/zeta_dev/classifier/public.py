@@ -17,8 +17,8 @@ categories, not the model, not its answers. The prompts stay in their repositori
 from your checkouts (FastChat at 0e6d3e4b, arena-hard-auto at 196f6b82 were used; another version works as long
 as every labelled id is in it, else it says which are missing), writes them in the corpus's format to ``--out``
 (one group per prompt) and prints the learned model's figures on them beside the keyword classifier's
-(`evaluate.unseen`). Nothing trains, calibrates or is tuned on them: they are never in dev/corpus's top level,
-where training reads. The router's second opinion on them: ``python -m zeta_dev.classifier.second_opinion
+(`evaluate.unseen`). Nothing shipped trains, calibrates or is tuned on them: they are never in dev/corpus's top
+level, where training reads (``--train-part``, a diagnostic, fits throwaway weights on part of them). The router's second opinion on them: ``python -m zeta_dev.classifier.second_opinion
 --evaluate --unseen mtbench,vicuna,arenahard1,arenahard2 --corpus build/public``; routing them: ``python -m
 bench.bench_routing --corpus build/public --split all``. Results: docs/classifier-rounds.md, docs/benchmarks.md.
 """
@@ -79,10 +79,15 @@ def prompts(checkouts: Mapping[str, Path]) -> dict[str, str]:
             raise PublicError(
                 f"{name}: cannot read {path} ({e.strerror}): is --{source.checkout} a checkout?"
             ) from None
-        for line in lines:
+        for n, line in enumerate(lines, 1):
             if line.strip():
-                row = json.loads(line)
-                out[f"{name}-{row[source.key]}"] = source.prompt(row)
+                try:
+                    row = json.loads(line)
+                    out[f"{name}-{row[source.key]}"] = source.prompt(row)
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    raise PublicError(
+                        f"{path}:{n}: not a {name} question ({type(e).__name__}: {e})"
+                    ) from None
     return out
 
 
@@ -112,7 +117,7 @@ def labelled(
 
 
 def read_labels(path: Path = LABELS) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def write(out: Path, rows: Mapping[str, list[dict[str, Any]]]) -> None:
