@@ -118,13 +118,11 @@ def load_heldout_prompts(
     held = [_prompt(row) for row in rows if split_to_use == "all" or split(row["group"]) == split_to_use]
     digest = hashlib.sha256("\n".join(p.id for p in held).encode()).hexdigest()[:12]
     if split_to_use == "all":
-        return PromptSet(
-            tuple(held), f"all {len(held)} prompts of {where} (never trained on), ids sha256 {digest}"
-        )
-    kind = "held-out" if split_to_use == "test" else split_to_use
-    return PromptSet(
-        tuple(held), f"{len(held)} {kind} prompts of {where}, split by {split_name}, ids sha256 {digest}"
-    )
+        which = f"all {len(held)} prompts of {where} (never trained on)"
+    else:
+        kind = "held-out" if split_to_use == "test" else split_to_use
+        which = f"{len(held)} {kind} prompts of {where}, split by {split_name}"
+    return PromptSet(tuple(held), f"{which}, ids sha256 {digest}")
 
 
 def _prompt(row: Mapping[str, Any]) -> Prompt:
