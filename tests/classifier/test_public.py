@@ -5,25 +5,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from zeta_dev.classifier import corpus, public
 
 
+def fields(checkout: str, text: str) -> dict[str, Any]:
+    """A question of that repository's shape whose prompt is ``text``."""
+    if checkout == "fastchat":
+        return {"turns": [text, "a second turn"]}
+    if checkout == "self-instruct":
+        return {"instruction": text, "instances": [{"input": "", "output": "an answer"}]}
+    return {"prompt": text}
+
+
 def checkouts(tmp_path: Path, *, drop: str = "") -> dict[str, Path]:
-    """The four sets' files, laid out as in the two repositories, holding two prompts each."""
-    roots = {"fastchat": tmp_path / "FastChat", "arena-hard": tmp_path / "arena-hard-auto"}
+    """The five sets' files, laid out as in the three repositories, holding two prompts each."""
+    roots = {
+        "fastchat": tmp_path / "FastChat",
+        "arena-hard": tmp_path / "arena-hard-auto",
+        "self-instruct": tmp_path / "self-instruct",
+    }
     for name, source in public.SOURCES.items():
         path = roots[source.checkout] / source.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for key in ("1", "2"):
-            if f"{name}-{key}" == drop:
-                continue
-            text = f"{name} prompt {key}"
-            fields = {"turns": [text, "a second turn"]} if source.checkout == "fastchat" else {"prompt": text}
-            rows.append({source.key: key, **fields})
+        rows = [
+            {source.key: key, **fields(source.checkout, f"{name} prompt {key}")}
+            for key in ("1", "2")
+            if f"{name}-{key}" != drop
+        ]
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return roots
 
@@ -31,7 +43,7 @@ def checkouts(tmp_path: Path, *, drop: str = "") -> dict[str, Path]:
 def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
     labels = public.read_labels()
     ids = [label["id"] for label in labels]
-    assert len(ids) == len(set(ids)) == 1410
+    assert len(ids) == len(set(ids)) == 1662
     assert {i.split("-", 1)[0] for i in ids} == set(public.SOURCES)
     assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in labels)
     assert all(set(label) <= {"id", "task", "complexity", "note"} for label in labels)
@@ -40,7 +52,7 @@ def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
 def test_the_second_blind_labels_are_of_labelled_prompts() -> None:
     second = public.read_labels(public.LABELS.with_name("second.jsonl"))
     ids = [label["id"] for label in second]
-    assert len(ids) == len(set(ids)) == 200 and set(ids) <= {label["id"] for label in public.read_labels()}
+    assert len(ids) == len(set(ids)) == 452 and set(ids) <= {label["id"] for label in public.read_labels()}
     assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in second)
 
 
@@ -62,6 +74,23 @@ def test_labels_are_joined_with_their_prompts_in_the_corpus_format(tmp_path: Pat
     assert loaded["arenahard2-1"].view.last_user == "arenahard2 prompt 1"
     joined = loaded["arenahard2-1"]
     assert (joined.source, joined.task, joined.complexity) == ("arenahard2", "code", 4)
+
+
+def test_an_instruction_is_followed_by_its_input() -> None:
+    given = {"id": "9", "instruction": " Fix the grammar. ", "instances": [{"input": "me and him goes\n"}]}
+    alone = {"id": "8", "instruction": "Name three rivers.", "instances": [{"input": "", "output": "x"}]}
+    source = public.SOURCES["selfinstruct"]
+    assert source.prompt(given) == "Fix the grammar.\n\nme and him goes"
+    assert source.prompt(alone) == "Name three rivers."
+
+
+def test_only_the_sets_of_the_checkouts_named_are_read(tmp_path: Path) -> None:
+    roots = checkouts(tmp_path)
+    named = {"self-instruct": roots["self-instruct"]}
+    assert public.sources_in(named) == ["selfinstruct"]
+    assert set(public.prompts(named)) == {"selfinstruct-1", "selfinstruct-2"}
+    (roots["fastchat"] / public.SOURCES["mtbench"].path).unlink()  # not named, so never opened
+    assert public.prompts(named)["selfinstruct-2"] == "selfinstruct prompt 2"
 
 
 def test_a_prompt_holding_a_raw_line_separator_stays_whole(tmp_path: Path) -> None:
@@ -96,3 +125,10 @@ def test_a_checkout_without_the_set_is_refused(tmp_path: Path) -> None:
     (roots["arena-hard"] / public.SOURCES["arenahard1"].path).unlink()
     with pytest.raises(public.PublicError, match=r"arenahard1: cannot read .*--arena-hard"):
         public.prompts(roots)
+
+
+def test_no_checkout_named_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        public.main([])
+    assert exited.value.code == 2
+    assert "name at least one checkout" in capsys.readouterr().err

@@ -1,21 +1,26 @@
 """Public prompts nobody on the team wrote, labelled blind by the rubric: a check the corpus cannot give.
 
-    python -m zeta_dev.classifier.public --fastchat DIR --arena-hard DIR [--out build/public]
+    python -m zeta_dev.classifier.public [--fastchat DIR] [--arena-hard DIR] [--self-instruct DIR] [--out DIR]
 
 Every request of the corpus was written by someone who read LABELLING.md and the judgement calls; a user's
-traffic was not. This scores the shipped classifier on four public sets of prompts written by others:
+traffic was not. This scores the shipped classifier on five public sets of prompts written by others:
 
 - ``mtbench``: the first turns of MT-bench's 80 questions, and ``vicuna``: Vicuna-bench's 80 questions, from
   lm-sys/FastChat (Apache-2.0; ``fastchat/llm_judge/data/{mt_bench,vicuna_bench}/question.jsonl``);
 - ``arenahard1``: the 500 prompts of Arena-Hard v0.1, and ``arenahard2``: the 750 of Arena-Hard v2.0 (hard
   coding and maths prompts and creative writing), real users' prompts from Chatbot Arena, from
-  lmarena/arena-hard-auto (Apache-2.0; ``data/arena-hard-v{0.1,2.0}/question.jsonl``).
+  lmarena/arena-hard-auto (Apache-2.0; ``data/arena-hard-v{0.1,2.0}/question.jsonl``);
+- ``selfinstruct``: the 252 user-oriented instructions of self-instruct's human evaluation (tasks motivated by
+  apps such as Gmail, Grammarly, GitHub or Wolfram Alpha, each an instruction and usually its input), from
+  yizhongw/self-instruct (Apache-2.0; ``human_eval/user_oriented_instructions.jsonl``; its authors ask that it
+  never be trained on). The prompt is the instruction, then a blank line and the input when there is one.
 
 The labels (``dev/corpus/public/labels.jsonl``: ids, task type and complexity, no prompt text) were given by
 annotators who read only the prompts, LABELLING.md and the w5/w6 judgement calls: not the sets' own
 categories, not the model, not its answers. The prompts stay in their repositories: this command reads them
-from your checkouts (FastChat at 0e6d3e4b, arena-hard-auto at 196f6b82 were used; another version works as long
-as every labelled id is in it, else it says which are missing), writes them in the corpus's format to ``--out``
+from the checkouts you name, scoring the sets they hold (FastChat at 0e6d3e4b, arena-hard-auto at 196f6b82,
+self-instruct at 0b26ccaa were used; another version works as long as every labelled id of its sets is in it,
+else it says which are missing), writes them in the corpus's format to ``--out``
 (one group per prompt) and prints the learned model's figures on them beside the keyword classifier's
 (`evaluate.unseen`). Nothing shipped trains, calibrates or is tuned on them: they are never in dev/corpus's top
 level, where training reads (``--train-part``, a diagnostic, fits throwaway weights on part of them). The router's second opinion on them: ``python -m zeta_dev.classifier.second_opinion
@@ -46,13 +51,18 @@ class Source:
     """One public set: which checkout holds it, where, and how a line gives its id and prompt."""
 
     checkout: str
-    """``fastchat`` or ``arena-hard``: the command-line option naming the checkout."""
+    """``fastchat``, ``arena-hard`` or ``self-instruct``: the command-line option naming the checkout."""
     path: str
     key: str
     """The field whose value, after ``<source>-``, is the id in the labels file."""
 
     def prompt(self, row: Mapping[str, Any]) -> str:
-        return str(row["turns"][0] if "turns" in row else row["prompt"])
+        if "turns" in row:
+            return str(row["turns"][0])
+        if "instruction" in row:
+            given = str(row["instances"][0]["input"]).strip() if row["instances"] else ""
+            return str(row["instruction"]).strip() + (f"\n\n{given}" if given else "")
+        return str(row["prompt"])
 
 
 SOURCES = {
@@ -60,6 +70,7 @@ SOURCES = {
     "vicuna": Source("fastchat", "fastchat/llm_judge/data/vicuna_bench/question.jsonl", "question_id"),
     "arenahard1": Source("arena-hard", "data/arena-hard-v0.1/question.jsonl", "uid"),
     "arenahard2": Source("arena-hard", "data/arena-hard-v2.0/question.jsonl", "uid"),
+    "selfinstruct": Source("self-instruct", "human_eval/user_oriented_instructions.jsonl", "id"),
 }
 
 
@@ -67,10 +78,16 @@ class PublicError(Exception):
     """A checkout lacks a set, or a labelled prompt; the message says which."""
 
 
+def sources_in(checkouts: Mapping[str, Path]) -> list[str]:
+    """The sets these checkouts hold (by option name: ``fastchat``, ``arena-hard``, ``self-instruct``)."""
+    return [name for name, source in SOURCES.items() if source.checkout in checkouts]
+
+
 def prompts(checkouts: Mapping[str, Path]) -> dict[str, str]:
-    """Every prompt of the four sets, by labels-file id (``<source>-<id>``)."""
+    """Every prompt of the sets the checkouts hold, by labels-file id (``<source>-<id>``)."""
     out: dict[str, str] = {}
-    for name, source in SOURCES.items():
+    for name in sources_in(checkouts):
+        source = SOURCES[name]
         path = checkouts[source.checkout] / source.path
         try:
             # Not splitlines(): a prompt may hold a raw U+2028 or form feed, which JSON leaves unescaped.
@@ -100,10 +117,10 @@ def labelled(
         raise PublicError(
             f"{len(missing)} labelled prompts are not in the checkouts (another version?): {', '.join(missing[:5])}"
         )
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SOURCES}
+    rows: dict[str, list[dict[str, Any]]] = {}
     for n, label in enumerate(labels, 1):
-        source = str(label["id"]).split("-", 1)[0]
-        rows[source].append(
+        source = source_of(label)
+        rows.setdefault(source, []).append(
             {
                 "id": label["id"],
                 "group": f"{source}-g{n:04d}",
@@ -118,6 +135,10 @@ def labelled(
 
 def read_labels(path: Path = LABELS) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def source_of(label: Mapping[str, Any]) -> str:
+    return str(label["id"]).split("-", 1)[0]
 
 
 def write(out: Path, rows: Mapping[str, list[dict[str, Any]]]) -> None:
@@ -141,10 +162,9 @@ def trained_with_part(public: Sequence[corpus.Request]) -> tuple[runtime.Learned
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m zeta_dev.classifier.public", description=__doc__)
-    parser.add_argument("--fastchat", type=Path, required=True, help="a checkout of lm-sys/FastChat")
-    parser.add_argument(
-        "--arena-hard", type=Path, required=True, help="a checkout of lmarena/arena-hard-auto"
-    )
+    parser.add_argument("--fastchat", type=Path, help="a checkout of lm-sys/FastChat")
+    parser.add_argument("--arena-hard", type=Path, help="a checkout of lmarena/arena-hard-auto")
+    parser.add_argument("--self-instruct", type=Path, help="a checkout of yizhongw/self-instruct")
     parser.add_argument("--out", type=Path, default=OUT, help="where the joined requests are written")
     parser.add_argument("--weights", type=Path, default=runtime.WEIGHTS_FILE)
     parser.add_argument(
@@ -154,14 +174,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         "others (`trained_with_part`; nothing is written but --out)",
     )
     args = parser.parse_args(argv)
+    given = {"fastchat": args.fastchat, "arena-hard": args.arena_hard, "self-instruct": args.self_instruct}
+    checkouts = {option: path for option, path in given.items() if path is not None}
+    if not checkouts:
+        parser.error("name at least one checkout: --fastchat, --arena-hard or --self-instruct")
+    sources = sources_in(checkouts)
     try:
-        rows = labelled(read_labels(), prompts({"fastchat": args.fastchat, "arena-hard": args.arena_hard}))
+        chosen = [label for label in read_labels() if source_of(label) in sources]
+        rows = labelled(chosen, prompts(checkouts))
     except PublicError as e:
         parser.exit(2, f"error: {e}\n")
     write(args.out, rows)
     public = corpus.load(args.out)
     shipped = runtime.load(args.weights)
-    print(evaluate.unseen(public, list(SOURCES), shipped))
+    print(evaluate.unseen(public, sources, shipped))
     if args.train_part:
         with_part, rest = trained_with_part(public)
         print(
@@ -169,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for m in (shipped, with_part):
             print(f"\n{m.source}:\n")
-            print(evaluate.unseen(rest, list(SOURCES), m))
+            print(evaluate.unseen(rest, sources, m))
 
 
 if __name__ == "__main__":
