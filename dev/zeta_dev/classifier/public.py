@@ -185,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PublicError as e:
         parser.exit(2, f"error: {e}\n")
     write(args.out, rows)
-    public = corpus.load(args.out)
+    # --out may also hold sets an earlier run wrote: only those named now are scored and trained on.
+    public = [r for r in corpus.load(args.out) if r.source in sources]
     shipped = runtime.load(args.weights)
     print(evaluate.unseen(public, sources, shipped))
     if args.train_part:
