@@ -3,6 +3,7 @@ command joins them with the prompts of the sets' own files and refuses a checkou
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,25 @@ def fields(checkout: str, text: str) -> dict[str, Any]:
 
 
 def checkouts(tmp_path: Path, *, drop: str = "") -> dict[str, Path]:
-    """The five sets' files, laid out as in the three repositories, holding two prompts each."""
+    """The six sets' files, laid out as in the four repositories, holding two prompts each (the personas' CSV
+    also one for image models, which is not a chat prompt)."""
     roots = {
         "fastchat": tmp_path / "FastChat",
         "arena-hard": tmp_path / "arena-hard-auto",
         "self-instruct": tmp_path / "self-instruct",
+        "personas": tmp_path / "awesome-chatgpt-prompts",
     }
     for name, source in public.SOURCES.items():
         path = roots[source.checkout] / source.path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "personas":
+            path.write_text(
+                "act,prompt,for_devs,type,contributor\n"
+                'Poet,"I want you to act as a poet, ""rhyming"".\nMy first request is a limerick.",FALSE,TEXT,a\n'
+                "Painter,A watercolour of a harbour,FALSE,IMAGE,b\n"
+                "Linux Terminal,I want you to act as a linux terminal. My first command is pwd,TRUE,TEXT,c\n"
+            )
+            continue
         rows = [
             {source.key: key, **fields(source.checkout, f"{name} prompt {key}")}
             for key in ("1", "2")
@@ -43,7 +54,7 @@ def checkouts(tmp_path: Path, *, drop: str = "") -> dict[str, Path]:
 def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
     labels = public.read_labels()
     ids = [label["id"] for label in labels]
-    assert len(ids) == len(set(ids)) == 1662
+    assert len(ids) == len(set(ids)) == 1962
     assert {i.split("-", 1)[0] for i in ids} == set(public.SOURCES)
     assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in labels)
     assert all(set(label) <= {"id", "task", "complexity", "note"} for label in labels)
@@ -52,7 +63,7 @@ def test_the_committed_labels_are_valid_and_hold_no_prompt() -> None:
 def test_the_second_blind_labels_are_of_labelled_prompts() -> None:
     second = public.read_labels(public.LABELS.with_name("second.jsonl"))
     ids = [label["id"] for label in second]
-    assert len(ids) == len(set(ids)) == 452 and set(ids) <= {label["id"] for label in public.read_labels()}
+    assert len(ids) == len(set(ids)) == 552 and set(ids) <= {label["id"] for label in public.read_labels()}
     assert all(label["task"] in corpus.TASKS and label["complexity"] in (1, 2, 3, 4, 5) for label in second)
 
 
@@ -82,6 +93,25 @@ def test_an_instruction_is_followed_by_its_input() -> None:
     source = public.SOURCES["selfinstruct"]
     assert source.prompt(given) == "Fix the grammar.\n\nme and him goes"
     assert source.prompt(alone) == "Name three rivers."
+
+
+def test_the_personas_are_the_text_prompts_of_the_csv_by_their_hash(tmp_path: Path) -> None:
+    poet = 'I want you to act as a poet, "rhyming".\nMy first request is a limerick.'
+    read = public.prompts({"personas": checkouts(tmp_path)["personas"]})
+    assert read == {
+        f"personas-{public.prompt_id(poet)}": poet,  # quoted field, its newline and quotes kept
+        f"personas-{public.prompt_id('I want you to act as a linux terminal. My first command is pwd')}": (
+            "I want you to act as a linux terminal. My first command is pwd"
+        ),
+    }
+    assert public.prompt_id(poet) == hashlib.sha256(poet.encode()).hexdigest()[:10]
+
+
+def test_a_csv_without_prompts_is_named(tmp_path: Path) -> None:
+    roots = checkouts(tmp_path)
+    (roots["personas"] / "prompts.csv").write_text("act,text\nPoet,a poem\n")
+    with pytest.raises(public.PublicError, match=r"prompts.csv:2: not a personas question \(KeyError"):
+        public.prompts({"personas": roots["personas"]})
 
 
 def test_only_the_sets_of_the_checkouts_named_are_read(tmp_path: Path) -> None:
