@@ -23,7 +23,8 @@ from zeta_operator.router import features, model
 # helpers writing beside it; at 78,590, 816 s alone and 962-1,103 s in CI runs (2026-12-06, Intel Xeon); at
 # 81,166, 791 s alone, and at 83,653 1,601 s with two stray trainings' workers beside it for 20 minutes and
 # 1,773-1,864 s in CI runs beside the second opinion's retraining test (1,518-1,561 s, cold cache), and 2,777 s
-# in one with a whole training and the encoder of a second-opinion run beside it too (2026-12-07): above the
+# in one with a whole training and the encoder of a second-opinion run beside it too (2026-12-07); at 87,127,
+# 2,201 s beside a Go build and the encoder of two second-opinion runs: above the
 # default 600 s it is a slow or shared machine, not a wrong result. The timeout leaves room for the
 # corpus to grow (as the head's test does), since the two share the cores for most of their run.
 @pytest.mark.timeout(3600)
